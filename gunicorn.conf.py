@@ -1,0 +1,19 @@
+"""gunicorn settings for snorky_sync, from SNORKY_* environment variables.
+
+    gunicorn -c gunicorn.conf.py wsgi:app
+
+Worker classes: ``gevent`` (default; snorky_sync performs the WebSocket
+handshake itself) or ``geventwebsocket.gunicorn.workers.GeventWebSocketWorker``.
+"""
+import os
+
+bind = [os.environ.get("SNORKY_BIND", "%s:%s" % (
+    os.environ.get("SNORKY_HOST", "127.0.0.1"), os.environ.get("SNORKY_PORT", "8002")))]
+workers = int(os.environ.get("SNORKY_WORKERS", "1"))
+worker_class = os.environ.get("SNORKY_WORKER_CLASS", "gevent")
+# gunicorn's default (1000) would cap WebSocket connections per worker.
+worker_connections = int(os.environ.get("SNORKY_WORKER_CONNECTIONS", "10000"))
+# WebSocket connections live long; the async workers heartbeat on their own.
+timeout = 30
+graceful_timeout = int(os.environ.get("SNORKY_GRACEFUL_TIMEOUT", "10"))
+keepalive = 5

@@ -1,0 +1,29 @@
+"""snorky_sync: Snorky's real-time WebSocket services, rebuilt on gevent and Flask.
+
+The public face; everything here is a re-export::
+
+    from snorky_sync import ServiceRegistry, Snorky, serve
+    from snorky_sync.services.pubsub import PubSubService
+"""
+from .client import Client
+from .embedded import serve
+from .endpoints.websocket import Reject
+from .flask_ext import Snorky
+from .registry import ServiceRegistry
+from .services.base import (
+    RPCError, RPCService, Request, Service, rpc_asynchronous, rpc_command,
+)
+from .settings import Settings
+
+__all__ = [
+    "Client", "Reject", "RPCError", "RPCService", "Request", "Service",
+    "ServiceRegistry", "Settings", "Snorky", "rpc_asynchronous", "rpc_command",
+    "serve", "create_app",
+]
+__version__ = "0.2.0"
+
+
+def create_app(settings=None):
+    """The default application (see :mod:`snorky_sync.app`)."""
+    from .app import create_app as _create_app
+    return _create_app(settings)

@@ -1,0 +1,31 @@
+"""``python -m snorky_sync serve``: the default app in the embedded gevent server."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .app import create_app
+from .embedded import serve
+from .settings import Settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="snorky-sync", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("serve", help="run the default server (single process, gevent)")
+    p.add_argument("--host", help="address to listen on (SNORKY_HOST, default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port (SNORKY_PORT, default 8002)")
+    args = parser.parse_args(argv)
+    settings = Settings.from_env()
+    if args.host:
+        settings.host = args.host
+    if args.port is not None:
+        settings.port = args.port
+    app = create_app(settings)
+    print(f"Snorky running on http://{settings.host}:{settings.port}/ ...", flush=True)
+    serve(app, settings.host, settings.port, access_log=settings.access_log)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""create_app(): the default snorky_sync server, wired from settings.
+
+Frontend registry at ``/ws``: ``pubsub``.  Backend registry at ``/backend``
+(only when ``SNORKY_API_KEY`` is set): ``pubsub_backend``.  A demo page at
+``/`` and ``/healthz`` for load balancers.
+"""
+from __future__ import annotations
+
+import logging
+from importlib import resources
+
+from flask import Flask, Response, jsonify
+
+from .flask_ext import Snorky
+from .metrics import snapshot
+from .registry import ServiceRegistry
+from .services.pubsub import PubSubBackend, PubSubService
+from .settings import Settings
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("snorky_sync")
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """The default application: every built-in service, demo pages, health check."""
+    settings = settings or Settings.from_env()
+    logging.basicConfig(level=settings.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = Flask("snorky_sync")
+
+    frontend = ServiceRegistry()
+    pubsub = PubSubService("pubsub")
+    frontend.register_service(pubsub)
+
+    backend = ServiceRegistry()
+    backend.register_service(PubSubBackend("pubsub_backend", pubsub))
+
+    snorky = Snorky(app, settings)
+    snorky.websocket("/ws", frontend)
+    if settings.api_key:
+        snorky.backend("/backend", backend, api_key=settings.api_key)
+    else:
+        log.warning("SNORKY_API_KEY is not set: the backend endpoint /backend is off")
+    app.extensions["snorky_sync.registries"] = {"frontend": frontend, "backend": backend}
+
+    demo = resources.files("snorky_sync").joinpath("static/demo_pubsub.html").read_bytes()
+
+    @app.get("/")
+    def index():
+        return Response(demo, mimetype="text/html")
+
+    @app.get("/healthz")
+    def healthz():
+        counters = snapshot()
+        return jsonify(status="ok", connections=counters.get("connections_current", 0))
+
+    return app

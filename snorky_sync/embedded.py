@@ -1,0 +1,61 @@
+"""The embedded server: a single-process gevent WSGI server for any Flask app.
+
+``serve(app, host, port)`` runs the app with gevent's pywsgi and a handler
+that hands the raw socket to the WebSocket endpoint (``environ['snorky.socket']``)
+and writes nothing once the endpoint has taken the connection over.
+
+If your own views do blocking I/O (database drivers, HTTP clients), call
+``gevent.monkey.patch_all()`` at the very top of your program so they yield
+to other connections.
+"""
+from __future__ import annotations
+
+import logging
+import signal
+
+import gevent
+from gevent import pywsgi
+
+__all__ = ["SnorkyWSGIHandler", "serve", "make_server"]
+
+log = logging.getLogger("snorky_sync.server")
+
+
+class SnorkyWSGIHandler(pywsgi.WSGIHandler):
+    """pywsgi handler that lets the WebSocket endpoint own the socket."""
+
+    def get_environ(self):
+        environ = super().get_environ()
+        environ["snorky.socket"] = self.socket
+        return environ
+
+    def run_application(self):
+        super().run_application()
+        if self.environ.get("snorky.hijacked"):
+            self.close_connection = True
+
+    def log_request(self):
+        if self.environ.get("snorky.hijacked") or not self.server.log:
+            return
+        super().log_request()
+
+
+def make_server(app, host: str = "127.0.0.1", port: int = 8002,
+                access_log: bool = False, **kwargs) -> pywsgi.WSGIServer:
+    """A ready (not yet started) gevent server for ``app``."""
+    return pywsgi.WSGIServer(
+        (host, port), app, handler_class=SnorkyWSGIHandler,
+        log=(None if not access_log else "default"), error_log="default", **kwargs)
+
+
+def serve(app, host: str = "127.0.0.1", port: int = 8002, access_log: bool = False) -> None:
+    """Serve ``app`` until SIGINT/SIGTERM, in this process, with gevent."""
+    server = make_server(app, host, port, access_log=access_log)
+    server.start()
+    log.info("snorky_sync listening on http://%s:%d", host, server.server_port)
+    stopping = gevent.event.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        gevent.signal_handler(sig, stopping.set)
+    stopping.wait()
+    log.info("shutting down")
+    server.stop(timeout=5)

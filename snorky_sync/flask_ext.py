@@ -1,0 +1,84 @@
+"""The Flask extension: mount WebSocket and backend endpoints into any app.
+
+::
+
+    snorky = Snorky(app)                      # or Snorky(); snorky.init_app(app)
+    snorky.websocket("/ws", registry)
+    snorky.backend("/backend", backend_registry, api_key=key)
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable, Sequence
+
+from .endpoints.backend_http import make_backend_view
+from .endpoints.websocket import WebSocketOptions, make_websocket_view
+from .settings import MIN_API_KEY_LENGTH, Settings
+
+__all__ = ["Snorky"]
+
+log = logging.getLogger("snorky_sync")
+
+_UNSET: Any = object()
+
+
+class Snorky:
+    """Flask extension holding snorky_sync's endpoints for one app."""
+
+    def __init__(self, app=None, settings: Settings | None = None) -> None:
+        self.settings = settings or Settings.from_env()
+        self.app = None
+        self._routes: list[tuple[str, str, Callable, list[str], bool]] = []
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app) -> None:
+        """Attach to ``app`` (routes declared before are added now)."""
+        self.app = app
+        app.extensions["snorky_sync"] = self
+        for route in self._routes:
+            self._add(*route)
+
+    def _add(self, path, endpoint, view, methods, websocket) -> None:
+        self.app.add_url_rule(path, endpoint=endpoint, view_func=view,
+                              methods=methods, websocket=websocket)
+
+    def _route(self, path, endpoint, view, methods, websocket) -> None:
+        route = (path, endpoint, view, methods, websocket)
+        self._routes.append(route)
+        if self.app is not None:
+            self._add(*route)
+
+    def websocket(self, path: str, registry, *, authenticate: Callable | None = None,
+                  allowed_origins: Sequence[str] | None = _UNSET,
+                  ping_interval: float | None = None, max_frame_size: int | None = None,
+                  max_queue_frames: int | None = None, max_queue_bytes: int | None = None,
+                  endpoint: str | None = None) -> WebSocketOptions:
+        """Serve ``registry`` over WebSocket at ``path``.
+
+        ``authenticate(request)`` returns the connection's identity (or None);
+        raising :class:`~snorky_sync.endpoints.websocket.Reject` refuses it.
+        ``allowed_origins`` None allows every origin (as Snorky 0.1 did).
+        """
+        s = self.settings
+        opts = WebSocketOptions(
+            ping_interval=ping_interval or s.ping_interval,
+            max_frame_size=max_frame_size or s.max_frame_size,
+            allowed_origins=s.allowed_origins if allowed_origins is _UNSET else allowed_origins,
+            authenticate=authenticate,
+            max_queue_frames=max_queue_frames or s.max_queue_frames,
+            max_queue_bytes=max_queue_bytes or s.max_queue_bytes,
+        )
+        view = make_websocket_view(registry, opts)
+        self._route(path, endpoint or f"snorky_ws_{path}", view, ["GET"], True)
+        return opts
+
+    def backend(self, path: str, registry, *, api_key: str,
+                max_body_size: int | None = None, endpoint: str | None = None) -> None:
+        """Serve ``registry`` to trusted servers at ``path`` (POST, ``X-Backend-Key``)."""
+        if not isinstance(api_key, str) or len(api_key) < MIN_API_KEY_LENGTH:
+            raise ValueError(
+                f"the backend API key must be a string of at least {MIN_API_KEY_LENGTH} characters")
+        view = make_backend_view(registry, api_key, max_body_size or self.settings.backend_max_body)
+        self._route(path, endpoint or f"snorky_backend_{path}", view,
+                    ["GET", "POST", "PUT", "DELETE", "PATCH"], False)

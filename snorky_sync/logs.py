@@ -1,0 +1,40 @@
+"""Logging helpers: rate-limited warnings for input that is dropped.
+
+Bad frames from one client must not flood the log (PROTOCOL.md §1): each
+distinct kind of warning is emitted at most ``burst`` times per ``period``
+seconds; the number suppressed is reported with the next one let through.
+"""
+from __future__ import annotations
+
+import logging
+import time
+
+__all__ = ["RateLimitedLogger", "get_logger"]
+
+
+def get_logger(name: str) -> logging.Logger:
+    return logging.getLogger("snorky_sync." + name)
+
+
+class RateLimitedLogger:
+    """Wraps a logger; ``warning(kind, msg, *args)`` is rate-limited per kind."""
+
+    def __init__(self, logger: logging.Logger, burst: int = 10, period: float = 10.0):
+        self.logger = logger
+        self.burst = burst
+        self.period = period
+        self._windows: dict[str, list] = {}  # kind -> [window_start, count, suppressed]
+
+    def warning(self, kind: str, msg: str, *args) -> None:
+        now = time.monotonic()
+        w = self._windows.get(kind)
+        if w is None or now - w[0] >= self.period:
+            suppressed = w[2] if w else 0
+            w = self._windows[kind] = [now, 0, 0]
+            if suppressed:
+                self.logger.warning("%d similar warnings (%s) suppressed", suppressed, kind)
+        if w[1] < self.burst:
+            w[1] += 1
+            self.logger.warning(msg, *args)
+        else:
+            w[2] += 1

@@ -1,0 +1,17 @@
+"""Process-wide counters (connections, frames, drops).
+
+A plain dict so the hot path pays one dict update; exported as text by the
+metrics endpoint and read by tests and the benchmark.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+
+__all__ = ["counters", "snapshot"]
+
+counters: defaultdict[str, int] = defaultdict(int)
+
+
+def snapshot() -> dict[str, int]:
+    """A copy of every counter, for reports and tests."""
+    return dict(counters)

@@ -1,0 +1,97 @@
+"""ServiceRegistry: a named set of services and the router in front of them.
+
+Endpoints hand every incoming frame to :meth:`ServiceRegistry.process_message_raw`;
+the registry decodes it, checks the envelope (PROTOCOL.md §1) and passes the
+``message`` to the service named by ``service``.  Bad input is logged
+(rate-limited, with the remote address) and dropped: nothing is sent back.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Iterator
+
+from . import wire
+from .logs import RateLimitedLogger
+from .metrics import counters
+
+__all__ = ["ServiceRegistry"]
+
+log = logging.getLogger("snorky_sync.registry")
+_warn = RateLimitedLogger(log)
+_decode = wire.decode
+_DecodeError = wire.DecodeError
+
+
+class ServiceRegistry:
+    """Tracks services by name and delivers messages to them."""
+
+    def __init__(self) -> None:
+        self.services: dict[str, Any] = {}
+
+    def __repr__(self) -> str:
+        return f"<ServiceRegistry {sorted(self.services)}>"
+
+    def __iter__(self) -> Iterator:
+        return iter(list(self.services.values()))
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.services
+
+    def register_service(self, service) -> None:
+        """Add a service; its name must be unique in this registry."""
+        if service.name in self.services:
+            raise ValueError(f"a service named {service.name!r} is already registered")
+        self.services[service.name] = service
+
+    def unregister_service(self, service) -> None:
+        """Remove a service (by instance or by name)."""
+        name = service if isinstance(service, str) else service.name
+        del self.services[name]
+
+    def get_service(self, name: str):
+        """The service of that name, or None."""
+        return self.services.get(name)
+
+    def process_message_raw(self, client, raw: bytes | str) -> None:
+        """Decode one frame's text and route it (invalid input is logged, dropped)."""
+        try:
+            msg = _decode(raw)
+        except _DecodeError:
+            counters["frames_invalid"] += 1
+            _warn.warning("invalid-json", "invalid JSON from %s: %.80r",
+                          client.remote_address, raw)
+            return
+        self.process_message_from(client, msg)
+
+    def process_message_from(self, client, msg: Any) -> None:
+        """Route a decoded envelope to its service."""
+        if type(msg) is not dict or "service" not in msg or "message" not in msg:
+            counters["frames_invalid"] += 1
+            _warn.warning("invalid-envelope",
+                          "invalid envelope from %s (needs 'service' and 'message'): %.80r",
+                          client.remote_address, msg)
+            return
+        name = msg["service"]
+        service = self.services.get(name) if type(name) is str else None
+        if service is None:
+            counters["frames_unknown_service"] += 1
+            _warn.warning("unknown-service", "message from %s for unknown service %.80r",
+                          client.remote_address, name)
+            return
+        service.process_message_from(client, msg["message"])
+
+    def client_connected(self, client) -> None:
+        """Tell every service about a new client."""
+        for service in list(self.services.values()):
+            try:
+                service.client_connected(client)
+            except Exception:
+                log.exception("%r.client_connected failed for %r", service, client)
+
+    def client_disconnected(self, client) -> None:
+        """Tell every service a client left, so they drop its state."""
+        for service in list(self.services.values()):
+            try:
+                service.client_disconnected(client)
+            except Exception:
+                log.exception("%r.client_disconnected failed for %r", service, client)

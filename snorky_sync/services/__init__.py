@@ -1,0 +1,1 @@
+"""Services: the units that process messages (Snorky's module layout)."""

@@ -1,0 +1,278 @@
+"""Service, RPCService and the RPC decorators (PROTOCOL.md §2).
+
+A service is plain synchronous Python.  :class:`Service` receives messages
+from clients and sends messages to them; :class:`RPCService` turns messages of
+the form ``{"command", "params", "callId"}`` into method calls::
+
+    class Calculator(RPCService):
+        @rpc_command
+        def add(self, req, a, b=0):
+            return a + b
+
+Python names are snake_case; on the wire commands and parameters are
+camelCase (``create_cursor(private_handle)`` is ``createCursor`` with
+``privateHandle``).  Methods already written in camelCase (ported from
+Snorky 0.1) keep their names.
+
+Commands run under ``self.lock`` (a gevent RLock) so they can change the
+service's state without races.  Declare ``@rpc_command(lock=False)`` for a
+command that does its own locking, e.g. one that waits on I/O (an HTTP call,
+a database query) and must not hold the lock meanwhile; such a command takes
+``with self.lock:`` itself around the state it touches.
+"""
+from __future__ import annotations
+
+import inspect
+import logging
+import re
+from typing import Any, Callable, Iterable
+
+import gevent.lock
+
+from .. import wire
+from ..logs import RateLimitedLogger
+
+__all__ = [
+    "Service", "RPCService", "Request", "RPCError", "InvalidMessage",
+    "rpc_command", "rpc_asynchronous",
+]
+
+log = logging.getLogger("snorky_sync.services")
+_warn = RateLimitedLogger(log)
+_encode_frame = wire.encode_frame
+
+
+class InvalidMessage(Exception):
+    """A message that does not follow the protocol (logged and dropped)."""
+
+
+class RPCError(Exception):
+    """Raised by a command to answer the caller with an error text."""
+
+    @property
+    def message(self) -> str:
+        if not self.args:
+            return "Exception"
+        text = self.args[0]
+        return text if isinstance(text, str) else str(text)
+
+
+class Service:
+    """Base class of every service.
+
+    Subclasses override :meth:`process_message_from` and may override
+    :meth:`client_connected` / :meth:`client_disconnected` (the disconnect is
+    where per-client state must be cleaned up).
+    """
+
+    def __init__(self, name: str) -> None:
+        if not isinstance(name, str) or not name:
+            raise ValueError("a service name is a non-empty string")
+        self.name = name
+        self.lock = gevent.lock.RLock()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}>"
+
+    def process_message_from(self, client, msg: Any) -> None:
+        """Handle one message (the envelope's ``message``) from ``client``."""
+        raise NotImplementedError
+
+    def send_message_to(self, client, msg: Any) -> None:
+        """Send ``msg`` to one client, wrapped in this service's envelope."""
+        client.send_frame(_encode_frame(self.name, msg))
+
+    def broadcast(self, clients: Iterable, msg: Any) -> int:
+        """Send ``msg`` to many clients, encoding it once.
+
+        The same frame bytes object is queued to every client; returns the
+        number of recipients.
+        """
+        frame = _encode_frame(self.name, msg)
+        n = 0
+        for client in clients:
+            client.send_frame(frame)
+            n += 1
+        return n
+
+    def client_connected(self, client) -> None:
+        """A client connected to the registry this service belongs to."""
+
+    def client_disconnected(self, client) -> None:
+        """A client disconnected: forget everything about it."""
+
+
+# -- RPC -------------------------------------------------------------------
+
+_CAMEL_RE = re.compile(r"_([a-z0-9])")
+
+
+def to_camel(name: str) -> str:
+    """``create_cursor`` -> ``createCursor``; camelCase names are unchanged."""
+    return _CAMEL_RE.sub(lambda m: m.group(1).upper(), name)
+
+
+class _CommandSpec:
+    """What the dispatcher needs to know about one command, computed once."""
+
+    __slots__ = ("func", "wire_name", "asynchronous", "lock", "required",
+                 "allowed", "rename", "var_kw")
+
+    def __init__(self, func: Callable, name: str | None, asynchronous: bool, lock: bool):
+        self.func = func
+        self.wire_name = name or to_camel(func.__name__)
+        self.asynchronous = asynchronous
+        self.lock = lock
+        params = list(inspect.signature(func).parameters.values())[2:]  # self, req
+        self.var_kw = any(p.kind is p.VAR_KEYWORD for p in params)
+        named = [p for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        rename = {to_camel(p.name): p.name for p in named}
+        self.rename = rename if any(k != v for k, v in rename.items()) else None
+        self.allowed = frozenset(rename)
+        self.required = frozenset(
+            to_camel(p.name) for p in named if p.default is p.empty)
+        if any(p.kind is p.VAR_POSITIONAL or p.kind is p.POSITIONAL_ONLY for p in params):
+            raise TypeError(f"RPC command {func.__name__} must take named parameters only")
+
+    def bind(self, params: dict) -> dict | None:
+        """Keyword arguments for the call, or None if params don't fit."""
+        keys = params.keys()
+        if not self.required <= keys:
+            return None
+        if not self.var_kw and not keys <= self.allowed:
+            return None
+        rename = self.rename
+        if rename is None:
+            return params
+        return {rename.get(k, k): v for k, v in params.items()}
+
+
+def _declare(func=None, *, name: str | None = None, lock: bool = True, asynchronous: bool):
+    def decorate(f):
+        f._rpc_spec = (name, asynchronous, lock)
+        return f
+    return decorate(func) if func is not None else decorate
+
+
+def rpc_command(func=None, *, name: str | None = None, lock: bool = True):
+    """Declare a method ``(self, req, **params)`` as an RPC command.
+
+    Its return value is the response ``data``.  Options: ``name`` (the wire
+    name, default the camelCase of the method name) and ``lock`` (default
+    True: run under ``self.lock``).
+    """
+    return _declare(func, name=name, lock=lock, asynchronous=False)
+
+
+def rpc_asynchronous(func=None, *, name: str | None = None, lock: bool = True):
+    """Declare an RPC command that answers later with ``req.reply(data)``
+    or ``req.error(text)``, e.g. from another greenlet."""
+    return _declare(func, name=name, lock=lock, asynchronous=True)
+
+
+class Request:
+    """One RPC call.  Answered exactly once, by :meth:`reply` or :meth:`error`."""
+
+    __slots__ = ("service", "client", "command", "params", "call_id", "resolved")
+
+    def __init__(self, service: "RPCService", client, msg: Any) -> None:
+        if type(msg) is not dict or "command" not in msg or "params" not in msg:
+            raise InvalidMessage("an RPC message needs 'command' and 'params'")
+        self.service = service
+        self.client = client
+        self.command = msg["command"]
+        self.params = msg["params"]
+        self.call_id = msg.get("callId")
+        self.resolved = False
+
+    def __repr__(self) -> str:
+        return f"<Request {self.service.name}.{self.command} callId={self.call_id!r}>"
+
+    def reply(self, data: Any = None) -> None:
+        """Answer with ``{"type": "response", "data": data}``."""
+        self._answer_with()
+        if self.call_id is None:
+            msg = {"type": "response", "data": data}
+        else:
+            msg = {"type": "response", "callId": self.call_id, "data": data}
+        self.service.send_message_to(self.client, msg)
+
+    def error(self, message: str) -> None:
+        """Answer with ``{"type": "error", "message": message}``."""
+        self._answer_with()
+        self.service.send_message_to(
+            self.client, {"type": "error", "callId": self.call_id, "message": message})
+
+    def _answer_with(self) -> None:
+        if self.resolved:
+            raise RuntimeError(f"{self!r} was already answered")
+        self.resolved = True
+
+
+class RPCService(Service):
+    """A service whose messages are calls of its ``@rpc_command`` methods."""
+
+    _commands: dict[str, _CommandSpec] = {}
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        by_attr: dict[str, _CommandSpec | None] = {}
+        for klass in reversed(cls.__mro__):
+            for attr, value in vars(klass).items():
+                spec = getattr(value, "_rpc_spec", None)
+                if spec is not None:
+                    by_attr[attr] = _CommandSpec(value, *spec)
+                elif attr in by_attr:
+                    by_attr[attr] = None  # overridden by a plain attribute
+        commands = {s.wire_name: s for s in by_attr.values() if s is not None}
+        cls._commands = commands
+
+    @classmethod
+    def rpc_commands(cls) -> list[str]:
+        """The wire names of this service's commands."""
+        return sorted(cls._commands)
+
+    def process_message_from(self, client, msg: Any) -> None:
+        try:
+            req = Request(self, client, msg)
+        except InvalidMessage as exc:
+            _warn.warning("invalid-rpc", "%s: dropped message from %s: %s",
+                          self.name, client.remote_address, exc)
+            return
+        self.process_request(req)
+
+    def process_request(self, req: Request) -> None:
+        """Dispatch ``req`` to its command and answer it (PROTOCOL.md §2)."""
+        command = req.command
+        spec = self._commands.get(command) if type(command) is str else None
+        if spec is None:
+            req.error("Unknown command")
+            return
+        params = req.params
+        kwargs = spec.bind(params) if type(params) is dict else None
+        if kwargs is None:
+            req.error("Invalid params")
+            return
+        try:
+            if spec.lock:
+                with self.lock:
+                    result = spec.func(self, req, **kwargs)
+            else:
+                result = spec.func(self, req, **kwargs)
+        except RPCError as exc:
+            if not req.resolved:
+                req.error(exc.message)
+            return
+        except Exception:
+            log.exception("%s.%s raised (client %s)", self.name, command,
+                          req.client.remote_address)
+            if not req.resolved:
+                req.error("Internal error")
+            return
+        if not spec.asynchronous and not req.resolved:
+            try:
+                req.reply(result)
+            except TypeError:
+                log.exception("%s.%s returned a value that is not JSON", self.name, command)
+                req.resolved = False
+                req.error("Internal error")

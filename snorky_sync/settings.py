@@ -1,0 +1,63 @@
+"""Settings from ``SNORKY_*`` environment variables, with safe defaults.
+
+Every variable is listed in the README's settings table.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+
+__all__ = ["Settings", "MIN_API_KEY_LENGTH"]
+
+MIN_API_KEY_LENGTH = 16
+
+
+def _split(value: str) -> tuple[str, ...] | None:
+    items = tuple(v.strip() for v in value.split(",") if v.strip())
+    return items or None
+
+
+@dataclass
+class Settings:
+    """All settings; :meth:`from_env` reads them from the environment."""
+
+    host: str = "127.0.0.1"                 # SNORKY_HOST
+    port: int = 8002                        # SNORKY_PORT
+    api_key: str | None = None              # SNORKY_API_KEY (backend off when unset)
+    ping_interval: float = 90.0             # SNORKY_PING_INTERVAL (seconds)
+    max_frame_size: int = 1024 * 1024       # SNORKY_MAX_FRAME_SIZE (bytes)
+    max_queue_frames: int = 10000           # SNORKY_MAX_QUEUE_FRAMES
+    max_queue_bytes: int = 16 * 1024 * 1024  # SNORKY_MAX_QUEUE_BYTES
+    allowed_origins: tuple[str, ...] | None = None  # SNORKY_ALLOWED_ORIGINS (comma-separated)
+    backend_max_body: int = 1024 * 1024     # SNORKY_BACKEND_MAX_BODY (bytes)
+    workers: int = 1                        # SNORKY_WORKERS (gunicorn)
+    worker_class: str = "gevent"            # SNORKY_WORKER_CLASS (gunicorn)
+    worker_connections: int = 10000         # SNORKY_WORKER_CONNECTIONS (gunicorn)
+    log_level: str = "INFO"                 # SNORKY_LOG_LEVEL
+    access_log: bool = False                # SNORKY_ACCESS_LOG (embedded server)
+
+    _env: dict = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_env(cls, environ: dict | None = None) -> "Settings":
+        """Read ``SNORKY_<NAME>`` for every field; unset ones keep the default."""
+        env = os.environ if environ is None else environ
+        values = {}
+        for f in fields(cls):
+            if f.name.startswith("_"):
+                continue
+            raw = env.get("SNORKY_" + f.name.upper())
+            if raw is None or raw == "":
+                continue
+            default = f.default
+            if f.name == "allowed_origins":
+                values[f.name] = _split(raw)
+            elif isinstance(default, bool):
+                values[f.name] = raw.lower() in ("1", "true", "yes", "on")
+            elif isinstance(default, int):
+                values[f.name] = int(raw)
+            elif isinstance(default, float):
+                values[f.name] = float(raw)
+            else:
+                values[f.name] = raw
+        return cls(**values)

@@ -1,0 +1,87 @@
+"""The wire format: JSON envelopes and WebSocket text frames, encoded once.
+
+No I/O here.  Everything a service sends goes through :func:`encode_frame`,
+which serializes the envelope with orjson and wraps it in a complete,
+unmasked WebSocket text frame.  The resulting ``bytes`` object is what every
+recipient's outbound queue holds, so a notification to N clients costs one
+encode and N list appends.
+"""
+from __future__ import annotations
+
+from typing import Any, Hashable
+
+import orjson
+
+__all__ = [
+    "DecodeError", "decode", "encode", "encode_envelope", "encode_frame",
+    "frame_text", "frame_payload", "json_key",
+]
+
+DecodeError = orjson.JSONDecodeError
+
+_dumps = orjson.dumps
+_loads = orjson.loads
+
+
+def decode(raw: bytes | str) -> Any:
+    """Parse one JSON document (raises :data:`DecodeError`, a ValueError)."""
+    return _loads(raw)
+
+
+def encode(value: Any) -> bytes:
+    """Serialize a JSON value to UTF-8 bytes."""
+    return _dumps(value)
+
+
+def encode_envelope(service: str, message: Any) -> bytes:
+    """The envelope ``{"service": ..., "message": ...}`` as JSON bytes."""
+    return _dumps({"service": service, "message": message})
+
+
+def frame_text(payload: bytes) -> bytes:
+    """Build a complete server-to-client WebSocket text frame (RFC 6455 §5.2).
+
+    FIN set, opcode 1, no mask, no extensions.  This is the one frame the
+    project builds by hand (DESIGN.md rule 10) so that fan-out writes the same
+    bytes to every socket.
+    """
+    n = len(payload)
+    if n < 126:
+        return b"\x81" + bytes((n,)) + payload
+    if n < 65536:
+        return b"\x81\x7e" + n.to_bytes(2, "big") + payload
+    return b"\x81\x7f" + n.to_bytes(8, "big") + payload
+
+
+def encode_frame(service: str, message: Any) -> bytes:
+    """Envelope + frame in one call: the bytes queued to every recipient."""
+    payload = _dumps({"service": service, "message": message})
+    n = len(payload)
+    if n < 126:
+        return b"\x81" + bytes((n,)) + payload
+    return frame_text(payload)
+
+
+def frame_payload(frame: bytes) -> bytes:
+    """The payload of a frame built by :func:`frame_text` (for non-WebSocket clients)."""
+    n = frame[1] & 0x7F
+    if n < 126:
+        return frame[2:]
+    if n == 126:
+        return frame[4:]
+    return frame[10:]
+
+
+def json_key(value: Any) -> Hashable:
+    """A hashable key that compares JSON values by value.
+
+    Strings (the common channel type) are their own key.  Everything else is
+    keyed by its canonical JSON text, so ``1`` and ``true`` stay distinct and
+    objects compare regardless of key order.
+    """
+    if type(value) is str:
+        return value
+    return (_JSON_KEY, _dumps(value, option=orjson.OPT_SORT_KEYS))
+
+
+_JSON_KEY = "\x00json"
