@@ -191,6 +191,27 @@ def _serve(registry, opts: WebSocketOptions, sock, remote: str, identity: Any) -
         registry.client_disconnected(client)
         client.flush(opts.close_timeout)
         client.mark_closed()
+        _linger_close(sock, min(opts.close_timeout, 2.0))
+
+
+def _linger_close(sock, timeout: float, limit: int = 1 << 20) -> None:
+    """Half-close, then discard what the peer still sends, then close.
+
+    Closing a socket with unread input makes the kernel send RST, which can
+    destroy the close frame we just wrote before the peer reads it.
+    """
+    try:
+        sock.shutdown(socket.SHUT_WR)
+        sock.settimeout(timeout)
+        drained = 0
+        while drained < limit:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            drained += len(chunk)
+    except OSError:
+        pass
+    finally:
         try:
             sock.close()
         except OSError:

@@ -1,0 +1,55 @@
+"""The application the integration tests serve under every server kind.
+
+The default app's services plus the calculator example, an echo service and
+an ``inspect`` service that reports internal state (to check cleanup).
+"""
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
+
+from calculator import CalculatorService  # noqa: E402
+from echo_service import EchoService  # noqa: E402
+from flask import Flask  # noqa: E402
+
+from snorky_sync import RPCService, ServiceRegistry, Snorky, rpc_command  # noqa: E402
+from snorky_sync.metrics import snapshot  # noqa: E402
+from snorky_sync.services.pubsub import PubSubBackend, PubSubService  # noqa: E402
+
+
+class InspectService(RPCService):
+    """Test-only window into server state."""
+
+    def __init__(self, name, pubsub):
+        super().__init__(name)
+        self.pubsub = pubsub
+
+    @rpc_command
+    def state(self, req):
+        return {"subscribers": len(self.pubsub.subscribers),
+                "subscriptions": len(self.pubsub.subscriptions),
+                "counters": snapshot()}
+
+
+frontend = ServiceRegistry()
+pubsub = PubSubService("pubsub")
+frontend.register_service(pubsub)
+frontend.register_service(CalculatorService("calc"))
+frontend.register_service(EchoService("echo"))
+frontend.register_service(InspectService("inspect", pubsub))
+
+backend = ServiceRegistry()
+backend.register_service(PubSubBackend("pubsub_backend", pubsub))
+backend.register_service(CalculatorService("calc"))
+
+app = Flask(__name__)
+snorky = Snorky(app)
+snorky.websocket("/ws", frontend)
+snorky.backend("/backend", backend, api_key=os.environ["SNORKY_API_KEY"],
+               max_body_size=64 * 1024)
+
+
+@app.get("/healthz")
+def healthz():
+    return "ok"

@@ -1,0 +1,1 @@
+"""Shared test helpers: fake clients, real servers on free ports, WebSocket clients."""
