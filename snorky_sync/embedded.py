@@ -49,7 +49,14 @@ def make_server(app, host: str = "127.0.0.1", port: int = 8002,
 
 
 def serve(app, host: str = "127.0.0.1", port: int = 8002, access_log: bool = False) -> None:
-    """Serve ``app`` until SIGINT/SIGTERM, in this process, with gevent."""
+    """Serve ``app`` until SIGINT/SIGTERM, in this process, with gevent.
+
+    Like ``app.run``, this is a program's entry point: if logging is not
+    configured yet, it logs INFO and above to stderr.
+    """
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     server = make_server(app, host, port, access_log=access_log)
     server.start()
     log.info("snorky_sync listening on http://%s:%d", host, server.server_port)

@@ -3,6 +3,7 @@
 The default app's services plus the calculator example, an echo service and
 an ``inspect`` service that reports internal state (to check cleanup).
 """
+import logging
 import os
 import sys
 from pathlib import Path
@@ -31,6 +32,8 @@ class InspectService(RPCService):
                 "subscriptions": len(self.pubsub.subscriptions),
                 "counters": snapshot()}
 
+
+logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 frontend = ServiceRegistry()
 pubsub = PubSubService("pubsub")

@@ -31,13 +31,16 @@ class ServerProcess:
     """A server subprocess; ``url`` is ``http://127.0.0.1:PORT``."""
 
     def __init__(self, mode: str = "embedded", app: str = "wsgi:app", env: dict | None = None,
-                 workers: int = 1, cwd: Path | None = None, args: list[str] | None = None):
+                 workers: int = 1, cwd: Path | None = None, args: list[str] | None = None,
+                 port: int | None = None):
+        """``args``: run ``python ARGS`` instead (examples, the CLI); it must
+        listen on ``port`` (also passed as SNORKY_PORT and PORT)."""
         self.mode = mode
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.ws_url = f"ws://127.0.0.1:{self.port}"
         full_env = dict(os.environ)
-        full_env.update({"SNORKY_API_KEY": API_KEY, "SNORKY_PORT": str(self.port),
+        full_env.update({"SNORKY_API_KEY": API_KEY, "SNORKY_PORT": str(self.port), "PORT": str(self.port),
                          "SNORKY_HOST": "127.0.0.1", "PYTHONUNBUFFERED": "1"})
         full_env.update(env or {})
         module, _, attr = app.partition(":")

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Install everything the tests need and run every test.
+#   bash scripts/test.sh            # the whole suite
+#   bash scripts/test.sh -k pubsub  # extra arguments go to pytest
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# System packages (redis-server for cluster tests, chromium for browser tests, node for the JS client).
+need=()
+command -v redis-server >/dev/null || need+=(redis-server)
+command -v chromium >/dev/null || need+=(chromium)
+command -v node >/dev/null || need+=(nodejs)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+  else
+    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+  fi
+fi
+
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test,redis]"
+ulimit -n 65536 2>/dev/null || true
+exec .venv/bin/python -m pytest "$@"

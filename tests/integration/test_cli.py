@@ -1,0 +1,61 @@
+"""`python -m snorky_sync serve`, the `snorky-sync` script, and the default app's pages."""
+import shutil
+import sys
+
+import requests
+
+from support.servers import API_KEY, ServerProcess, free_port
+from support.wsclient import SnorkyTestClient
+
+
+def _check_default_app(srv):
+    assert "PubSub demo" in requests.get(srv.url + "/", timeout=5).text
+    assert requests.get(srv.url + "/healthz", timeout=5).json()["status"] == "ok"
+    c = SnorkyTestClient(srv.ws_url + "/ws")
+    c.ok("pubsub", "subscribe", {"channel": "cli"})
+    r = srv.post_backend("pubsub_backend", {"command": "publish", "params": {"channel": "cli", "message": "m"}, "callId": 1})
+    assert r.status_code == 200
+    assert c.recv()["message"] == {"type": "message", "channel": "cli", "message": "m"}
+    c.close()
+
+
+def test_python_dash_m_serve_with_host_and_port():
+    port = free_port()
+    srv = ServerProcess(args=["-m", "snorky_sync", "serve", "--host", "127.0.0.1", "--port", str(port)],
+                        port=port, env={"SNORKY_PORT": "1"})  # the flag wins over the setting
+    try:
+        _check_default_app(srv)
+    finally:
+        srv.stop()
+
+
+def test_console_script_and_backend_off_without_key():
+    script = shutil.which("snorky-sync") or str(__import__("pathlib").Path(sys.executable).parent / "snorky-sync")
+    port = free_port()
+    srv = ServerProcess(args=["-c", f"import sys; sys.argv=['snorky-sync', 'serve', '--port', '{port}'];"
+                              f"exec(open({script!r}).read())"], env={"SNORKY_API_KEY": ""}, port=port)
+    try:
+        r = srv.post_backend("pubsub_backend", {"command": "publish", "params": {}})
+        assert r.status_code == 404  # not mounted
+        assert "SNORKY_API_KEY is not set" in srv.log()
+    finally:
+        srv.stop()
+
+
+def test_gunicorn_with_the_shipped_config():
+    port = free_port()
+    srv = ServerProcess(args=["-m", "gunicorn", "--no-control-socket", "-c", "gunicorn.conf.py", "wsgi:app"],
+                        port=port)
+    try:
+        _check_default_app(srv)
+    finally:
+        srv.stop()
+
+
+def test_short_api_key_is_refused():
+    import pytest
+    from flask import Flask
+
+    from snorky_sync import ServiceRegistry, Snorky
+    with pytest.raises(ValueError, match="at least 16"):
+        Snorky(Flask("x")).backend("/backend", ServiceRegistry(), api_key="short")

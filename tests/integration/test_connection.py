@@ -1,0 +1,86 @@
+"""PROTOCOL.md §5: pings and dead peers, origin allowlist — under every server kind."""
+import base64
+import os
+import socket
+import time
+
+import pytest
+import websocket
+
+from support.servers import WORKER_CLASSES, ServerProcess
+from support.wsclient import SnorkyTestClient
+
+
+@pytest.fixture(scope="module", params=list(WORKER_CLASSES))
+def pinging_server(request):
+    srv = ServerProcess(request.param, app="tests.integration.testapp:app",
+                        env={"SNORKY_PING_INTERVAL": "0.5", "SNORKY_ALLOWED_ORIGINS": "https://good.example"})
+    yield srv
+    srv.stop()
+
+
+def raw_handshake(port, origin="https://good.example"):
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    key = base64.b64encode(os.urandom(16)).decode()
+    s.sendall((f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+               f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+               f"Origin: {origin}\r\n\r\n").encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = s.recv(4096)
+        assert chunk, head
+        head += chunk
+    return s, head
+
+
+def test_server_pings_and_drops_a_peer_that_never_answers(pinging_server):
+    s, head = raw_handshake(pinging_server.port)
+    assert head.startswith(b"HTTP/1.1 101")
+    s.settimeout(15)
+    data = head.split(b"\r\n\r\n", 1)[1]
+    started = time.monotonic()
+    while True:  # never answer: read until the server gives up on us
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    assert b"\x89\x00" in data  # at least one ping
+    assert time.monotonic() - started < 12
+    assert "no answer to ping" in pinging_server.log()
+
+
+def test_a_peer_that_answers_pings_stays(pinging_server):
+    c = SnorkyTestClient(pinging_server.ws_url + "/ws", origin="https://good.example")
+    try:
+        # websocket-client answers each ping with a pong as it reads it
+        c.ws.settimeout(5)
+        pings = 0
+        while pings < 4:  # four intervals: long past the point a silent peer is dropped
+            opcode, _ = c.ws.recv_data(control_frame=True)
+            assert opcode == websocket.ABNF.OPCODE_PING
+            pings += 1
+        assert c.call("calc", "add", {"a": 1})["data"] == 1
+    finally:
+        c.close()
+
+
+def test_origin_allowlist(pinging_server):
+    s, head = raw_handshake(pinging_server.port, origin="https://evil.example")
+    try:
+        if pinging_server.mode == "gunicorn-geventwebsocket":
+            # gevent-websocket upgrades before the app runs: the refusal is a 1008 close
+            assert head.startswith(b"HTTP/1.1 101")
+            s.settimeout(10)
+            frame = head.split(b"\r\n\r\n", 1)[1]  # bytes after the 101 came in the same read
+            while len(frame) < 4:
+                chunk = s.recv(4096)
+                assert chunk
+                frame += chunk
+            assert frame[0] == 0x88 and int.from_bytes(frame[2:4], "big") == 1008
+        else:
+            assert head.startswith(b"HTTP/1.1 403")
+    finally:
+        s.close()
+    c = SnorkyTestClient(pinging_server.ws_url + "/ws", origin="https://good.example")
+    assert c.call("calc", "add", {"a": 2})["data"] == 2
+    c.close()
