@@ -25,9 +25,10 @@ import socket
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
+import gevent
+import gevent.socket
 from flask import Response, request
 from websockets.datastructures import Headers
-from websockets.exceptions import InvalidHandshake
 from websockets.frames import Opcode
 from websockets.http11 import Request as WSRequest
 from websockets.protocol import Protocol, Side, State
@@ -44,6 +45,8 @@ log = logging.getLogger("snorky_sync.websocket")
 _handshake_log = logging.getLogger("snorky_sync.websocket.handshake")
 _handshake_log.setLevel(logging.WARNING)
 
+_spawn = gevent.spawn
+_socket_class = gevent.socket.socket
 _TEXT, _BINARY, _CONT, _CLOSE = Opcode.TEXT, Opcode.BINARY, Opcode.CONT, Opcode.CLOSE
 
 
@@ -129,9 +132,11 @@ def make_websocket_view(registry, opts: WebSocketOptions) -> Callable[[], Any]:
             if refusal is not None:
                 _refuse_after_upgrade(sock, remote, refusal)
                 adopted.closed = True
+                adopted.handler.close_connection = True
                 return Response(status=204)
-            _serve(registry, opts, sock, remote, identity)
             adopted.closed = True  # gevent-websocket must not write its own close
+            adopted.handler.close_connection = True  # nor read another request
+            _detach(registry, opts, sock, remote, identity)
             return Response(status=204)
 
         sock = environ.get("snorky.socket") or environ.get("gunicorn.socket")
@@ -157,8 +162,7 @@ def make_websocket_view(registry, opts: WebSocketOptions) -> Callable[[], Any]:
             sock.sendall(b"".join(proto.data_to_send()))
         except OSError:
             return _Hijacked()
-        del proto, req, resp
-        _serve(registry, opts, sock, remote, identity)
+        _detach(registry, opts, sock, remote, identity)
         return _Hijacked()
 
     return snorky_websocket
@@ -172,6 +176,26 @@ def _refuse_after_upgrade(sock, remote: str, refusal: Reject) -> None:
         sock.shutdown(socket.SHUT_RDWR)
     except OSError:
         pass
+
+
+def _detach(registry, opts: WebSocketOptions, sock, remote: str, identity: Any) -> None:
+    """Serve the connection from a fresh greenlet that owns the descriptor.
+
+    The socket object the server knows is detached (gevent's ``detach()``:
+    it keeps no descriptor, so the server's own clean-up, which may read or
+    close it, touches nothing) and the descriptor is wrapped anew.  The
+    server's request greenlet then returns at once and frees everything it
+    held for the HTTP request (Flask request context, environ, buffered
+    reader, parser, a deep stack): an idle connection keeps only its socket,
+    its Client, its protocol state and one shallow greenlet.
+    """
+    family, type_, proto = sock.family, sock.type, sock.proto
+    try:
+        fd = sock.detach()
+    except OSError:
+        return
+    mine = _socket_class(family, type_, proto, fileno=fd)
+    _spawn(_serve, registry, opts, mine, remote, identity)
 
 
 def _serve(registry, opts: WebSocketOptions, sock, remote: str, identity: Any) -> None:

@@ -54,7 +54,7 @@ class ServerProcess:
         else:
             cmd = [sys.executable, "-m", "gunicorn", "--no-control-socket",
                    "-k", WORKER_CLASSES[mode], "-w", str(workers),
-                   "--worker-connections", "5000", "-b", f"127.0.0.1:{self.port}",
+                   "--worker-connections", "20000", "-b", f"127.0.0.1:{self.port}",
                    "--graceful-timeout", "5", app]
         self.log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"snorky-test-{self.port}.log"
         self._log = open(self.log_path, "wb")
