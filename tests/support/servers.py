@@ -61,7 +61,11 @@ class ServerProcess:
         self.proc = subprocess.Popen(cmd, cwd=str(cwd or ROOT), env=full_env,
                                      stdout=self._log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
-        self.wait_ready()
+        try:
+            self.wait_ready()
+        except BaseException:
+            self.stop()
+            raise
 
     def wait_ready(self, timeout: float = 30.0, path: str = "/healthz") -> None:
         deadline = time.monotonic() + timeout
@@ -76,7 +80,8 @@ class ServerProcess:
         raise RuntimeError(f"server not ready in {timeout}s:\n{self.log()}")
 
     def log(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")
 
     def stop(self, sig=signal.SIGTERM, timeout: float = 15.0) -> int:
