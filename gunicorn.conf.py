@@ -17,3 +17,6 @@ worker_connections = int(os.environ.get("SNORKY_WORKER_CONNECTIONS", "10000"))
 timeout = 30
 graceful_timeout = int(os.environ.get("SNORKY_GRACEFUL_TIMEOUT", "10"))
 keepalive = 5
+
+# Close WebSockets with 1001 when a worker stops (SIGTERM, HUP, max-requests).
+from snorky_sync.gunicorn_hooks import worker_exit  # noqa: E402,F401

@@ -14,7 +14,10 @@ import logging
 import signal
 
 import gevent
+import gevent.event
 from gevent import pywsgi
+
+from .endpoints.websocket import close_all
 
 __all__ = ["SnorkyWSGIHandler", "serve", "make_server"]
 
@@ -48,8 +51,13 @@ def make_server(app, host: str = "127.0.0.1", port: int = 8002,
         log=(None if not access_log else "default"), error_log="default", **kwargs)
 
 
-def serve(app, host: str = "127.0.0.1", port: int = 8002, access_log: bool = False) -> None:
+def serve(app, host: str = "127.0.0.1", port: int = 8002, access_log: bool = False,
+          shutdown_timeout: float = 5.0) -> None:
     """Serve ``app`` until SIGINT/SIGTERM, in this process, with gevent.
+
+    On SIGTERM/SIGINT it stops accepting, sends every WebSocket a 1001 close
+    frame (clients such as snorky.js reconnect to the next process) and waits
+    up to ``shutdown_timeout`` seconds for them to go.
 
     Like ``app.run``, this is a program's entry point: if logging is not
     configured yet, it logs INFO and above to stderr.
@@ -64,5 +72,7 @@ def serve(app, host: str = "127.0.0.1", port: int = 8002, access_log: bool = Fal
     for sig in (signal.SIGINT, signal.SIGTERM):
         gevent.signal_handler(sig, stopping.set)
     stopping.wait()
-    log.info("shutting down")
-    server.stop(timeout=5)
+    log.info("shutting down: no new connections; closing WebSockets with 1001")
+    server.close()
+    close_all(1001, "Server shutting down", timeout=shutdown_timeout)
+    server.stop(timeout=1)

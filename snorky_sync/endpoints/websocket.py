@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import gevent
+import gevent.event
 import gevent.socket
 from flask import Response, request
 from websockets.datastructures import Headers
@@ -38,7 +39,7 @@ from werkzeug.exceptions import HTTPException
 from ..client import PING_FRAME, Client, close_frame
 from ..metrics import counters
 
-__all__ = ["WebSocketOptions", "make_websocket_view", "Reject"]
+__all__ = ["WebSocketOptions", "make_websocket_view", "Reject", "close_all", "live_clients"]
 
 log = logging.getLogger("snorky_sync.websocket")
 # websockets logs "connection open" at INFO for every handshake; keep it out.
@@ -46,6 +47,9 @@ _handshake_log = logging.getLogger("snorky_sync.websocket.handshake")
 _handshake_log.setLevel(logging.WARNING)
 
 _spawn = gevent.spawn
+_live: set[Client] = set()          # every open WebSocket of this process
+_drained = gevent.event.Event()     # set whenever _live becomes empty
+_drained.set()
 _socket_class = gevent.socket.socket
 _TEXT, _BINARY, _CONT, _CLOSE = Opcode.TEXT, Opcode.BINARY, Opcode.CONT, Opcode.CLOSE
 
@@ -205,6 +209,8 @@ def _serve(registry, opts: WebSocketOptions, sock, remote: str, identity: Any) -
                      logger=_handshake_log)
     counters["connections_opened"] += 1
     counters["connections_current"] += 1
+    _live.add(client)
+    _drained.clear()
     try:
         registry.client_connected(client)
         _read_loop(registry, opts, client, sock, proto)
@@ -212,6 +218,9 @@ def _serve(registry, opts: WebSocketOptions, sock, remote: str, identity: Any) -
         log.exception("connection %s failed", remote)
     finally:
         counters["connections_current"] -= 1
+        _live.discard(client)
+        if not _live:
+            _drained.set()
         registry.client_disconnected(client)
         client.flush(opts.close_timeout)
         client.mark_closed()
@@ -303,3 +312,31 @@ def _read_loop(registry, opts: WebSocketOptions, client: Client, sock, proto: Pr
             return
         if client._closing:
             sock.settimeout(opts.close_timeout)
+
+
+def live_clients() -> list[Client]:
+    """The open WebSocket connections of this process."""
+    return list(_live)
+
+
+def close_all(code: int = 1001, reason: str = "Server shutting down",
+              timeout: float = 5.0, batch: int = 500) -> int:
+    """Close every WebSocket of this process (graceful shutdown).
+
+    Each client gets a close frame (1001 "going away" by default) after what
+    is already queued for it, in batches so the writers run in between; then
+    this waits up to ``timeout`` seconds for the connections to end.
+    Returns how many connections were still open when it gave up.
+    """
+    clients = list(_live)
+    if clients:
+        log.info("closing %d WebSocket connections (%d %s)", len(clients), code, reason)
+    for i, client in enumerate(clients, 1):
+        client.close(code, reason)
+        if i % batch == 0:
+            gevent.idle()
+    _drained.wait(timeout)
+    left = len(_live)
+    if left:
+        log.warning("%d WebSocket connections did not close within %ss", left, timeout)
+    return left
