@@ -12,7 +12,7 @@ from importlib import resources
 from flask import Flask, Response, jsonify
 
 from .flask_ext import Snorky
-from .metrics import snapshot
+from .endpoints.websocket import live_clients
 from .registry import ServiceRegistry
 from .services.pubsub import PubSubBackend, PubSubService
 from .settings import Settings
@@ -40,8 +40,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     snorky.websocket("/ws", frontend)
     if settings.api_key:
         snorky.backend("/backend", backend, api_key=settings.api_key)
+        snorky.metrics("/metrics", api_key=settings.api_key)
     else:
-        log.warning("SNORKY_API_KEY is not set: the backend endpoint /backend is off")
+        log.warning("SNORKY_API_KEY is not set: the backend endpoint /backend and /metrics are off")
     app.extensions["snorky_sync.registries"] = {"frontend": frontend, "backend": backend}
 
     demo = resources.files("snorky_sync").joinpath("static/demo_pubsub.html").read_bytes()
@@ -52,7 +53,6 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     @app.get("/healthz")
     def healthz():
-        counters = snapshot()
-        return jsonify(status="ok", connections=counters.get("connections_current", 0))
+        return jsonify(status="ok", connections=len(live_clients()))
 
     return app

@@ -12,6 +12,7 @@ import logging
 from typing import Any, Callable, Sequence
 
 from .endpoints.backend_http import make_backend_view
+from .endpoints.metrics_http import make_metrics_view
 from .endpoints.websocket import WebSocketOptions, make_websocket_view
 from .settings import MIN_API_KEY_LENGTH, Settings
 
@@ -76,9 +77,19 @@ class Snorky:
     def backend(self, path: str, registry, *, api_key: str,
                 max_body_size: int | None = None, endpoint: str | None = None) -> None:
         """Serve ``registry`` to trusted servers at ``path`` (POST, ``X-Backend-Key``)."""
-        if not isinstance(api_key, str) or len(api_key) < MIN_API_KEY_LENGTH:
-            raise ValueError(
-                f"the backend API key must be a string of at least {MIN_API_KEY_LENGTH} characters")
+        _check_key(api_key)
         view = make_backend_view(registry, api_key, max_body_size or self.settings.backend_max_body)
         self._route(path, endpoint or f"snorky_backend_{path}", view,
                     ["GET", "POST", "PUT", "DELETE", "PATCH"], False)
+
+    def metrics(self, path: str, *, api_key: str, endpoint: str | None = None) -> None:
+        """Serve Prometheus metrics at ``path`` to scrapers holding ``api_key``."""
+        _check_key(api_key)
+        self._route(path, endpoint or f"snorky_metrics_{path}", make_metrics_view(api_key),
+                    ["GET"], False)
+
+
+def _check_key(api_key) -> None:
+    if not isinstance(api_key, str) or len(api_key) < MIN_API_KEY_LENGTH:
+        raise ValueError(
+            f"the backend API key must be a string of at least {MIN_API_KEY_LENGTH} characters")

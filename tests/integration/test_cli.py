@@ -59,3 +59,23 @@ def test_short_api_key_is_refused():
     from snorky_sync import ServiceRegistry, Snorky
     with pytest.raises(ValueError, match="at least 16"):
         Snorky(Flask("x")).backend("/backend", ServiceRegistry(), api_key="short")
+
+
+def test_metrics_need_the_key_and_count_connections():
+    srv = ServerProcess("embedded", app="wsgi:app")
+    try:
+        assert requests.get(srv.url + "/metrics", timeout=5).status_code == 401
+        assert requests.get(srv.url + "/metrics", headers={"Authorization": "Bearer wrong"}, timeout=5).status_code == 401
+        clients = [SnorkyTestClient(srv.ws_url + "/ws") for _ in range(3)]
+        clients[0].ok("pubsub", "subscribe", {"channel": "m"})
+        clients[0].send_raw("garbage")
+        clients[1].ok("pubsub", "publish", {"channel": "m", "message": 1})
+        clients[0].recv()
+        text = requests.get(srv.url + "/metrics", headers={"Authorization": f"Bearer {API_KEY}"}, timeout=5).text
+        assert "snorky_websockets_open 3.0" in text
+        assert "snorky_frames_invalid_total 1.0" in text
+        assert requests.get(srv.url + "/healthz", timeout=5).json() == {"status": "ok", "connections": 3}
+        for c in clients:
+            c.close()
+    finally:
+        srv.stop()

@@ -1,0 +1,54 @@
+"""``/metrics`` in Prometheus text format, for trusted scrapers only.
+
+Exports every counter of :mod:`snorky_sync.metrics` (``snorky_<name>_total``
+for counts, ``snorky_connections_current`` as a gauge) plus the outbound queue
+depth summed over this process's connections.  The scraper authenticates
+with the backend key, as ``X-Backend-Key: KEY`` or ``Authorization: Bearer KEY``.
+"""
+from __future__ import annotations
+
+import hmac
+
+from flask import Response, request
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily
+
+from ..metrics import snapshot
+from .websocket import live_clients
+
+__all__ = ["make_metrics_view"]
+
+_GAUGES = {"connections_current"}
+
+
+class _SnorkyCollector:
+    def collect(self):
+        for name, value in sorted(snapshot().items()):
+            if name in _GAUGES:
+                yield GaugeMetricFamily(f"snorky_{name}", name.replace("_", " "), value=value)
+            else:
+                yield CounterMetricFamily(f"snorky_{name}", name.replace("_", " "), value=value)
+        clients = live_clients()
+        yield GaugeMetricFamily("snorky_outbound_queue_frames", "frames waiting in outbound queues",
+                                value=sum(c.queue_depth() for c in clients))
+        yield GaugeMetricFamily("snorky_websockets_open", "open WebSocket connections",
+                                value=len(clients))
+
+
+_registry = CollectorRegistry()
+_registry.register(_SnorkyCollector())
+
+
+def make_metrics_view(api_key: str):
+    expected = api_key.encode("utf-8")
+
+    def snorky_metrics():
+        given = request.headers.get("X-Backend-Key")
+        if given is None:
+            auth = request.headers.get("Authorization", "")
+            given = auth[7:] if auth.startswith("Bearer ") else None
+        if given is None or not hmac.compare_digest(given.encode("utf-8", "surrogateescape"), expected):
+            return Response("unauthorized\n", status=401, mimetype="text/plain")
+        return Response(generate_latest(_registry), mimetype=CONTENT_TYPE_LATEST)
+
+    return snorky_metrics
