@@ -1,8 +1,12 @@
 """``python -m snorky_sync serve``: the default app in the embedded gevent server."""
 from __future__ import annotations
 
-import argparse
-import sys
+from gevent import monkey
+
+monkey.patch_all()  # before anything opens sockets: the Redis client must yield to the hub
+
+import argparse  # noqa: E402
+import sys  # noqa: E402
 
 from .app import create_app
 from .embedded import serve

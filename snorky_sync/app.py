@@ -11,6 +11,7 @@ from importlib import resources
 
 from flask import Flask, Response, jsonify
 
+from .brokers import make_broker
 from .flask_ext import Snorky
 from .endpoints.websocket import live_clients
 from .registry import ServiceRegistry
@@ -29,11 +30,12 @@ def create_app(settings: Settings | None = None) -> Flask:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = Flask("snorky_sync")
 
-    frontend = ServiceRegistry()
+    broker = make_broker(settings.redis_url)
+    frontend = ServiceRegistry(broker)
     pubsub = PubSubService("pubsub")
     frontend.register_service(pubsub)
 
-    backend = ServiceRegistry()
+    backend = ServiceRegistry(broker)
     backend.register_service(PubSubBackend("pubsub_backend", pubsub))
 
     snorky = Snorky(app, settings)
@@ -44,6 +46,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     else:
         log.warning("SNORKY_API_KEY is not set: the backend endpoint /backend and /metrics are off")
     app.extensions["snorky_sync.registries"] = {"frontend": frontend, "backend": backend}
+    app.extensions["snorky_sync.broker"] = broker
+    broker.start()
 
     demo = resources.files("snorky_sync").joinpath("static/demo_pubsub.html").read_bytes()
 
@@ -53,6 +57,8 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     @app.get("/healthz")
     def healthz():
-        return jsonify(status="ok", connections=len(live_clients()))
+        health = broker.health()
+        status = "degraded" if health["state"] == "disconnected" else "ok"
+        return jsonify(status=status, connections=len(live_clients()), broker=health)
 
     return app

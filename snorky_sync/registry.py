@@ -25,8 +25,11 @@ _DecodeError = wire.DecodeError
 class ServiceRegistry:
     """Tracks services by name and delivers messages to them."""
 
-    def __init__(self) -> None:
+    def __init__(self, broker=None) -> None:
+        """``broker`` (optional) connects this registry's services to other
+        processes (:mod:`snorky_sync.brokers`); default: this process only."""
         self.services: dict[str, Any] = {}
+        self.broker = broker
 
     def __repr__(self) -> str:
         return f"<ServiceRegistry {sorted(self.services)}>"
@@ -42,6 +45,8 @@ class ServiceRegistry:
         if service.name in self.services:
             raise ValueError(f"a service named {service.name!r} is already registered")
         self.services[service.name] = service
+        if self.broker is not None:
+            service.use_broker(self.broker)
 
     def unregister_service(self, service) -> None:
         """Remove a service (by instance or by name)."""

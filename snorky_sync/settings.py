@@ -33,6 +33,7 @@ class Settings:
     workers: int = 1                        # SNORKY_WORKERS (gunicorn)
     worker_class: str = "gevent"            # SNORKY_WORKER_CLASS (gunicorn)
     worker_connections: int = 10000         # SNORKY_WORKER_CONNECTIONS (gunicorn)
+    redis_url: str | None = None            # SNORKY_REDIS_URL (unset: one process, in-memory)
     log_level: str = "INFO"                 # SNORKY_LOG_LEVEL
     access_log: bool = False                # SNORKY_ACCESS_LOG (embedded server)
 

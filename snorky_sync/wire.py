@@ -14,7 +14,8 @@ import orjson
 
 __all__ = [
     "DecodeError", "decode", "encode", "encode_envelope", "encode_frame",
-    "frame_text", "frame_payload", "json_key",
+    "frame_text", "frame_payload", "json_key", "key_to_bytes", "key_from_bytes",
+    "pack_routed", "unpack_routed",
 ]
 
 DecodeError = orjson.JSONDecodeError
@@ -85,3 +86,29 @@ def json_key(value: Any) -> Hashable:
 
 
 _JSON_KEY = "\x00json"
+
+
+def key_to_bytes(key: Hashable) -> bytes:
+    """Serialize a :func:`json_key` result (to route messages between processes)."""
+    if type(key) is str:
+        return b"s" + key.encode("utf-8", "surrogatepass")
+    return b"j" + key[1]
+
+
+def key_from_bytes(data: bytes) -> Hashable:
+    """Inverse of :func:`key_to_bytes`."""
+    if data[:1] == b"s":
+        return data[1:].decode("utf-8", "surrogatepass")
+    return (_JSON_KEY, bytes(data[1:]))
+
+
+def pack_routed(key: Hashable, frame: bytes) -> bytes:
+    """``key`` + ``frame`` in one bytes object (length-prefixed key)."""
+    kb = key_to_bytes(key)
+    return len(kb).to_bytes(4, "big") + kb + frame
+
+
+def unpack_routed(data: bytes) -> tuple[Hashable, bytes]:
+    """Inverse of :func:`pack_routed`: (key, frame)."""
+    n = int.from_bytes(data[:4], "big")
+    return key_from_bytes(data[4:4 + n]), data[4 + n:]

@@ -70,6 +70,15 @@ class Service:
             raise ValueError("a service name is a non-empty string")
         self.name = name
         self.lock = gevent.lock.RLock()
+        self.broker = None
+
+    def use_broker(self, broker) -> None:
+        """Called by the registry: messages for other processes go through ``broker``.
+
+        Services that share state or fan out across processes override this
+        to subscribe their topics (``broker.subscribe(topic, handler)``).
+        """
+        self.broker = broker
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
@@ -88,7 +97,11 @@ class Service:
         The same frame bytes object is queued to every client; returns the
         number of recipients.
         """
-        frame = _encode_frame(self.name, msg)
+        return self.broadcast_frame(clients, _encode_frame(self.name, msg))
+
+    @staticmethod
+    def broadcast_frame(clients: Iterable, frame: bytes) -> int:
+        """Queue an already-encoded frame to many clients; returns how many."""
         n = 0
         for client in clients:
             client.send_frame(frame)

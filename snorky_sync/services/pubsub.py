@@ -28,14 +28,26 @@ class PubSubService(RPCService):
         """Hook: may ``client`` publish to ``channel``?  Default: yes."""
         return True
 
+    def use_broker(self, broker) -> None:
+        super().use_broker(broker)
+        broker.subscribe(f"pubsub:{self.name}", self._deliver_routed)
+
     def do_publish(self, channel: Any, message: Any) -> int:
-        """Deliver ``message`` to the channel's subscribers; returns how many."""
+        """Deliver ``message`` to the channel's subscribers here and, through
+        the broker, in every other process; returns the local recipients."""
+        key = _json_key(channel)
+        frame = wire.encode_frame(self.name, {"type": "message", "channel": channel, "message": message})
         with self.lock:
-            subscribers = self.subscribers.get(_json_key(channel))
-            if not subscribers:
-                return 0
-            return self.broadcast(
-                subscribers, {"type": "message", "channel": channel, "message": message})
+            n = self.broadcast_frame(self.subscribers.get(key, ()), frame)
+        if self.broker is not None:
+            self.broker.publish(f"pubsub:{self.name}", wire.pack_routed(key, frame))
+        return n
+
+    def _deliver_routed(self, data: bytes) -> None:
+        """A publish from another process: the same frame, to our subscribers."""
+        key, frame = wire.unpack_routed(data)
+        with self.lock:
+            self.broadcast_frame(self.subscribers.get(key, ()), frame)
 
     @rpc_command
     def subscribe(self, req, channel):

@@ -74,7 +74,8 @@ def test_metrics_need_the_key_and_count_connections():
         text = requests.get(srv.url + "/metrics", headers={"Authorization": f"Bearer {API_KEY}"}, timeout=5).text
         assert "snorky_websockets_open 3.0" in text
         assert "snorky_frames_invalid_total 1.0" in text
-        assert requests.get(srv.url + "/healthz", timeout=5).json() == {"status": "ok", "connections": 3}
+        assert requests.get(srv.url + "/healthz", timeout=5).json() == {
+            "status": "ok", "connections": 3, "broker": {"broker": "LocalBroker", "state": "local"}}
         for c in clients:
             c.close()
     finally:

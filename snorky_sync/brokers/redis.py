@@ -1,0 +1,145 @@
+"""The Redis broker: Redis pub/sub carries messages between processes and hosts.
+
+One Redis channel per topic (``snorky:<topic>``).  Each message is this
+process's 8-byte origin followed by the data, so a process ignores what it
+published itself (it has delivered locally already).  Publishes go through
+one connection per process, so the others receive them in publish order.
+
+Faults: when Redis is unreachable the listener logs at ERROR, marks the
+broker ``disconnected`` (see ``/healthz``), and reconnects with exponential
+backoff (0.1 s doubling up to 5 s), re-subscribing every topic.  Meanwhile
+local work goes on; messages published by this process while Redis is down
+reach only local clients, and messages other processes publish in that
+window are lost to this one (Redis pub/sub keeps nothing): both are counted
+(``broker_publish_failed``, ``broker_disconnects``).
+"""
+from __future__ import annotations
+
+import logging
+import random
+
+import gevent
+import gevent.event
+import gevent.monkey
+
+from ..metrics import counters
+from .base import Broker
+
+__all__ = ["RedisBroker"]
+
+log = logging.getLogger("snorky_sync.brokers.redis")
+
+PREFIX = "snorky:"
+
+
+class RedisBroker(Broker):
+    """Broker over Redis pub/sub (redis-py with hiredis)."""
+
+    state = "disconnected"
+
+    def __init__(self, url: str, max_backoff: float = 5.0) -> None:
+        super().__init__()
+        if not gevent.monkey.is_module_patched("socket"):
+            raise RuntimeError(
+                "RedisBroker needs gevent.monkey.patch_all() at program start "
+                "(gunicorn's gevent workers and `python -m snorky_sync serve` do it)")
+        import redis
+        self._redis_mod = redis
+        self.url = url
+        self.max_backoff = max_backoff
+        self.client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2,
+                                           health_check_interval=10)
+        self._listener: gevent.Greenlet | None = None
+        self._pubsub = None
+        self.connected_event = gevent.event.Event()
+
+    def subscribe(self, topic: str, handler) -> None:
+        super().subscribe(topic, handler)
+        ps = self._pubsub
+        if ps is not None and self.state == "connected":
+            try:
+                ps.subscribe(PREFIX + topic)
+            except Exception:
+                pass  # the listener re-subscribes everything on reconnect
+
+    def publish(self, topic: str, data: bytes) -> None:
+        try:
+            self.client.publish(PREFIX + topic, self.origin + data)
+        except self._redis_mod.RedisError as exc:
+            counters["broker_publish_failed"] += 1
+            log.error("Redis publish on %s failed (%s): delivered to this process only", topic, exc)
+
+    def start(self) -> None:
+        if self._listener is None:
+            self._listener = gevent.spawn(self._listen)
+
+    def stop(self) -> None:
+        if self._listener is not None:
+            self._listener.kill(block=False)
+            self._listener = None
+
+    def _listen(self) -> None:
+        backoff = 0.1
+        while True:
+            try:
+                ps = self.client.pubsub(ignore_subscribe_messages=True)
+                if self.handlers:
+                    ps.subscribe(*[PREFIX + t for t in self.handlers])
+                else:
+                    ps.ping()
+                self._pubsub = ps
+                if self.state != "connected":
+                    log.info("Redis broker connected to %s (%d topics)", self._safe_url(), len(self.handlers))
+                self.state = "connected"
+                self.connected_event.set()
+                backoff = 0.1
+                self._dispatch(ps)
+            except gevent.GreenletExit:
+                raise
+            except Exception as exc:
+                if self.state == "connected":
+                    counters["broker_disconnects"] += 1
+                    log.error("Redis broker lost its connection (%s): messages from other "
+                              "processes are not received until it is back; retrying", exc)
+                else:
+                    log.error("Redis broker cannot reach %s (%s); retrying in %.1fs",
+                              self._safe_url(), exc, backoff)
+                self.state = "disconnected"
+                self.connected_event.clear()
+                self._pubsub = None
+                gevent.sleep(backoff * (0.5 + random.random()))
+                backoff = min(backoff * 2, self.max_backoff)
+
+    def _dispatch(self, ps) -> None:
+        origin = self.origin
+        handlers = self.handlers
+        subscribed = set(handlers)
+        while True:
+            if len(subscribed) != len(handlers):  # topics added while connected
+                new = [t for t in handlers if t not in subscribed]
+                ps.subscribe(*[PREFIX + t for t in new])
+                subscribed.update(new)
+            msg = ps.get_message(timeout=1.0)
+            if msg is None:
+                continue
+            data = msg["data"]
+            if data[:8] == origin:
+                continue
+            topic = msg["channel"][len(PREFIX):].decode()
+            handler = handlers.get(topic)
+            if handler is None:
+                continue
+            try:
+                handler(data[8:])
+            except Exception:
+                log.exception("broker handler for %s failed", topic)
+
+    def _safe_url(self) -> str:
+        u = self.url
+        if "@" in u:
+            scheme, rest = u.split("://", 1)
+            return scheme + "://***@" + rest.split("@", 1)[1]
+        return u
+
+    def health(self) -> dict:
+        return {"broker": "redis", "state": self.state}
