@@ -84,3 +84,40 @@ def test_origin_allowlist(pinging_server):
     c = SnorkyTestClient(pinging_server.ws_url + "/ws", origin="https://good.example")
     assert c.call("calc", "add", {"a": 2})["data"] == 2
     c.close()
+
+
+def test_exactly_one_101_even_under_gevent_websocket(pinging_server):
+    """flask-sock would answer a second 101 under the geventwebsocket worker; we adopt its socket."""
+    s, head = raw_handshake(pinging_server.port)
+    try:
+        s.settimeout(0.3)
+        rest = head
+        try:
+            while True:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                rest += chunk
+        except socket.timeout:
+            pass
+        assert rest.count(b"HTTP/1.1 101") == 1
+    finally:
+        s.close()
+
+
+@pytest.mark.parametrize("mode", ["gunicorn-gevent", "gunicorn-geventwebsocket"])
+def test_open_websockets_do_not_count_against_worker_connections(mode):
+    from support.servers import free_port
+    port = free_port()
+    srv = ServerProcess(args=["-m", "gunicorn", "--no-control-socket", "-k", WORKER_CLASSES[mode],
+                              "--worker-connections", "10", "-b", f"127.0.0.1:{port}",
+                              "tests.integration.testapp:app"], port=port)
+    clients = []
+    try:
+        clients = [SnorkyTestClient(srv.ws_url + "/ws") for _ in range(40)]
+        for i, c in enumerate(clients):
+            assert c.call("calc", "add", {"a": i})["data"] == i
+    finally:
+        for c in clients:
+            c.close()
+        srv.stop()
