@@ -11,6 +11,7 @@ from importlib import resources
 
 from flask import Flask, Response, jsonify
 
+from .auth import ConnectionTokens
 from .brokers import make_broker
 from .flask_ext import Snorky
 from .endpoints.websocket import live_clients
@@ -39,7 +40,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     backend.register_service(PubSubBackend("pubsub_backend", pubsub))
 
     snorky = Snorky(app, settings)
-    snorky.websocket("/ws", frontend)
+    authenticate = None
+    if settings.token_secret:
+        authenticate = ConnectionTokens(settings.token_secret, max_age=settings.token_max_age)
+    snorky.websocket("/ws", frontend, authenticate=authenticate)
     if settings.api_key:
         snorky.backend("/backend", backend, api_key=settings.api_key)
         snorky.metrics("/metrics", api_key=settings.api_key)

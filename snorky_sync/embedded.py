@@ -18,6 +18,7 @@ import gevent.event
 from gevent import pywsgi
 
 from .endpoints.websocket import close_all
+from .settings import Settings
 
 __all__ = ["SnorkyWSGIHandler", "serve", "make_server"]
 
@@ -52,12 +53,13 @@ def make_server(app, host: str = "127.0.0.1", port: int = 8002,
 
 
 def serve(app, host: str = "127.0.0.1", port: int = 8002, access_log: bool = False,
-          shutdown_timeout: float = 5.0) -> None:
+          shutdown_timeout: float | None = None) -> None:
     """Serve ``app`` until SIGINT/SIGTERM, in this process, with gevent.
 
     On SIGTERM/SIGINT it stops accepting, sends every WebSocket a 1001 close
     frame (clients such as snorky.js reconnect to the next process) and waits
-    up to ``shutdown_timeout`` seconds for them to go.
+    up to ``shutdown_timeout`` seconds (default ``SNORKY_SHUTDOWN_TIMEOUT``)
+    for them to go.
 
     Like ``app.run``, this is a program's entry point: if logging is not
     configured yet, it logs INFO and above to stderr.
@@ -65,6 +67,8 @@ def serve(app, host: str = "127.0.0.1", port: int = 8002, access_log: bool = Fal
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if shutdown_timeout is None:
+        shutdown_timeout = Settings.from_env().shutdown_timeout
     server = make_server(app, host, port, access_log=access_log)
     server.start()
     log.info("snorky_sync listening on http://%s:%d", host, server.server_port)

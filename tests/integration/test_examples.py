@@ -2,6 +2,7 @@
 import subprocess
 import sys
 
+import pytest
 import requests
 
 from support.servers import API_KEY, ROOT, ServerProcess, free_port
@@ -79,5 +80,33 @@ def test_existing_flask_app_keeps_its_routes_and_session():
         c.ok("pubsub", "subscribe", {"channel": "x"})
         c.ok("pubsub", "publish", {"channel": "x", "message": 1})
         assert c.notifications[0]["message"]["message"] == 1
+    finally:
+        srv.stop()
+
+
+def test_auth_session_example():
+    import websocket
+    srv = Example("auth_session.py")
+    try:
+        with pytest.raises(websocket.WebSocketBadStatusException) as exc:
+            SnorkyTestClient(srv.ws_url + "/ws")
+        assert exc.value.status_code == 401
+        s = requests.Session()
+        assert s.get(srv.url + "/login/alice", timeout=5).ok
+        cookie = "; ".join(f"{k}={v}" for k, v in s.cookies.items())
+        assert SnorkyTestClient(srv.ws_url + "/ws", cookie=cookie).ok("who", "whoami") == "alice"
+    finally:
+        srv.stop()
+
+
+def test_auth_token_example():
+    import websocket
+    srv = Example("auth_token.py", env={"SNORKY_TOKEN_SECRET": "a-long-shared-secret-123"})
+    try:
+        token = requests.get(srv.url + "/token/bob", timeout=5).text
+        assert SnorkyTestClient(f"{srv.ws_url}/ws?token={token}").ok("who", "whoami") == "bob"
+        for bad in ("", "?token=garbage"):
+            with pytest.raises(websocket.WebSocketBadStatusException):
+                SnorkyTestClient(srv.ws_url + "/ws" + bad)
     finally:
         srv.stop()

@@ -14,7 +14,10 @@ from calculator import CalculatorService  # noqa: E402
 from echo_service import EchoService  # noqa: E402
 from flask import Flask  # noqa: E402
 
+from flask import session  # noqa: E402
+
 from snorky_sync import RPCService, ServiceRegistry, Snorky, rpc_command  # noqa: E402
+from snorky_sync.auth import ConnectionTokens, session_identity  # noqa: E402
 from snorky_sync.metrics import snapshot  # noqa: E402
 from snorky_sync.services.pubsub import PubSubBackend, PubSubService  # noqa: E402
 
@@ -42,13 +45,39 @@ frontend.register_service(CalculatorService("calc"))
 frontend.register_service(EchoService("echo"))
 frontend.register_service(InspectService("inspect", pubsub))
 
+
+class WhoAmI(RPCService):
+    @rpc_command
+    def whoami(self, req, **ignored):
+        return req.client.identity
+
+
+frontend.register_service(WhoAmI("who"))
+
 backend = ServiceRegistry()
 backend.register_service(PubSubBackend("pubsub_backend", pubsub))
 backend.register_service(CalculatorService("calc"))
 
 app = Flask(__name__)
+app.secret_key = "integration-test-secret"
+TOKENS = ConnectionTokens("integration-token-secret-0123456789", max_age=60)
 snorky = Snorky(app)
 snorky.websocket("/ws", frontend)
+snorky.websocket("/ws-token", frontend, authenticate=TOKENS)
+snorky.websocket("/ws-token-required", frontend,
+                 authenticate=ConnectionTokens("integration-token-secret-0123456789", required=True))
+snorky.websocket("/ws-session", frontend, authenticate=session_identity("user_id", required=True))
+
+
+@app.get("/login/<user>")
+def login(user):
+    session["user_id"] = user
+    return "logged in"
+
+
+@app.get("/token/<user>")
+def token(user):
+    return TOKENS.create({"user": user})
 snorky.backend("/backend", backend, api_key=os.environ["SNORKY_API_KEY"],
                max_body_size=64 * 1024)
 

@@ -41,7 +41,8 @@ class ServerProcess:
         self.ws_url = f"ws://127.0.0.1:{self.port}"
         full_env = dict(os.environ)
         full_env.update({"SNORKY_API_KEY": API_KEY, "SNORKY_PORT": str(self.port), "PORT": str(self.port),
-                         "SNORKY_HOST": "127.0.0.1", "PYTHONUNBUFFERED": "1"})
+                         "SNORKY_HOST": "127.0.0.1", "PYTHONUNBUFFERED": "1",
+                         "SNORKY_SHUTDOWN_TIMEOUT": "1"})
         full_env.update(env or {})
         module, _, attr = app.partition(":")
         if args is not None:
