@@ -54,6 +54,9 @@ class Snorky:
                   allowed_origins: Sequence[str] | None = _UNSET,
                   ping_interval: float | None = None, max_frame_size: int | None = None,
                   max_queue_frames: int | None = None, max_queue_bytes: int | None = None,
+                  rate_limit: float | None = None, rate_burst: float | None = None,
+                  max_connections: int | None = None,
+                  max_connections_per_identity: int | None = None,
                   endpoint: str | None = None) -> WebSocketOptions:
         """Serve ``registry`` over WebSocket at ``path``.
 
@@ -69,6 +72,11 @@ class Snorky:
             authenticate=authenticate,
             max_queue_frames=max_queue_frames or s.max_queue_frames,
             max_queue_bytes=max_queue_bytes or s.max_queue_bytes,
+            rate_limit=s.rate_limit if rate_limit is None else rate_limit,
+            rate_burst=s.rate_burst if rate_burst is None else rate_burst,
+            max_connections=max_connections or s.max_connections,
+            max_connections_per_identity=(max_connections_per_identity
+                                          or s.max_connections_per_identity),
         )
         view = make_websocket_view(registry, opts)
         self._route(path, endpoint or f"snorky_ws_{path}", view, ["GET"], True)

@@ -29,6 +29,10 @@ class Settings:
     max_queue_frames: int = 10000           # SNORKY_MAX_QUEUE_FRAMES
     max_queue_bytes: int = 16 * 1024 * 1024  # SNORKY_MAX_QUEUE_BYTES
     allowed_origins: tuple[str, ...] | None = None  # SNORKY_ALLOWED_ORIGINS (comma-separated)
+    rate_limit: float = 1000.0              # SNORKY_RATE_LIMIT (messages/s per connection, 0: off)
+    rate_burst: float = 2000.0              # SNORKY_RATE_BURST
+    max_connections: int = 20000            # SNORKY_MAX_CONNECTIONS (per process)
+    max_connections_per_identity: int = 100  # SNORKY_MAX_CONNECTIONS_PER_IDENTITY
     backend_max_body: int = 1024 * 1024     # SNORKY_BACKEND_MAX_BODY (bytes)
     workers: int = 1                        # SNORKY_WORKERS (gunicorn)
     worker_class: str = "gevent"            # SNORKY_WORKER_CLASS (gunicorn)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -36,7 +37,9 @@ from websockets.protocol import Protocol, Side, State
 from websockets.server import ServerProtocol
 from werkzeug.exceptions import HTTPException
 
+from .. import wire
 from ..client import PING_FRAME, Client, close_frame
+from ..logs import RateLimitedLogger
 from ..metrics import counters
 
 __all__ = ["WebSocketOptions", "make_websocket_view", "Reject", "close_all", "live_clients"]
@@ -47,9 +50,12 @@ _handshake_log = logging.getLogger("snorky_sync.websocket.handshake")
 _handshake_log.setLevel(logging.WARNING)
 
 _spawn = gevent.spawn
+_monotonic = time.monotonic
+_warn = RateLimitedLogger(log)
 _live: set[Client] = set()          # every open WebSocket of this process
 _drained = gevent.event.Event()     # set whenever _live becomes empty
 _drained.set()
+_per_identity: dict[Any, int] = {}  # identity key -> open connections
 _socket_class = gevent.socket.socket
 _TEXT, _BINARY, _CONT, _CLOSE = Opcode.TEXT, Opcode.BINARY, Opcode.CONT, Opcode.CLOSE
 
@@ -78,6 +84,11 @@ class WebSocketOptions:
     max_queue_bytes: int = 16 * 1024 * 1024
     close_timeout: float = 5.0
     recv_size: int = 65536
+    rate_limit: float = 1000.0       # messages/s per connection (0: off); excess closes with 1008
+    rate_burst: float = 2000.0
+    max_connections: int = 20000     # per process; more are refused with 503
+    max_connections_per_identity: int = 100  # more are refused with 429
+    max_identity_size: int = 1024    # bytes of JSON; larger identities are refused (400)
 
 
 class _Hijacked(Response):
@@ -113,14 +124,29 @@ def _check_access(opts: WebSocketOptions, environ) -> tuple[Any, Reject | None]:
         origin = environ.get("HTTP_ORIGIN")
         if origin not in opts.allowed_origins:
             return None, Reject(403, f"Origin not allowed: {origin}")
+    if len(_live) >= opts.max_connections:
+        counters["connections_refused_limit"] += 1
+        return None, Reject(503, "Too many connections")
     if opts.authenticate is None:
         return None, None
     try:
-        return opts.authenticate(request), None
+        identity = opts.authenticate(request)
     except Reject as exc:
         return None, exc
     except HTTPException as exc:
         return None, Reject(exc.code or 403, exc.description or exc.name)
+    if identity is not None:
+        try:
+            size = len(wire.encode(identity))
+        except TypeError:
+            log.error("authenticate returned an identity that is not JSON: %r", identity)
+            return None, Reject(500, "Invalid identity")
+        if size > opts.max_identity_size:
+            return None, Reject(400, "Identity too large")
+        if _per_identity.get(wire.json_key(identity), 0) >= opts.max_connections_per_identity:
+            counters["connections_refused_limit"] += 1
+            return None, Reject(429, "Too many connections for this identity")
+    return identity, None
 
 
 def make_websocket_view(registry, opts: WebSocketOptions) -> Callable[[], Any]:
@@ -211,6 +237,9 @@ def _serve(registry, opts: WebSocketOptions, sock, remote: str, identity: Any) -
     counters["connections_current"] += 1
     _live.add(client)
     _drained.clear()
+    ident_key = None if identity is None else wire.json_key(identity)
+    if ident_key is not None:
+        _per_identity[ident_key] = _per_identity.get(ident_key, 0) + 1
     try:
         registry.client_connected(client)
         _read_loop(registry, opts, client, sock, proto)
@@ -221,6 +250,10 @@ def _serve(registry, opts: WebSocketOptions, sock, remote: str, identity: Any) -
         _live.discard(client)
         if not _live:
             _drained.set()
+        if ident_key is not None:
+            left = _per_identity.pop(ident_key) - 1
+            if left:
+                _per_identity[ident_key] = left
         registry.client_disconnected(client)
         client.flush(opts.close_timeout)
         client.mark_closed()
@@ -260,6 +293,8 @@ def _read_loop(registry, opts: WebSocketOptions, client: Client, sock, proto: Pr
     awaiting_pong = False
     fragments: list | None = None
     fragments_size = 0
+    rate, burst = opts.rate_limit, opts.rate_burst
+    tokens, last = burst, _monotonic()
     while True:
         try:
             data = recv(recv_size)
@@ -280,8 +315,20 @@ def _read_loop(registry, opts: WebSocketOptions, client: Client, sock, proto: Pr
             return
         awaiting_pong = False
         proto.receive_data(data)
-        for frame in proto.events_received():
+        events = proto.events_received()
+        if rate and events:
+            now = _monotonic()
+            tokens = min(burst, tokens + (now - last) * rate) - len(events)
+            last = now
+            if tokens < 0 and not client._closing:
+                counters["rate_limited_disconnects"] += 1
+                _warn.warning("rate-limit", "closing %s: more than %s messages/s (burst %s)",
+                              client.remote_address, rate, burst)
+                client.close(1008, "Rate limit exceeded")
+        for frame in events:
             op = frame.opcode
+            if client._closing and op is not _CLOSE:
+                continue  # closing: the peer's remaining frames are not processed
             if op is _TEXT or op is _BINARY:
                 counters["frames_in"] += 1
                 if frame.fin:

@@ -17,7 +17,15 @@ _json_key = wire.json_key
 
 
 class PubSubService(RPCService):
-    """Frontend PubSub: ``subscribe``, ``unsubscribe``, ``publish``."""
+    """Frontend PubSub: ``subscribe``, ``unsubscribe``, ``publish``.
+
+    Limits (class attributes, override in a subclass): ``max_subscriptions``
+    per connection (``Too many subscriptions``) and ``max_channel_size``
+    bytes of JSON per channel (``Channel too long``).
+    """
+
+    max_subscriptions = 1000
+    max_channel_size = 1024
 
     def __init__(self, name: str) -> None:
         super().__init__(name)
@@ -49,13 +57,22 @@ class PubSubService(RPCService):
         with self.lock:
             self.broadcast_frame(self.subscribers.get(key, ()), frame)
 
+    def _key(self, channel: Any):
+        key = _json_key(channel)
+        size = len(key) if type(key) is str else len(key[1])
+        if size > self.max_channel_size:
+            raise RPCError("Channel too long")
+        return key
+
     @rpc_command
     def subscribe(self, req, channel):
-        key = _json_key(channel)
+        key = self._key(channel)
         client = req.client
         mine = self.subscriptions.get(client)
         if mine is not None and key in mine:
             raise RPCError("Already subscribed")
+        if mine is not None and len(mine) >= self.max_subscriptions:
+            raise RPCError("Too many subscriptions")
         if mine is None:
             mine = self.subscriptions[client] = set()
         mine.add(key)
@@ -72,6 +89,7 @@ class PubSubService(RPCService):
 
     @rpc_command
     def publish(self, req, channel, message):
+        self._key(channel)
         if not self.can_publish(req.client, channel):
             raise RPCError("Not authorized")
         self.do_publish(channel, message)

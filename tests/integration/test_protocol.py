@@ -6,7 +6,8 @@ import time
 import pytest
 import websocket
 
-SERVER_ENV = {"SNORKY_MAX_QUEUE_BYTES": str(1024 * 1024), "SNORKY_MAX_FRAME_SIZE": str(64 * 1024)}
+SERVER_ENV = {"SNORKY_MAX_QUEUE_BYTES": str(1024 * 1024), "SNORKY_MAX_FRAME_SIZE": str(64 * 1024),
+              "SNORKY_RATE_LIMIT": "0"}  # the slow-consumer test publishes as fast as it can
 
 
 def wait_for(predicate, timeout=10.0, interval=0.02):

@@ -97,3 +97,21 @@ def test_fan_out_encodes_once(pubsub):
     pubsub.do_publish("all", "x" * 200)
     frames = [c.frames[-1] for c in clients]
     assert all(f is frames[0] for f in frames)
+
+
+def test_limits():
+    class Small(PubSubService):
+        max_subscriptions = 3
+        max_channel_size = 20
+    s = Small("p")
+    a = FakeClient()
+    for i in range(3):
+        rpc(s, a, "subscribe", {"channel": i})
+    assert rpc(s, a, "subscribe", {"channel": 99})["message"] == "Too many subscriptions"
+    rpc(s, a, "unsubscribe", {"channel": 0})
+    assert rpc(s, a, "subscribe", {"channel": 99})["type"] == "response"
+    b = FakeClient()
+    assert rpc(s, b, "subscribe", {"channel": "x" * 21})["message"] == "Channel too long"
+    assert rpc(s, b, "subscribe", {"channel": {"k": "x" * 20}})["message"] == "Channel too long"
+    assert rpc(s, b, "publish", {"channel": "x" * 21, "message": 1})["message"] == "Channel too long"
+    assert rpc(s, b, "subscribe", {"channel": "x" * 20})["type"] == "response"
