@@ -1,0 +1,128 @@
+"""Hostile input over a real connection (hypothesis): arbitrary frames, envelopes
+and params for every command of every service.  The server must answer per
+PROTOCOL.md, never send a traceback, never drop a connection for a
+well-formed frame, and leave no state behind."""
+import json
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from support.servers import ServerProcess
+from support.wsclient import SnorkyTestClient
+
+COMMANDS = {
+    "pubsub": ["subscribe", "unsubscribe", "publish"],
+    "calc": ["add", "divide", "slowSquare"],
+    "who": ["whoami"],
+}
+KNOWN_ERRORS = {"Unknown command", "Invalid params", "Internal error", "Already subscribed",
+                "Not subscribed", "Not authorized", "Division by zero", "Too many subscriptions",
+                "Channel too long"}
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**63, 2**63 - 1) | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=12)
+param_names = st.sampled_from(["channel", "message", "a", "b", "x", "delay", "identity", "params", ""])
+params = st.one_of(json_values, st.dictionaries(param_names, json_values, max_size=4))
+call_ids = st.one_of(st.none(), st.integers(0, 10**6), st.text(max_size=5), st.just({"k": [1]}))
+
+
+@pytest.fixture(scope="module")
+def srv():
+    s = ServerProcess("embedded", app="tests.integration.testapp:app", env={"SNORKY_RATE_LIMIT": "0"})
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="module")
+def conn(srv):
+    c = SnorkyTestClient(srv.ws_url + "/ws", timeout=10)
+    yield c
+    c.close()
+
+
+def check_alive(c):
+    assert c.call("calc", "add", {"a": 1}, call_id="alive")["data"] == 1
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(service=st.sampled_from(sorted(COMMANDS)), data=st.data(), params=params, call_id=call_ids)
+def test_arbitrary_params_for_every_command(conn, service, data, params, call_id):
+    command = data.draw(st.sampled_from(COMMANDS[service] + ["nope", "__init__", "process_message_from"]))
+    if service == "calc" and command == "slowSquare" and isinstance(params, dict):
+        params = {**params, "delay": 0}  # keep it quick; the value is still arbitrary elsewhere
+    cid = "probe" if call_id is None else call_id
+    conn.send(service, {"command": command, "params": params, "callId": cid})
+    answer = None
+    while answer is None:
+        env = conn.recv()
+        msg = env["message"]
+        if isinstance(msg, dict) and msg.get("type") in ("response", "error") and msg.get("callId") == cid:
+            answer = msg
+    if answer["type"] == "error":
+        assert answer["message"] in KNOWN_ERRORS, answer
+        assert "Traceback" not in json.dumps(answer)
+    conn.notifications.clear()
+    if service == "pubsub" and command == "subscribe" and answer["type"] == "response":
+        conn.ok("pubsub", "unsubscribe", {"channel": params["channel"]})
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(frame=st.one_of(
+    st.text(max_size=50),
+    json_values.map(json.dumps),
+    st.dictionaries(st.sampled_from(["service", "message", "x"]), json_values, max_size=3).map(json.dumps),
+    st.builds(lambda s, m: json.dumps({"service": s, "message": m}),
+              st.sampled_from(["pubsub", "calc", "who", "echo", "nope", "PUBSUB"]), json_values),
+))
+def test_arbitrary_frames_never_close_the_connection(conn, frame):
+    conn.send_raw(frame)
+    check_alive(conn)  # answered in order: the frame above was processed first
+    conn.notifications.clear()
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@given(ops=st.lists(st.tuples(st.integers(0, 2), st.sampled_from(["sub", "unsub", "drop"]),
+                              st.sampled_from(["a", "b", {"c": 1}, [1]])), max_size=15))
+def test_random_subscribe_unsubscribe_disconnect_leaves_nothing(srv, conn, ops):
+    base = conn.ok("inspect", "state")
+    clients = {}
+    for who, op, channel in ops:
+        if op == "drop":
+            c = clients.pop(who, None)
+            if c:
+                c.close()
+            continue
+        c = clients.get(who) or clients.setdefault(who, SnorkyTestClient(srv.ws_url + "/ws"))
+        c.call("pubsub", "subscribe" if op == "sub" else "unsubscribe", {"channel": channel})
+    for c in clients.values():
+        c.close()
+    import time
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # cleanup is visible only by asking the server
+        state = conn.ok("inspect", "state")
+        if (state["subscribers"], state["subscriptions"]) == (base["subscribers"], base["subscriptions"]):
+            break
+        time.sleep(0.02)
+    assert (state["subscribers"], state["subscriptions"]) == (base["subscribers"], base["subscriptions"])
+
+
+def test_flood_of_garbage_does_not_starve_others(srv):
+    flooder = SnorkyTestClient(srv.ws_url + "/ws")
+    subs = [SnorkyTestClient(srv.ws_url + "/ws") for _ in range(5)]
+    for s in subs:
+        s.ok("pubsub", "subscribe", {"channel": "flood"})
+    pub = SnorkyTestClient(srv.ws_url + "/ws")
+    garbage = ["{", "[]", '{"service": "nope", "message": 1}', "\x00" * 100]
+    for i in range(3000):
+        flooder.send_raw(garbage[i % 4])
+        if i % 100 == 0:
+            pub.send("pubsub", {"command": "publish", "params": {"channel": "flood", "message": i}})
+    for s in subs:
+        assert [s.recv()["message"]["message"] for _ in range(30)] == list(range(0, 3000, 100))
+    check_alive(flooder)
+    for c in subs + [pub, flooder]:
+        c.close()
