@@ -18,6 +18,7 @@ from flask import session  # noqa: E402
 
 from snorky_sync import RPCService, ServiceRegistry, Snorky, rpc_command  # noqa: E402
 from snorky_sync.auth import ConnectionTokens, session_identity  # noqa: E402
+from snorky_sync.brokers import make_broker  # noqa: E402
 from snorky_sync.metrics import snapshot  # noqa: E402
 from snorky_sync.services.pubsub import PubSubBackend, PubSubService  # noqa: E402
 
@@ -31,14 +32,17 @@ class InspectService(RPCService):
 
     @rpc_command
     def state(self, req):
-        return {"subscribers": len(self.pubsub.subscribers),
+        return {"pid": os.getpid(),
+                "subscribers": len(self.pubsub.subscribers),
                 "subscriptions": len(self.pubsub.subscriptions),
                 "counters": snapshot()}
 
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-frontend = ServiceRegistry()
+broker = make_broker(os.environ.get("SNORKY_REDIS_URL"))
+broker.start()
+frontend = ServiceRegistry(broker)
 pubsub = PubSubService("pubsub")
 frontend.register_service(pubsub)
 frontend.register_service(CalculatorService("calc"))
@@ -54,7 +58,7 @@ class WhoAmI(RPCService):
 
 frontend.register_service(WhoAmI("who"))
 
-backend = ServiceRegistry()
+backend = ServiceRegistry(broker)
 backend.register_service(PubSubBackend("pubsub_backend", pubsub))
 backend.register_service(CalculatorService("calc"))
 
