@@ -1,0 +1,182 @@
+"""Dealers: route the deltas of one model to the subscription items that want them.
+
+A dealer is a class with a ``name`` (what ``authorizeSubscription`` items
+refer to; default: the class name) and a ``model`` (the delta ``model`` it
+handles)::
+
+    class PlayersByColor(SimpleDealer):
+        name = "playersByColor"
+        model = "Player"
+
+        def get_key_for_model(self, data):
+            return data["color"]
+
+Three kinds are built in: :class:`BroadcastDealer` (every item),
+:class:`SimpleDealer` (items whose query equals a key of the data) and
+:class:`FilterDealer` (items whose query is a filter the data matches).
+A custom dealer implements :meth:`Dealer.get_subscription_items_for_model`
+and the add/remove pair; :meth:`Dealer.deliver_delta` does the routing,
+including the split of an update into insert/update/delete per item.
+"""
+from __future__ import annotations
+
+import abc
+import logging
+from typing import Any, Iterable
+
+from ... import wire
+from ...logs import RateLimitedLogger
+from .deltas import deletion_delta, insertion_delta
+from .filters import InvalidFilter, Predicate, compile_filter
+from .subscriptions import SubscriptionItem
+
+__all__ = ["BadQuery", "Dealer", "BroadcastDealer", "SimpleDealer", "FilterDealer"]
+
+log = logging.getLogger("snorky_sync.services.datasync")
+_warn = RateLimitedLogger(log)
+_json_key = wire.json_key
+
+
+class BadQuery(ValueError):
+    """A subscription query the dealer cannot serve; the text goes to the backend."""
+
+
+class Dealer(abc.ABC):
+    """Matches the data of one model with subscription items."""
+
+    model: str
+    """The delta ``model`` this dealer handles (set it as a class attribute)."""
+
+    @property
+    def name(self) -> str:
+        """The name subscription items use; default: the class name."""
+        return type(self).__name__
+
+    def validate_query(self, query: Any) -> None:
+        """Raise :exc:`BadQuery` if ``query`` can never be served.
+
+        Called by ``authorizeSubscription`` before anything is registered.
+        Default: every JSON value is a valid query.
+        """
+
+    @abc.abstractmethod
+    def add_subscription_item(self, item: SubscriptionItem) -> None:
+        """An item naming this dealer was authorized."""
+
+    @abc.abstractmethod
+    def remove_subscription_item(self, item: SubscriptionItem) -> None:
+        """An item naming this dealer was cancelled or expired."""
+
+    @abc.abstractmethod
+    def get_subscription_items_for_model(self, data: Any) -> Iterable[SubscriptionItem]:
+        """The items that want a delta carrying ``data``.
+
+        For an update it is called twice, with ``oldData`` and ``newData``.
+        """
+
+    def deliver_delta(self, delta: dict) -> None:
+        """Forward ``delta`` (validated, see :mod:`.deltas`) to the matching items.
+
+        Insert and delete go to the items matching ``data``.  An update is
+        split per item: matching old and new data -> the update; new only ->
+        an insert of ``newData``; old only -> a delete of ``oldData``.  A
+        subscription receives one delta per matching item.
+        """
+        if delta["type"] != "update":
+            for item in list(self.get_subscription_items_for_model(delta["data"])):
+                item.subscription.deliver_delta(delta)
+            return
+        old = dict.fromkeys(self.get_subscription_items_for_model(delta["oldData"]))
+        new = dict.fromkeys(self.get_subscription_items_for_model(delta["newData"]))
+        insertion = deletion = None
+        for item in new:
+            if item in old:
+                item.subscription.deliver_delta(delta)
+            else:
+                if insertion is None:
+                    insertion = insertion_delta(delta["model"], delta["newData"])
+                item.subscription.deliver_delta(insertion)
+        for item in old:
+            if item not in new:
+                if deletion is None:
+                    deletion = deletion_delta(delta["model"], delta["oldData"])
+                item.subscription.deliver_delta(deletion)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} name={self.name!r} model={getattr(self, 'model', None)!r}>"
+
+
+class BroadcastDealer(Dealer):
+    """Every delta of the model goes to every item; the query is ignored."""
+
+    def __init__(self) -> None:
+        self.items: dict[SubscriptionItem, None] = {}  # ordered set
+
+    def add_subscription_item(self, item: SubscriptionItem) -> None:
+        self.items[item] = None
+
+    def remove_subscription_item(self, item: SubscriptionItem) -> None:
+        del self.items[item]
+
+    def get_subscription_items_for_model(self, data: Any) -> Iterable[SubscriptionItem]:
+        return self.items
+
+
+class SimpleDealer(Dealer):
+    """Items whose query equals ``get_key_for_model(data)`` (compared as JSON values)."""
+
+    def __init__(self) -> None:
+        self.items_by_model_key: dict[Any, dict[SubscriptionItem, None]] = {}
+
+    @abc.abstractmethod
+    def get_key_for_model(self, data: Any) -> Any:
+        """The key of a model's data, e.g. ``data["color"]``.
+
+        Deltas go to the items whose query equals it.  If it raises (e.g. a
+        field is missing) the delta matches no item and a warning is logged.
+        """
+
+    def add_subscription_item(self, item: SubscriptionItem) -> None:
+        self.items_by_model_key.setdefault(_json_key(item.query), {})[item] = None
+
+    def remove_subscription_item(self, item: SubscriptionItem) -> None:
+        key = _json_key(item.query)
+        items = self.items_by_model_key[key]
+        del items[item]
+        if not items:
+            del self.items_by_model_key[key]
+
+    def get_subscription_items_for_model(self, data: Any) -> Iterable[SubscriptionItem]:
+        try:
+            key = _json_key(self.get_key_for_model(data))
+        except Exception as exc:
+            _warn.warning(f"key:{self.name}", "dealer %r: get_key_for_model failed (%s: %s); "
+                          "the delta matches no item", self.name, type(exc).__name__, exc)
+            return ()
+        return self.items_by_model_key.get(key, ())
+
+
+class FilterDealer(Dealer):
+    """Items whose query is a filter (see :mod:`.filters`) the data matches."""
+
+    def __init__(self) -> None:
+        self.filters_by_item: dict[SubscriptionItem, Predicate] = {}
+
+    def validate_query(self, query: Any) -> None:
+        self._compile(query)
+
+    @staticmethod
+    def _compile(query: Any) -> Predicate:
+        try:
+            return compile_filter(query)
+        except InvalidFilter as exc:
+            raise BadQuery(f"Invalid filter: {exc}") from None
+
+    def add_subscription_item(self, item: SubscriptionItem) -> None:
+        self.filters_by_item[item] = self._compile(item.query)
+
+    def remove_subscription_item(self, item: SubscriptionItem) -> None:
+        del self.filters_by_item[item]
+
+    def get_subscription_items_for_model(self, data: Any) -> Iterable[SubscriptionItem]:
+        return [item for item, matches in self.filters_by_item.items() if matches(data)]

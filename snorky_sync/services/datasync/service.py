@@ -1,0 +1,280 @@
+"""DataSyncService: the frontend of DataSync (PROTOCOL.md §3).
+
+Browsers call ``acquireSubscription(token)`` with a token the web application
+got from :class:`~snorky_sync.services.datasync.backend.DataSyncBackend`, and
+``cancelSubscription(token)``.  Deltas published through the backend are
+routed by the dealers and delivered as ``{"type": "delta", "delta": ...}``.
+
+The service owns all DataSync state; the backend only calls
+:meth:`DataSyncService.do_authorize_subscription` and
+:meth:`DataSyncService.do_publish_deltas`, which take ``self.lock``.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Iterable
+
+import gevent
+
+from ...metrics import counters
+from ..base import RPCError, RPCService, rpc_command
+from .dealers import BadQuery, Dealer
+from .deltas import validate_deltas
+from .subscriptions import Subscription, SubscriptionItem, new_token
+
+__all__ = ["DataSyncService"]
+
+log = logging.getLogger("snorky_sync.services.datasync")
+
+
+class DataSyncService(RPCService):
+    """Frontend DataSync: ``acquireSubscription``, ``cancelSubscription``.
+
+    ``dealers`` are dealer classes (instantiated here, as in Snorky 0.1) or
+    instances.
+    """
+
+    MAX_PENDING = 10000
+    """Authorized subscriptions not yet acquired; beyond this
+    ``authorizeSubscription`` answers ``Too many pending subscriptions``."""
+
+    MAX_BUFFERED_DELTAS = 10000
+    """Deltas buffered for one pending subscription.  Beyond this the
+    subscription is cancelled (logged and counted) rather than growing
+    without bound: acquiring it then answers ``No such subscription``, as
+    for an expired one, and the page reloads its data."""
+
+    MAX_SUBSCRIPTIONS_PER_CLIENT = 1000
+    """Acquired subscriptions per connection (``Too many subscriptions``)."""
+
+    def __init__(self, name: str, dealers: Iterable[type[Dealer] | Dealer] = ()) -> None:
+        super().__init__(name)
+        self.dealers_by_name: dict[str, Dealer] = {}
+        self.dealers_by_model: dict[str, list[Dealer]] = {}
+        self.subscriptions: dict[str, Subscription] = {}        # token -> every live subscription
+        self.pending: dict[str, Subscription] = {}              # token -> not yet acquired
+        self.subscriptions_by_client: dict[Any, dict[str, Subscription]] = {}
+        self._outbox: dict[int, tuple[dict, list]] | None = None
+        for dealer in dealers:
+            self.register_dealer(dealer)
+
+    # -- dealers -------------------------------------------------------------
+    def register_dealer(self, dealer: type[Dealer] | Dealer) -> Dealer:
+        """Accept subscriptions for ``dealer`` (a class is instantiated); returns the instance."""
+        instance = dealer() if isinstance(dealer, type) else dealer
+        name = instance.name
+        model = getattr(instance, "model", None)
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"{instance!r}: a dealer's name is a non-empty string")
+        if not isinstance(model, str):
+            raise TypeError(f"{instance!r}: a dealer's model is a string")
+        with self.lock:
+            if name in self.dealers_by_name:
+                raise ValueError(f"a dealer named {name!r} is already registered")
+            self.dealers_by_name[name] = instance
+            self.dealers_by_model.setdefault(model, []).append(instance)
+        return instance
+
+    def unregister_dealer(self, dealer: Dealer) -> None:
+        """Stop ``dealer`` (an instance); subscriptions using it are cancelled."""
+        with self.lock:
+            if self.dealers_by_name.get(dealer.name) is not dealer:
+                raise ValueError(f"{dealer!r} is not registered")
+            for sub in list(self.subscriptions.values()):
+                if any(item.dealer is dealer for item in sub.items):
+                    self.do_cancel_subscription(sub)
+            del self.dealers_by_name[dealer.name]
+            same_model = self.dealers_by_model[dealer.model]
+            same_model.remove(dealer)
+            if not same_model:
+                del self.dealers_by_model[dealer.model]
+
+    # -- called by the backend -------------------------------------------------
+    def do_authorize_subscription(self, items: Any, timeout_interval: float) -> str:
+        """Register a pending subscription for ``items``; returns its token.
+
+        Raises RPCError with the protocol's texts.  A refused authorization
+        registers nothing.  Unless acquired within ``timeout_interval``
+        seconds the subscription expires.
+        """
+        if not isinstance(items, (list, tuple)):
+            raise RPCError("items must be a list")
+        with self.lock:
+            parsed: list[SubscriptionItem] = []
+            for raw in items:
+                if not isinstance(raw, dict):
+                    raise RPCError("item must be an object")
+                if "dealer" not in raw:
+                    raise RPCError("Missing field 'dealer'")
+                dealer_name = raw["dealer"]
+                if not isinstance(dealer_name, str):
+                    raise RPCError("dealer should be a dealer name")
+                dealer = self.dealers_by_name.get(dealer_name)
+                if dealer is None:
+                    raise RPCError("No such dealer")
+                if "query" not in raw:
+                    raise RPCError("Missing field 'query'")
+                query = raw["query"]
+                try:
+                    dealer.validate_query(query)
+                except BadQuery as exc:
+                    raise RPCError(str(exc) or "Invalid query") from None
+                item = SubscriptionItem(dealer_name, query)
+                item.dealer = dealer
+                parsed.append(item)
+
+            if len(self.pending) >= self.MAX_PENDING:
+                counters["datasync_authorizations_refused"] += 1
+                log.warning("%s: %d subscriptions pending, authorization refused",
+                            self.name, len(self.pending))
+                raise RPCError("Too many pending subscriptions")
+
+            token = new_token()
+            while token in self.subscriptions:  # practically never
+                token = new_token()
+            sub = Subscription(parsed, self, token)
+            added: list[SubscriptionItem] = []
+            try:
+                for item in parsed:
+                    item.dealer.add_subscription_item(item)
+                    added.append(item)
+            except BaseException as exc:
+                for item in added:
+                    item.dealer.remove_subscription_item(item)
+                sub.close()
+                if isinstance(exc, BadQuery):
+                    raise RPCError(str(exc) or "Invalid query") from None
+                raise
+            self.subscriptions[token] = sub
+            self.pending[token] = sub
+            sub.timer = gevent.spawn_later(timeout_interval, self._expire, sub)
+            return token
+
+    def do_publish_deltas(self, deltas: Any) -> None:
+        """Validate every delta, then deliver them in order (RPCError if any is invalid)."""
+        checked = validate_deltas(deltas)
+        with self.lock:
+            for delta in checked:
+                dealers = self.dealers_by_model.get(delta["model"])
+                if dealers:  # a model no dealer handles reaches nobody
+                    self._deliver(delta, dealers)
+
+    def _deliver(self, delta: dict, dealers: list[Dealer]) -> None:
+        # Dealers call Subscription.deliver_delta -> send_delta, which collects
+        # the recipients of each outgoing delta so that it is encoded once.
+        self._outbox = outbox = {}
+        try:
+            for dealer in dealers:
+                try:
+                    dealer.deliver_delta(delta)
+                except Exception:
+                    counters["datasync_dealer_errors"] += 1
+                    log.exception("%s: dealer %r failed on a %s delta of %r",
+                                  self.name, dealer, delta["type"], delta["model"])
+        finally:
+            self._outbox = None
+        for out, clients in outbox.values():
+            msg = {"type": "delta", "delta": out}
+            if len(clients) == 1:
+                self.send_message_to(clients[0], msg)
+            else:
+                self.broadcast(clients, msg)
+
+    # -- delivery, called by subscriptions --------------------------------------
+    def send_delta(self, client, delta: dict) -> None:
+        """Queue ``delta`` for ``client`` (batched while a publish is delivering)."""
+        outbox = self._outbox
+        if outbox is None:
+            self.deliver_delta(client, delta)
+            return
+        entry = outbox.get(id(delta))
+        if entry is None:
+            outbox[id(delta)] = (delta, [client])
+        else:
+            entry[1].append(client)
+
+    def deliver_delta(self, client, delta: dict) -> None:
+        """Send one delta to one client: ``{"type": "delta", "delta": delta}``."""
+        self.send_message_to(client, {"type": "delta", "delta": delta})
+
+    def buffer_overflowed(self, subscription: Subscription) -> None:
+        """A pending subscription buffered more than MAX_BUFFERED_DELTAS: cancel it."""
+        counters["datasync_subscriptions_overflowed"] += 1
+        log.warning("%s: pending subscription cancelled after buffering %d deltas "
+                    "(never acquired); acquiring it will answer 'No such subscription'",
+                    self.name, len(subscription.buffer))
+        self.do_cancel_subscription(subscription)
+
+    # -- expiry -----------------------------------------------------------------
+    def _expire(self, sub: Subscription) -> None:
+        with self.lock:
+            if self.subscriptions.get(sub.token) is not sub or sub.client is not None:
+                return
+            sub.timer = None  # this greenlet; nothing to cancel
+            dropped = len(sub.buffer)
+            self.do_cancel_subscription(sub)
+            counters["datasync_subscriptions_expired"] += 1
+            log.info("%s: subscription expired unacquired (%d buffered deltas dropped)",
+                     self.name, dropped)
+        self.subscription_expired(sub)
+
+    def subscription_expired(self, subscription: Subscription) -> None:
+        """Hook: ``subscription`` expired without being acquired (already cancelled)."""
+
+    # -- cancellation -------------------------------------------------------------
+    def do_cancel_subscription(self, subscription: Subscription) -> None:
+        """Forget ``subscription`` everywhere (cancel, expiry, disconnect).  Idempotent."""
+        token = subscription.token
+        with self.lock:
+            if self.subscriptions.get(token) is not subscription:
+                return
+            del self.subscriptions[token]
+            self.pending.pop(token, None)
+            client = subscription.client
+            if client is not None:
+                mine = self.subscriptions_by_client.get(client)
+                if mine is not None:
+                    mine.pop(token, None)
+                    if not mine:
+                        del self.subscriptions_by_client[client]
+            for item in subscription.items:
+                item.dealer.remove_subscription_item(item)
+            subscription.close()
+
+    # -- RPC commands -------------------------------------------------------------
+    @rpc_command
+    def acquireSubscription(self, req, token):
+        """Link the subscription to the caller; buffered deltas arrive before the reply."""
+        if not isinstance(token, str):
+            raise RPCError("token must be string")
+        sub = self.subscriptions.get(token)
+        if sub is None:
+            raise RPCError("No such subscription")
+        if sub.client is not None:
+            raise RPCError("Subscription already acquired")
+        client = req.client
+        mine = self.subscriptions_by_client.get(client)
+        if mine is not None and len(mine) >= self.MAX_SUBSCRIPTIONS_PER_CLIENT:
+            raise RPCError("Too many subscriptions")
+        del self.pending[token]
+        if mine is None:
+            mine = self.subscriptions_by_client[client] = {}
+        mine[token] = sub
+        for delta in sub.got_client(client):
+            self.deliver_delta(client, delta)
+
+    @rpc_command
+    def cancelSubscription(self, req, token):
+        """Cancel a subscription the caller acquired."""
+        if not isinstance(token, str):
+            raise RPCError("token must be string")
+        sub = self.subscriptions.get(token)
+        if sub is None or sub.client is not req.client:
+            raise RPCError("No such subscription")
+        self.do_cancel_subscription(sub)
+
+    def client_disconnected(self, client) -> None:
+        with self.lock:
+            mine = self.subscriptions_by_client.get(client)
+            for sub in list(mine.values()) if mine else ():
+                self.do_cancel_subscription(sub)

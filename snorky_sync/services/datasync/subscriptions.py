@@ -1,0 +1,106 @@
+"""Subscriptions: what a token stands for.
+
+A :class:`Subscription` is a set of :class:`SubscriptionItem` (dealer name +
+query) authorized by the backend under a random token.  Until a client
+acquires the token it is *pending*: deltas for it are buffered, in order,
+and a timer will expire it.  Once acquired, deltas go straight to the client.
+
+The service owns every subscription and its state; these objects only carry
+it.  All methods are called under the owning service's lock.
+"""
+from __future__ import annotations
+
+import secrets
+import string
+from typing import TYPE_CHECKING, Any, Iterable
+
+import gevent
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .dealers import Dealer
+    from .service import DataSyncService
+
+__all__ = ["Subscription", "SubscriptionItem", "new_token", "TOKEN_ALPHABET", "TOKEN_LENGTH"]
+
+TOKEN_ALPHABET = string.ascii_lowercase + string.digits
+TOKEN_LENGTH = 32
+
+
+def new_token() -> str:
+    """32 characters of ``[a-z0-9]`` from the OS CSPRNG (about 165 bits)."""
+    return "".join(secrets.choice(TOKEN_ALPHABET) for _ in range(TOKEN_LENGTH))
+
+
+class SubscriptionItem:
+    """One (dealer, query) pair of a subscription.  Hashed by identity."""
+
+    __slots__ = ("dealer_name", "query", "subscription", "dealer")
+
+    def __init__(self, dealer_name: str, query: Any, subscription: "Subscription | None" = None) -> None:
+        self.dealer_name = dealer_name
+        self.query = query
+        self.subscription = subscription
+        self.dealer: "Dealer | None" = None
+
+    def __repr__(self) -> str:
+        return f"<SubscriptionItem {self.dealer_name!r} {self.query!r}>"
+
+
+class Subscription:
+    """A contract a client signs by acquiring its token.
+
+    States: *pending* (``client is None``, deltas buffered, expiry timer
+    running), *acquired* (``client`` set; deltas delivered), *cancelled*
+    (``active`` false; deltas ignored).
+    """
+
+    __slots__ = ("token", "client", "items", "service", "buffer", "timer", "active")
+
+    def __init__(self, items: Iterable[SubscriptionItem], service: "DataSyncService",
+                 token: str | None = None) -> None:
+        self.token = token
+        self.client = None
+        self.service = service
+        self.items = list(items)
+        for item in self.items:
+            item.subscription = self
+        self.buffer: list[dict] = []
+        self.timer: gevent.Greenlet | None = None
+        self.active = True
+
+    def __repr__(self) -> str:
+        state = "cancelled" if not self.active else ("pending" if self.client is None else "acquired")
+        return f"<Subscription {state} items={len(self.items)} buffered={len(self.buffer)}>"
+
+    def deliver_delta(self, delta: dict) -> None:
+        """Send ``delta`` to the client, or buffer it until the token is acquired."""
+        if not self.active:
+            return
+        if self.client is not None:
+            self.service.send_delta(self.client, delta)
+            return
+        self.buffer.append(delta)
+        if len(self.buffer) > self.service.MAX_BUFFERED_DELTAS:
+            self.service.buffer_overflowed(self)
+
+    def got_client(self, client) -> list[dict]:
+        """Link to ``client``: stop the expiry timer and hand over the buffered deltas."""
+        if self.client is not None:
+            raise RuntimeError("subscription already acquired")
+        self.client = client
+        self.cancel_timeout()
+        buffered, self.buffer = self.buffer, []
+        return buffered
+
+    def cancel_timeout(self) -> None:
+        """Stop the expiry timer (unless it is the greenlet running now)."""
+        timer, self.timer = self.timer, None
+        if timer is not None and timer is not gevent.getcurrent():
+            timer.kill(block=False)
+
+    def close(self) -> None:
+        """Cancelled: no more deltas, no timer, no buffer, no client."""
+        self.active = False
+        self.cancel_timeout()
+        self.buffer = []
+        self.client = None
