@@ -1,11 +1,13 @@
 """create_app(): the default snorky_sync server, wired from settings.
 
-Frontend registry at ``/ws``: ``pubsub``.  Backend registry at ``/backend``
-(only when ``SNORKY_API_KEY`` is set): ``pubsub_backend``.  A demo page at
+Frontend registry at ``/ws``: ``pubsub``, ``datasync``.  Backend registry at
+``/backend`` (only when ``SNORKY_API_KEY`` is set): ``pubsub_backend``,
+``datasync_backend``.  DataSync dealers come from ``SNORKY_DATASYNC_DEALERS``.  A demo page at
 ``/`` and ``/healthz`` for load balancers.
 """
 from __future__ import annotations
 
+import importlib
 import logging
 from importlib import resources
 
@@ -16,12 +18,34 @@ from .brokers import make_broker
 from .flask_ext import Snorky
 from .endpoints.websocket import live_clients
 from .registry import ServiceRegistry
+from .services.datasync import DataSyncBackend, DataSyncService
 from .services.pubsub import PubSubBackend, PubSubService
 from .settings import Settings
 
 __all__ = ["create_app"]
 
 log = logging.getLogger("snorky_sync")
+
+
+def load_dealers(spec: str | None) -> list:
+    """Dealers named by ``SNORKY_DATASYNC_DEALERS``: comma-separated ``module:attr``.
+
+    Each attribute is a dealer class, a dealer instance, or a list of them
+    (or a callable returning such a list).
+    """
+    dealers: list = []
+    for item in (spec or "").split(","):
+        item = item.strip()
+        if not item:
+            continue
+        module_name, _, attr = item.partition(":")
+        if not attr:
+            raise ValueError(f"SNORKY_DATASYNC_DEALERS: {item!r} is not 'module:attribute'")
+        obj = getattr(importlib.import_module(module_name), attr)
+        if callable(obj) and not isinstance(obj, type):
+            obj = obj()
+        dealers.extend(obj if isinstance(obj, (list, tuple)) else [obj])
+    return dealers
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -36,8 +60,12 @@ def create_app(settings: Settings | None = None) -> Flask:
     pubsub = PubSubService("pubsub")
     frontend.register_service(pubsub)
 
+    datasync = DataSyncService("datasync", load_dealers(settings.datasync_dealers))
+    frontend.register_service(datasync)
+
     backend = ServiceRegistry(broker)
     backend.register_service(PubSubBackend("pubsub_backend", pubsub))
+    backend.register_service(DataSyncBackend("datasync_backend", datasync))
 
     snorky = Snorky(app, settings)
     authenticate = None

@@ -19,6 +19,26 @@ from flask import session  # noqa: E402
 from snorky_sync import RPCService, ServiceRegistry, Snorky, rpc_command  # noqa: E402
 from snorky_sync.auth import ConnectionTokens, session_identity  # noqa: E402
 from snorky_sync.brokers import make_broker  # noqa: E402
+from snorky_sync.services.datasync import (  # noqa: E402
+    BroadcastDealer, DataSyncBackend, DataSyncService, FilterDealer, SimpleDealer)
+
+
+class TodosByList(SimpleDealer):
+    name = "todosByList"
+    model = "Todo"
+
+    def get_key_for_model(self, data):
+        return data["list"]
+
+
+class AllTodos(BroadcastDealer):
+    name = "allTodos"
+    model = "Todo"
+
+
+class TodosFilter(FilterDealer):
+    name = "todosFilter"
+    model = "Todo"
 from snorky_sync.metrics import snapshot  # noqa: E402
 from snorky_sync.services.pubsub import PubSubBackend, PubSubService  # noqa: E402
 
@@ -58,8 +78,12 @@ class WhoAmI(RPCService):
 
 frontend.register_service(WhoAmI("who"))
 
+datasync = DataSyncService("datasync", [TodosByList, AllTodos, TodosFilter])
+frontend.register_service(datasync)
+
 backend = ServiceRegistry(broker)
 backend.register_service(PubSubBackend("pubsub_backend", pubsub))
+backend.register_service(DataSyncBackend("datasync_backend", datasync))
 backend.register_service(CalculatorService("calc"))
 
 app = Flask(__name__)
