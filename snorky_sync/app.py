@@ -65,7 +65,8 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     backend = ServiceRegistry(broker)
     backend.register_service(PubSubBackend("pubsub_backend", pubsub))
-    backend.register_service(DataSyncBackend("datasync_backend", datasync))
+    backend.register_service(DataSyncBackend("datasync_backend", datasync,
+                                             timeout_interval=settings.datasync_timeout))
 
     snorky = Snorky(app, settings)
     authenticate = None

@@ -40,6 +40,7 @@ class Settings:
     token_secret: str | None = None         # SNORKY_TOKEN_SECRET (connection tokens on /ws)
     token_max_age: float = 3600.0           # SNORKY_TOKEN_MAX_AGE (seconds)
     datasync_dealers: str | None = None     # SNORKY_DATASYNC_DEALERS ("pkg.mod:Dealer,pkg.mod:dealers")
+    datasync_timeout: float = 120.0         # SNORKY_DATASYNC_TIMEOUT (seconds to acquire a subscription)
     redis_url: str | None = None            # SNORKY_REDIS_URL (unset: one process, in-memory)
     shutdown_timeout: float = 5.0           # SNORKY_SHUTDOWN_TIMEOUT (seconds to wait for closes)
     log_level: str = "INFO"                 # SNORKY_LOG_LEVEL

@@ -23,12 +23,24 @@ class Broker:
     def __init__(self) -> None:
         self.origin = os.urandom(8)  # this process, as seen by the others
         self.handlers: dict[str, Handler] = {}
+        self.echo: set[str] = set()   # topics whose handler also gets this process's messages
 
-    def subscribe(self, topic: str, handler: Handler) -> None:
-        """Deliver messages other processes publish on ``topic`` to ``handler``."""
+    #: False for the in-process broker: there is nobody else to tell.
+    distributed = False
+
+    def subscribe(self, topic: str, handler: Handler, echo: bool = False) -> None:
+        """Deliver messages published on ``topic`` to ``handler``.
+
+        By default only other processes' messages (this one delivered locally
+        already).  ``echo=True`` delivers this process's own messages too, in
+        the same order every process sees them: use it when all processes
+        must apply a sequence of events in one agreed order.
+        """
         if topic in self.handlers:
             raise ValueError(f"topic {topic!r} already has a handler")
         self.handlers[topic] = handler
+        if echo:
+            self.echo.add(topic)
 
     def publish(self, topic: str, data: bytes) -> None:
         """Send ``data`` to the other processes' handlers of ``topic``."""

@@ -36,6 +36,7 @@ class RedisBroker(Broker):
     """Broker over Redis pub/sub (redis-py with hiredis)."""
 
     state = "disconnected"
+    distributed = True
 
     def __init__(self, url: str, max_backoff: float = 5.0) -> None:
         super().__init__()
@@ -53,8 +54,8 @@ class RedisBroker(Broker):
         self._pubsub = None
         self.connected_event = gevent.event.Event()
 
-    def subscribe(self, topic: str, handler) -> None:
-        super().subscribe(topic, handler)
+    def subscribe(self, topic: str, handler, echo: bool = False) -> None:
+        super().subscribe(topic, handler, echo)
         ps = self._pubsub
         if ps is not None and self.state == "connected":
             try:
@@ -123,9 +124,9 @@ class RedisBroker(Broker):
             if msg is None:
                 continue
             data = msg["data"]
-            if data[:8] == origin:
-                continue
             topic = msg["channel"][len(PREFIX):].decode()
+            if data[:8] == origin and topic not in self.echo:
+                continue
             handler = handlers.get(topic)
             if handler is None:
                 continue

@@ -16,6 +16,7 @@ from typing import Any, Iterable
 
 import gevent
 
+from ... import wire
 from ...metrics import counters
 from ..base import RPCError, RPCService, rpc_command
 from .dealers import BadQuery, Dealer
@@ -95,69 +96,136 @@ class DataSyncService(RPCService):
 
         Raises RPCError with the protocol's texts.  A refused authorization
         registers nothing.  Unless acquired within ``timeout_interval``
-        seconds the subscription expires.
+        seconds the subscription expires.  With a distributed broker the
+        authorization is also announced to every other process, so the
+        browser may acquire it on any of them.
         """
         if not isinstance(items, (list, tuple)):
             raise RPCError("items must be a list")
         with self.lock:
-            parsed: list[SubscriptionItem] = []
-            for raw in items:
-                if not isinstance(raw, dict):
-                    raise RPCError("item must be an object")
-                if "dealer" not in raw:
-                    raise RPCError("Missing field 'dealer'")
-                dealer_name = raw["dealer"]
-                if not isinstance(dealer_name, str):
-                    raise RPCError("dealer should be a dealer name")
-                dealer = self.dealers_by_name.get(dealer_name)
-                if dealer is None:
-                    raise RPCError("No such dealer")
-                if "query" not in raw:
-                    raise RPCError("Missing field 'query'")
-                query = raw["query"]
-                try:
-                    dealer.validate_query(query)
-                except BadQuery as exc:
-                    raise RPCError(str(exc) or "Invalid query") from None
-                item = SubscriptionItem(dealer_name, query)
-                item.dealer = dealer
-                parsed.append(item)
-
+            pairs = self._parse_items(items)
             if len(self.pending) >= self.MAX_PENDING:
                 counters["datasync_authorizations_refused"] += 1
                 log.warning("%s: %d subscriptions pending, authorization refused",
                             self.name, len(self.pending))
                 raise RPCError("Too many pending subscriptions")
-
             token = new_token()
             while token in self.subscriptions:  # practically never
                 token = new_token()
-            sub = Subscription(parsed, self, token)
-            added: list[SubscriptionItem] = []
+            self._register(token, pairs, timeout_interval)
+        if self._distributed:
+            self._announce({"op": "auth", "token": token, "timeout": timeout_interval,
+                            "items": [{"dealer": d, "query": q} for d, q in pairs]})
+        return token
+
+    def _parse_items(self, items) -> list[tuple[str, Any]]:
+        pairs: list[tuple[str, Any]] = []
+        for raw in items:
+            if not isinstance(raw, dict):
+                raise RPCError("item must be an object")
+            if "dealer" not in raw:
+                raise RPCError("Missing field 'dealer'")
+            dealer_name = raw["dealer"]
+            if not isinstance(dealer_name, str):
+                raise RPCError("dealer should be a dealer name")
+            dealer = self.dealers_by_name.get(dealer_name)
+            if dealer is None:
+                raise RPCError("No such dealer")
+            if "query" not in raw:
+                raise RPCError("Missing field 'query'")
+            query = raw["query"]
             try:
-                for item in parsed:
-                    item.dealer.add_subscription_item(item)
-                    added.append(item)
-            except BaseException as exc:
-                for item in added:
-                    item.dealer.remove_subscription_item(item)
-                sub.close()
-                if isinstance(exc, BadQuery):
-                    raise RPCError(str(exc) or "Invalid query") from None
-                raise
-            self.subscriptions[token] = sub
-            self.pending[token] = sub
-            sub.timer = gevent.spawn_later(timeout_interval, self._expire, sub)
-            return token
+                dealer.validate_query(query)
+            except BadQuery as exc:
+                raise RPCError(str(exc) or "Invalid query") from None
+            pairs.append((dealer_name, query))
+        return pairs
+
+    def _register(self, token: str, pairs: list[tuple[str, Any]], timeout_interval: float) -> Subscription:
+        """Create the pending subscription (all items or none); caller holds the lock."""
+        parsed: list[SubscriptionItem] = []
+        for dealer_name, query in pairs:
+            item = SubscriptionItem(dealer_name, query)
+            item.dealer = self.dealers_by_name[dealer_name]
+            parsed.append(item)
+        sub = Subscription(parsed, self, token)
+        added: list[SubscriptionItem] = []
+        try:
+            for item in parsed:
+                item.dealer.add_subscription_item(item)
+                added.append(item)
+        except BaseException as exc:
+            for item in added:
+                item.dealer.remove_subscription_item(item)
+            sub.close()
+            if isinstance(exc, BadQuery):
+                raise RPCError(str(exc) or "Invalid query") from None
+            raise
+        self.subscriptions[token] = sub
+        self.pending[token] = sub
+        sub.timer = gevent.spawn_later(timeout_interval, self._expire, sub)
+        return sub
 
     def do_publish_deltas(self, deltas: Any) -> None:
-        """Validate every delta, then deliver them in order (RPCError if any is invalid)."""
+        """Validate every delta, then deliver them in order (RPCError if any is invalid).
+
+        With a distributed broker the batch goes through it to every process,
+        this one included, so all processes apply authorizations and deltas
+        in the same order.
+        """
         checked = validate_deltas(deltas)
+        if self._distributed:
+            self._announce({"op": "deltas", "deltas": checked})
+            return
+        self._deliver_all(checked)
+
+    def _deliver_all(self, checked: list[dict]) -> None:
         with self.lock:
             for delta in checked:
                 dealers = self.dealers_by_model.get(delta["model"])
                 if dealers:  # a model no dealer handles reaches nobody
                     self._deliver(delta, dealers)
+
+    # -- many processes ---------------------------------------------------------
+    _distributed = False
+
+    def use_broker(self, broker) -> None:
+        super().use_broker(broker)
+        if broker.distributed:
+            self._distributed = True
+            self._origin = broker.origin.hex()
+            broker.subscribe(f"datasync:{self.name}", self._on_broker_message, echo=True)
+
+    def _announce(self, event: dict) -> None:
+        event["from"] = self._origin
+        self.broker.publish(f"datasync:{self.name}", wire.encode(event))
+
+    def _on_broker_message(self, data: bytes) -> None:
+        event = wire.decode(data)
+        op = event.get("op")
+        mine = event.get("from") == self._origin
+        if op == "deltas":
+            self._deliver_all(event["deltas"])
+        elif op == "auth" and not mine:
+            with self.lock:
+                if event["token"] in self.subscriptions:
+                    return
+                pairs = [(i["dealer"], i["query"]) for i in event["items"]]
+                if not all(d in self.dealers_by_name for d, _ in pairs):
+                    log.error("%s: authorization from another process names dealers this "
+                              "process lacks (%s): it cannot be acquired here", self.name,
+                              sorted({d for d, _ in pairs} - set(self.dealers_by_name)))
+                    return
+                try:
+                    self._register(event["token"], pairs, event["timeout"])
+                except Exception:
+                    log.exception("%s: cannot register an authorization from another process", self.name)
+        elif op == "acquired" and not mine:
+            with self.lock:  # acquired elsewhere: our pending copy goes
+                sub = self.pending.get(event["token"])
+                if sub is not None:
+                    counters["datasync_acquired_elsewhere"] += 1
+                    self.do_cancel_subscription(sub)
 
     def _deliver(self, delta: dict, dealers: list[Dealer]) -> None:
         # Dealers call Subscription.deliver_delta -> send_delta, which collects
@@ -262,6 +330,8 @@ class DataSyncService(RPCService):
         mine[token] = sub
         for delta in sub.got_client(client):
             self.deliver_delta(client, delta)
+        if self._distributed:  # other processes drop their pending copy (no I/O under the lock)
+            gevent.spawn(self._announce, {"op": "acquired", "token": token})
 
     @rpc_command
     def cancelSubscription(self, req, token):

@@ -1,0 +1,67 @@
+"""DataSync across processes: authorize on one, publish on another, acquire on any."""
+import time
+
+import requests
+
+from support.servers import API_KEY
+
+ENV = {"SNORKY_DATASYNC_DEALERS": "tests.cluster.dealers:DEALERS", "SNORKY_DATASYNC_TIMEOUT": "2"}
+
+
+def backend(srv, command, **params):
+    r = srv.post_backend("datasync_backend", {"command": command, "params": params, "callId": 1})
+    assert r.status_code == 200, r.text
+    return r.json()["message"]
+
+
+def todo(i, lst="a"):
+    return {"id": i, "list": lst}
+
+
+def test_authorize_on_a_publish_on_b_acquire_on_b_and_on_a(cluster, connect):
+    a, b = cluster(2, **ENV)
+    t1 = backend(a, "authorizeSubscription", items=[{"dealer": "todosByList", "query": "a"}])["data"]
+    t2 = backend(a, "authorizeSubscription", items=[{"dealer": "allTodos", "query": None}])["data"]
+    for i in range(5):  # published on B between authorization and acquisition
+        assert backend(b, "publishDeltas", deltas=[{"type": "insert", "model": "Todo", "data": todo(i)}])["type"] == "response"
+    cb, ca = connect(b), connect(a)
+    for c, token in ((cb, t1), (ca, t2)):
+        c.send("datasync", {"command": "acquireSubscription", "params": {"token": token}, "callId": 7})
+        got = [c.recv()["message"] for _ in range(6)]
+        assert got[:5] == [{"type": "delta", "delta": {"type": "insert", "model": "Todo", "data": todo(i)}} for i in range(5)]
+        assert got[5] == {"type": "response", "callId": 7, "data": None}
+    # live deltas published on either process reach both subscribers, once, in order
+    backend(a, "publishDeltas", deltas=[{"type": "insert", "model": "Todo", "data": todo(10)}])
+    backend(b, "publishDeltas", deltas=[{"type": "delete", "model": "Todo", "data": todo(10)}])
+    for c in (cb, ca):
+        assert [c.recv()["message"]["delta"]["type"] for _ in range(2)] == ["insert", "delete"]
+        c.expect_silence(0.3)
+
+
+def test_token_acquired_on_one_process_is_gone_on_the_others(cluster, connect):
+    a, b = cluster(2, **ENV)
+    token = backend(a, "authorizeSubscription", items=[{"dealer": "allTodos", "query": None}])["data"]
+    connect(b).ok("datasync", "acquireSubscription", {"token": token})
+    wait_metric(a, "snorky_datasync_acquired_elsewhere_total 1.0")
+    answer = connect(a).call("datasync", "acquireSubscription", {"token": token})
+    assert answer == {"type": "error", "callId": answer["callId"], "message": "No such subscription"}
+
+
+def wait_metric(srv, line, timeout=15.0):
+    """Poll /metrics until ``line`` shows (the state is only visible there)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = requests.get(srv.url + "/metrics", headers={"X-Backend-Key": API_KEY}, timeout=5).text
+        if line in text:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{line!r} never showed on {srv.url}/metrics")
+
+
+def test_expiry_is_cluster_wide(cluster, connect):
+    a, b = cluster(2, **ENV)
+    token = backend(a, "authorizeSubscription", items=[{"dealer": "allTodos", "query": None}])["data"]
+    for srv in (a, b):  # each process expires its own copy
+        wait_metric(srv, "snorky_datasync_subscriptions_expired_total 1.0")
+    for srv in (a, b):
+        assert connect(srv).call("datasync", "acquireSubscription", {"token": token})["message"] == "No such subscription"
