@@ -75,6 +75,7 @@ class Snorky:
             rate_limit=s.rate_limit if rate_limit is None else rate_limit,
             rate_burst=s.rate_burst if rate_burst is None else rate_burst,
             max_connections=max_connections or s.max_connections,
+            socket_sndbuf=s.socket_sndbuf,
             max_connections_per_identity=(max_connections_per_identity
                                           or s.max_connections_per_identity),
         )

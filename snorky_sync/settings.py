@@ -28,6 +28,7 @@ class Settings:
     max_frame_size: int = 1024 * 1024       # SNORKY_MAX_FRAME_SIZE (bytes)
     max_queue_frames: int = 10000           # SNORKY_MAX_QUEUE_FRAMES
     max_queue_bytes: int = 16 * 1024 * 1024  # SNORKY_MAX_QUEUE_BYTES
+    socket_sndbuf: int = 0                  # SNORKY_SOCKET_SNDBUF (bytes of kernel send buffer per socket; 0: OS default)
     allowed_origins: tuple[str, ...] | None = None  # SNORKY_ALLOWED_ORIGINS (comma-separated)
     rate_limit: float = 1000.0              # SNORKY_RATE_LIMIT (messages/s per connection, 0: off)
     rate_burst: float = 2000.0              # SNORKY_RATE_BURST

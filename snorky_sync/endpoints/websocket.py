@@ -89,6 +89,7 @@ class WebSocketOptions:
     max_connections: int = 20000     # per process; more are refused with 503
     max_connections_per_identity: int = 100  # more are refused with 429
     max_identity_size: int = 1024    # bytes of JSON; larger identities are refused (400)
+    socket_sndbuf: int = 0           # SO_SNDBUF per connection (0: the OS default, autotuned)
 
 
 class _Hijacked(Response):
@@ -230,6 +231,11 @@ def _detach(registry, opts: WebSocketOptions, sock, remote: str, identity: Any) 
 
 def _serve(registry, opts: WebSocketOptions, sock, remote: str, identity: Any) -> None:
     """Run one connection until it ends: read, dispatch, clean up."""
+    if opts.socket_sndbuf:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, opts.socket_sndbuf)
+        except OSError:
+            pass
     client = Client(sock, remote, identity, opts.max_queue_frames, opts.max_queue_bytes)
     proto = Protocol(Side.SERVER, state=State.OPEN, max_size=opts.max_frame_size,
                      logger=_handshake_log)
