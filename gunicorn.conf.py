@@ -9,6 +9,10 @@ import os
 
 bind = [os.environ.get("SNORKY_BIND", "%s:%s" % (
     os.environ.get("SNORKY_HOST", "127.0.0.1"), os.environ.get("SNORKY_PORT", "8002")))]
+if os.environ.get("SNORKY_BACKEND_PORT"):
+    # the backend and /metrics answer only on this private address
+    bind.append("%s:%s" % (os.environ.get("SNORKY_BACKEND_HOST", "127.0.0.1"),
+                           os.environ["SNORKY_BACKEND_PORT"]))
 workers = int(os.environ.get("SNORKY_WORKERS", "1"))
 worker_class = os.environ.get("SNORKY_WORKER_CLASS", "gevent")
 # gunicorn's default (1000) would cap WebSocket connections per worker.

@@ -27,7 +27,11 @@ def main(argv: list[str] | None = None) -> int:
         settings.port = args.port
     app = create_app(settings)
     print(f"Snorky running on http://{settings.host}:{settings.port}/ ...", flush=True)
-    serve(app, settings.host, settings.port, access_log=settings.access_log)
+    also = [(settings.backend_host, settings.backend_port)] if settings.backend_port else []
+    if also and settings.api_key:
+        print(f"Backend and /metrics only on http://{settings.backend_host}:{settings.backend_port}/",
+              flush=True)
+    serve(app, settings.host, settings.port, access_log=settings.access_log, also=also)
     return 0
 
 

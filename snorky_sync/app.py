@@ -74,8 +74,9 @@ def create_app(settings: Settings | None = None) -> Flask:
         authenticate = ConnectionTokens(settings.token_secret, max_age=settings.token_max_age)
     snorky.websocket("/ws", frontend, authenticate=authenticate)
     if settings.api_key:
-        snorky.backend("/backend", backend, api_key=settings.api_key)
-        snorky.metrics("/metrics", api_key=settings.api_key)
+        only = settings.backend_port or None
+        snorky.backend("/backend", backend, api_key=settings.api_key, only_port=only)
+        snorky.metrics("/metrics", api_key=settings.api_key, only_port=only)
     else:
         log.warning("SNORKY_API_KEY is not set: the backend endpoint /backend and /metrics are off")
     app.extensions["snorky_sync.registries"] = {"frontend": frontend, "backend": backend}

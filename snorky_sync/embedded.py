@@ -53,13 +53,14 @@ def make_server(app, host: str = "127.0.0.1", port: int = 8002,
 
 
 def serve(app, host: str = "127.0.0.1", port: int = 8002, access_log: bool = False,
-          shutdown_timeout: float | None = None) -> None:
+          shutdown_timeout: float | None = None, also: list[tuple[str, int]] = ()) -> None:
     """Serve ``app`` until SIGINT/SIGTERM, in this process, with gevent.
 
     On SIGTERM/SIGINT it stops accepting, sends every WebSocket a 1001 close
     frame (clients such as snorky.js reconnect to the next process) and waits
     up to ``shutdown_timeout`` seconds (default ``SNORKY_SHUTDOWN_TIMEOUT``)
-    for them to go.
+    for them to go.  ``also``: more ``(host, port)`` addresses serving the
+    same app (e.g. a private port for the backend).
 
     Like ``app.run``, this is a program's entry point: if logging is not
     configured yet, it logs INFO and above to stderr.
@@ -72,11 +73,17 @@ def serve(app, host: str = "127.0.0.1", port: int = 8002, access_log: bool = Fal
     server = make_server(app, host, port, access_log=access_log)
     server.start()
     log.info("snorky_sync listening on http://%s:%d", host, server.server_port)
+    extra = [make_server(app, h, p, access_log=access_log) for h, p in also]
+    for s in extra:
+        s.start()
+        log.info("snorky_sync also listening on http://%s:%d", s.server_host, s.server_port)
     stopping = gevent.event.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         gevent.signal_handler(sig, stopping.set)
     stopping.wait()
     log.info("shutting down: no new connections; closing WebSockets with 1001")
-    server.close()
+    for s in [server, *extra]:
+        s.close()
     close_all(1001, "Server shutting down", timeout=shutdown_timeout)
-    server.stop(timeout=1)
+    for s in [server, *extra]:
+        s.stop(timeout=1)

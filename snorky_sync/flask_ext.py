@@ -84,17 +84,24 @@ class Snorky:
         return opts
 
     def backend(self, path: str, registry, *, api_key: str,
-                max_body_size: int | None = None, endpoint: str | None = None) -> None:
-        """Serve ``registry`` to trusted servers at ``path`` (POST, ``X-Backend-Key``)."""
+                max_body_size: int | None = None, only_port: int | None = None,
+                endpoint: str | None = None) -> None:
+        """Serve ``registry`` to trusted servers at ``path`` (POST, ``X-Backend-Key``).
+
+        ``only_port``: serve it only to requests that arrived on that local
+        port (bind the app to a public and a private port; see README).
+        """
         _check_key(api_key)
-        view = make_backend_view(registry, api_key, max_body_size or self.settings.backend_max_body)
+        view = make_backend_view(registry, api_key, max_body_size or self.settings.backend_max_body,
+                                 only_port=only_port)
         self._route(path, endpoint or f"snorky_backend_{path}", view,
                     ["GET", "POST", "PUT", "DELETE", "PATCH"], False)
 
-    def metrics(self, path: str, *, api_key: str, endpoint: str | None = None) -> None:
+    def metrics(self, path: str, *, api_key: str, only_port: int | None = None,
+                endpoint: str | None = None) -> None:
         """Serve Prometheus metrics at ``path`` to scrapers holding ``api_key``."""
         _check_key(api_key)
-        self._route(path, endpoint or f"snorky_metrics_{path}", make_metrics_view(api_key),
+        self._route(path, endpoint or f"snorky_metrics_{path}", make_metrics_view(api_key, only_port),
                     ["GET"], False)
 
 

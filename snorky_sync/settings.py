@@ -24,6 +24,8 @@ class Settings:
     host: str = "127.0.0.1"                 # SNORKY_HOST
     port: int = 8002                        # SNORKY_PORT
     api_key: str | None = None              # SNORKY_API_KEY (backend off when unset)
+    backend_host: str = "127.0.0.1"         # SNORKY_BACKEND_HOST (with SNORKY_BACKEND_PORT)
+    backend_port: int = 0                   # SNORKY_BACKEND_PORT (0: backend on the main port)
     ping_interval: float = 90.0             # SNORKY_PING_INTERVAL (seconds)
     max_frame_size: int = 1024 * 1024       # SNORKY_MAX_FRAME_SIZE (bytes)
     max_queue_frames: int = 10000           # SNORKY_MAX_QUEUE_FRAMES

@@ -15,6 +15,7 @@ import gevent.event
 from flask import Response, request
 
 from .. import wire
+from . import local_port
 from ..client import Client
 from ..metrics import counters
 from ..services.base import RPCService
@@ -56,11 +57,17 @@ def _json(status: int, body: Any) -> Response:
 
 
 def make_backend_view(registry, api_key: str, max_body_size: int = 1024 * 1024,
-                      reply_timeout: float = 30.0):
-    """The Flask view serving ``registry`` to trusted HTTP callers."""
+                      reply_timeout: float = 30.0, only_port: int | None = None):
+    """The Flask view serving ``registry`` to trusted HTTP callers.
+
+    ``only_port``: answer 404 unless the request arrived on that local port
+    (serve the app on a public and a private port, the backend only on the latter).
+    """
     expected = api_key.encode("utf-8")
 
     def snorky_backend():
+        if only_port is not None and local_port(request.environ) != only_port:
+            return _json(404, {"error": "Not found"})
         if request.method != "POST":
             return _json(405, {"error": "Only POST is allowed"})
         given = request.headers.get("X-Backend-Key")

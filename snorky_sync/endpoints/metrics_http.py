@@ -14,6 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily
 
 from ..metrics import snapshot
+from . import local_port
 from .websocket import live_clients
 
 __all__ = ["make_metrics_view"]
@@ -39,10 +40,12 @@ _registry = CollectorRegistry()
 _registry.register(_SnorkyCollector())
 
 
-def make_metrics_view(api_key: str):
+def make_metrics_view(api_key: str, only_port: int | None = None):
     expected = api_key.encode("utf-8")
 
     def snorky_metrics():
+        if only_port is not None and local_port(request.environ) != only_port:
+            return Response("not found\n", status=404, mimetype="text/plain")
         given = request.headers.get("X-Backend-Key")
         if given is None:
             auth = request.headers.get("Authorization", "")

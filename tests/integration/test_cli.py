@@ -2,6 +2,7 @@
 import shutil
 import sys
 
+import pytest
 import requests
 
 from support.servers import API_KEY, ServerProcess, free_port
@@ -78,5 +79,31 @@ def test_metrics_need_the_key_and_count_connections():
             "status": "ok", "connections": 3, "broker": {"broker": "LocalBroker", "state": "local"}}
         for c in clients:
             c.close()
+    finally:
+        srv.stop()
+
+
+@pytest.mark.parametrize("how", ["embedded", "gunicorn"])
+def test_backend_only_on_its_private_port(how):
+    port, private = free_port(), free_port()
+    env = {"SNORKY_BACKEND_PORT": str(private)}
+    if how == "embedded":
+        args = ["-m", "snorky_sync", "serve", "--port", str(port)]
+    else:
+        args = ["-m", "gunicorn", "--no-control-socket", "-c", "gunicorn.conf.py", "wsgi:app"]
+    srv = ServerProcess(args=args, port=port, env=env)
+    try:
+        body = {"service": "pubsub_backend", "message": {"command": "publish", "params": {"channel": "x", "message": 1}}}
+        headers = {"X-Backend-Key": API_KEY}
+        public = requests.post(srv.url + "/backend", json=body, headers=headers, timeout=5)
+        assert public.status_code == 404
+        # a forged Host header does not help
+        forged = requests.post(srv.url + "/backend", json=body, timeout=5,
+                               headers={**headers, "Host": f"127.0.0.1:{private}"})
+        assert forged.status_code == 404
+        assert requests.get(srv.url + "/metrics", headers=headers, timeout=5).status_code == 404
+        ok = requests.post(f"http://127.0.0.1:{private}/backend", json=body, headers=headers, timeout=5)
+        assert ok.status_code == 200 and ok.json()["message"]["type"] == "response"
+        assert requests.get(f"http://127.0.0.1:{private}/metrics", headers=headers, timeout=5).status_code == 200
     finally:
         srv.stop()
