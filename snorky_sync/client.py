@@ -1,21 +1,25 @@
 """Client: one connection as services see it.
 
 A Client carries the connection's identity and remote address and owns a
-bounded outbound queue drained by a writer greenlet (DESIGN.md rule 3):
+bounded outbound queue (DESIGN.md rule 3):
 
-* :meth:`Client.send_frame` only appends an already-encoded frame to a list;
-  it never blocks and never does per-recipient encoding work.
-* The writer greenlet is started when the queue becomes non-empty.  It waits
-  for ``gevent.idle()`` so that everything the current burst of work queued is
-  written with one ``sendall``, then exits when the queue is empty, so an idle
-  connection holds no writer greenlet at all.
+* :meth:`Client.send_frame` only appends an already-encoded frame to a list
+  and, the first time in a burst, puts the client on the process's dirty
+  list; it never blocks and never encodes anything per recipient.
+* One flusher greenlet per process waits for ``gevent.idle()`` — so that all
+  the work of the current burst has queued its frames — and then writes each
+  dirty client's whole backlog with one non-blocking ``send``.  No greenlet is
+  spawned or switched to per client on this path.
+* Only when the kernel's send buffer is full (a partial or refused write)
+  does the client get a writer greenlet of its own, which finishes the job
+  with ``sendall`` and keeps draining until the queue is empty, then exits.
 * A client whose queue exceeds ``max_queue_frames`` frames or
   ``max_queue_bytes`` bytes is a slow consumer: its queue is dropped, the
   socket is shut down, the event is logged with its address and counted.
   Nobody else waits for it.
 
 The class knows nothing about Flask or the WebSocket handshake: endpoints
-create it around a connected socket; unit tests subclass it.
+create it around a connected gevent socket; unit tests subclass it.
 """
 from __future__ import annotations
 
@@ -25,11 +29,12 @@ import socket
 from typing import Any, Callable
 
 import gevent
+import gevent.event
 
 from . import wire
 from .metrics import counters
 
-__all__ = ["Client", "CLOSE_FRAME_NORMAL"]
+__all__ = ["Client", "close_frame", "PING_FRAME"]
 
 log = logging.getLogger("snorky_sync.client")
 
@@ -44,8 +49,33 @@ def close_frame(code: int, reason: str = "") -> bytes:
     return b"\x88" + bytes((len(payload),)) + payload
 
 
-CLOSE_FRAME_NORMAL = close_frame(1000)
 PING_FRAME = b"\x89\x00"
+
+
+# -- the process's flusher ------------------------------------------------------
+_dirty: list["Client"] = []
+_wake = gevent.event.Event()
+_flusher: gevent.Greenlet | None = None
+
+
+def _flush_loop() -> None:
+    global _dirty
+    while True:
+        _wake.wait()
+        _wake.clear()
+        _idle()
+        batch, _dirty = _dirty, []
+        for client in batch:
+            client._flush()
+
+
+def _schedule(client: "Client") -> None:
+    global _flusher
+    client._scheduled = True
+    _dirty.append(client)
+    _wake.set()
+    if _flusher is None or _flusher.dead:
+        _flusher = _spawn(_flush_loop)
 
 
 class Client:
@@ -57,9 +87,9 @@ class Client:
     """
 
     __slots__ = (
-        "id", "identity", "remote_address", "closed", "_sock", "_queue",
-        "_queued_bytes", "_writer", "_max_frames", "_max_bytes", "_closing",
-        "_after_flush", "__weakref__",
+        "id", "identity", "remote_address", "closed", "seen", "pinged", "_sock", "_raw",
+        "_queue", "_queued_bytes", "_writer", "_scheduled", "_max_frames", "_max_bytes",
+        "_closing", "_after_flush", "__weakref__",
     )
 
     def __init__(
@@ -74,10 +104,15 @@ class Client:
         self.identity = identity
         self.remote_address = remote_address
         self.closed = False
+        self.seen = True      # set by the reader on input; the pinger clears it
+        self.pinged = False
         self._sock = sock
+        # gevent's underlying non-blocking socket, for the flusher's single send
+        self._raw = getattr(sock, "_sock", None)
         self._queue: list[bytes] = []
         self._queued_bytes = 0
         self._writer: gevent.Greenlet | None = None
+        self._scheduled = False   # on the dirty list or owned by a writer
         self._max_frames = max_queue_frames
         self._max_bytes = max_queue_bytes
         self._closing = False
@@ -98,54 +133,103 @@ class Client:
         if len(q) > self._max_frames or self._queued_bytes > self._max_bytes:
             self._slow_consumer()
             return
-        if self._writer is None:
-            self._writer = _spawn(self._write_loop)
+        if not self._scheduled:
+            _schedule(self)
 
     def send_message(self, service: str, message: Any) -> None:
         """Encode and queue one envelope (for single-recipient messages)."""
         self.send_frame(wire.encode_frame(service, message))
 
+    def send_control(self, data: bytes) -> None:
+        """Queue protocol bytes (ping, pong, close echo) even while closing."""
+        if self.closed:
+            return
+        self._queue.append(data)
+        if not self._scheduled:
+            _schedule(self)
+
     def queue_depth(self) -> int:
         """Frames waiting to be written."""
         return len(self._queue)
 
-    def _write_loop(self) -> None:
+    def _take(self) -> bytes:
+        q = self._queue
+        self._queue = []
+        self._queued_bytes = 0
+        counters["frames_out"] += len(q)
+        return q[0] if len(q) == 1 else b"".join(q)
+
+    def _flush(self) -> None:
+        """The flusher's turn: one non-blocking send of the whole backlog."""
+        if self.closed or self._writer is not None:
+            return
+        if not self._queue:
+            self._scheduled = False
+            self._maybe_closed()
+            return
+        data = self._take()
+        raw = self._raw
+        try:
+            sent = raw.send(data) if raw is not None else 0
+        except BlockingIOError:
+            sent = 0
+        except OSError as exc:
+            log.info("write to %s failed: %s", self.remote_address, exc)
+            self._abort()
+            return
+        if sent < len(data):  # kernel buffer full: a writer of its own finishes the job
+            self._writer = _spawn(self._write_rest, memoryview(data)[sent:])
+            return
+        self._scheduled = False
+        self._maybe_closed()
+
+    def _write_rest(self, rest) -> None:
         sock = self._sock
         try:
+            sock.sendall(rest)
             while True:
                 _idle()
-                q = self._queue
-                if not q:
+                if not self._queue:
                     break
-                self._queue = []
-                self._queued_bytes = 0
-                sock.sendall(q[0] if len(q) == 1 else b"".join(q))
-                counters["frames_out"] += len(q)
+                sock.sendall(self._take())
         except OSError as exc:
             log.info("write to %s failed: %s", self.remote_address, exc)
             self._abort()
         finally:
             self._writer = None
+            self._scheduled = False
+        self._maybe_closed()
+
+    def _maybe_closed(self) -> None:
         if self._closing and not self.closed and not self._queue:
             after, self._after_flush = self._after_flush, None
             if after is not None:
                 after()
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Write what is queued now (waiting up to ``timeout``); True if all went out."""
+        if self._scheduled and self._writer is None and not self.closed:
+            self._flush()
+        writer = self._writer
+        if writer is not None and writer is not gevent.getcurrent():
+            writer.join(timeout)
+        return not self._queue and self._writer is None
 
     # -- closing -----------------------------------------------------------
     def close(self, code: int = 1000, reason: str = "",
               after_flush: Callable[[], None] | None = None) -> None:
         """Send a close frame after everything already queued, then stop sending.
 
-        ``after_flush`` (set by the endpoint) runs once the close frame is
-        written; the endpoint then waits for the peer's close or EOF.
+        ``after_flush`` runs once the close frame is written (default: shut
+        down the write side); the endpoint then waits for the peer's close.
         """
         if self.closed or self._closing:
             return
         self._queue.append(close_frame(code, reason))
         self._closing = True
         self._after_flush = after_flush or self._shutdown_write
-        if self._writer is None:
-            self._writer = _spawn(self._write_loop)
+        if not self._scheduled:
+            _schedule(self)
 
     def _shutdown_write(self) -> None:
         try:
@@ -161,8 +245,11 @@ class Client:
         )
         self._abort()
 
+    def abort(self) -> None:
+        """Cut the connection now (no close frame); the reader then cleans up."""
+        self._abort()
+
     def _abort(self) -> None:
-        """Drop the queue and cut the connection; the reader then cleans up."""
         if self.closed:
             return
         self.closed = True
@@ -177,22 +264,6 @@ class Client:
                 sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
-
-    # -- used by the endpoint ----------------------------------------------
-    def send_control(self, data: bytes) -> None:
-        """Queue protocol bytes (pong, close echo) even while closing."""
-        if self.closed:
-            return
-        self._queue.append(data)
-        if self._writer is None:
-            self._writer = _spawn(self._write_loop)
-
-    def flush(self, timeout: float | None = None) -> bool:
-        """Wait until everything queued is written (or ``timeout``); True if empty."""
-        writer = self._writer
-        if writer is not None and writer is not gevent.getcurrent():
-            writer.join(timeout)
-        return not self._queue and self._writer is None
 
     def mark_closed(self) -> None:
         """The connection is gone: drop anything still queued."""

@@ -102,6 +102,56 @@ class _Hijacked(Response):
         return []
 
 
+class _Pinger:
+    """Pings idle connections of one endpoint and drops the ones that never answer.
+
+    One greenlet per endpoint wakes every ``ping_interval`` seconds: a
+    connection that sent nothing since the last pass gets a ping; one that
+    did not answer that ping by the next pass is dropped (so a dead peer goes
+    within two to three intervals).  The reader only sets ``client.seen``:
+    no timer per connection, no timeout per read.
+    """
+
+    def __init__(self, opts: WebSocketOptions) -> None:
+        self.opts = opts
+        self.clients: set[Client] = set()
+        self.greenlet: gevent.Greenlet | None = None
+
+    def add(self, client: Client) -> None:
+        self.clients.add(client)
+        if self.greenlet is None:
+            self.greenlet = _spawn(self._run)
+
+    def discard(self, client: Client) -> None:
+        self.clients.discard(client)
+
+    def _run(self) -> None:
+        interval = self.opts.ping_interval
+        try:
+            while self.clients:
+                gevent.sleep(interval)
+                for client in list(self.clients):
+                    if client._closing:  # we sent a close: one more pass to answer it
+                        if client.pinged:
+                            client.abort()
+                        client.pinged = True
+                    elif client.seen:
+                        client.seen = False
+                        client.pinged = False
+                    elif not client.pinged:
+                        client.pinged = True
+                        client.send_control(PING_FRAME)
+                    else:
+                        counters["dead_peers_dropped"] += 1
+                        log.info("dropping %s (#%d): no answer to ping within %ss",
+                                 client.remote_address, client.id, interval)
+                        client.abort()
+        finally:
+            self.greenlet = None
+            if self.clients:  # a client arrived as we were leaving
+                self.greenlet = _spawn(self._run)
+
+
 def _remote_address(environ) -> str:
     addr = environ.get("REMOTE_ADDR", "-")
     port = environ.get("REMOTE_PORT")
@@ -152,6 +202,7 @@ def _check_access(opts: WebSocketOptions, environ) -> tuple[Any, Reject | None]:
 
 def make_websocket_view(registry, opts: WebSocketOptions) -> Callable[[], Any]:
     """The Flask view serving ``registry`` over WebSocket."""
+    pinger = _Pinger(opts)
 
     def snorky_websocket():
         environ = request.environ
@@ -167,7 +218,7 @@ def make_websocket_view(registry, opts: WebSocketOptions) -> Callable[[], Any]:
                 return Response(status=204)
             adopted.closed = True  # gevent-websocket must not write its own close
             adopted.handler.close_connection = True  # nor read another request
-            _detach(registry, opts, sock, remote, identity)
+            _detach(registry, opts, pinger, sock, remote, identity)
             return Response(status=204)
 
         sock = environ.get("snorky.socket") or environ.get("gunicorn.socket")
@@ -193,7 +244,7 @@ def make_websocket_view(registry, opts: WebSocketOptions) -> Callable[[], Any]:
             sock.sendall(b"".join(proto.data_to_send()))
         except OSError:
             return _Hijacked()
-        _detach(registry, opts, sock, remote, identity)
+        _detach(registry, opts, pinger, sock, remote, identity)
         return _Hijacked()
 
     return snorky_websocket
@@ -209,7 +260,8 @@ def _refuse_after_upgrade(sock, remote: str, refusal: Reject) -> None:
         pass
 
 
-def _detach(registry, opts: WebSocketOptions, sock, remote: str, identity: Any) -> None:
+def _detach(registry, opts: WebSocketOptions, pinger: _Pinger, sock, remote: str,
+            identity: Any) -> None:
     """Serve the connection from a fresh greenlet that owns the descriptor.
 
     The socket object the server knows is detached (gevent's ``detach()``:
@@ -226,10 +278,11 @@ def _detach(registry, opts: WebSocketOptions, sock, remote: str, identity: Any) 
     except OSError:
         return
     mine = _socket_class(family, type_, proto, fileno=fd)
-    _spawn(_serve, registry, opts, mine, remote, identity)
+    _spawn(_serve, registry, opts, pinger, mine, remote, identity)
 
 
-def _serve(registry, opts: WebSocketOptions, sock, remote: str, identity: Any) -> None:
+def _serve(registry, opts: WebSocketOptions, pinger: _Pinger, sock, remote: str,
+           identity: Any) -> None:
     """Run one connection until it ends: read, dispatch, clean up."""
     if opts.socket_sndbuf:
         try:
@@ -243,6 +296,7 @@ def _serve(registry, opts: WebSocketOptions, sock, remote: str, identity: Any) -
     counters["connections_current"] += 1
     _live.add(client)
     _drained.clear()
+    pinger.add(client)
     ident_key = None if identity is None else wire.json_key(identity)
     if ident_key is not None:
         _per_identity[ident_key] = _per_identity.get(ident_key, 0) + 1
@@ -254,6 +308,7 @@ def _serve(registry, opts: WebSocketOptions, sock, remote: str, identity: Any) -
     finally:
         counters["connections_current"] -= 1
         _live.discard(client)
+        pinger.discard(client)
         if not _live:
             _drained.set()
         if ident_key is not None:
@@ -295,8 +350,7 @@ def _read_loop(registry, opts: WebSocketOptions, client: Client, sock, proto: Pr
     max_size = opts.max_frame_size
     recv = sock.recv
     recv_size = opts.recv_size
-    sock.settimeout(opts.ping_interval)
-    awaiting_pong = False
+    sock.settimeout(None)  # liveness is the pinger's job: no timer per read
     fragments: list | None = None
     fragments_size = 0
     rate, burst = opts.rate_limit, opts.rate_burst
@@ -304,22 +358,11 @@ def _read_loop(registry, opts: WebSocketOptions, client: Client, sock, proto: Pr
     while True:
         try:
             data = recv(recv_size)
-        except socket.timeout:
-            if client._closing:
-                return  # the peer never answered our close
-            if awaiting_pong:
-                counters["dead_peers_dropped"] += 1
-                log.info("dropping %s: no answer to ping within %ss", client.remote_address,
-                         opts.ping_interval)
-                return
-            awaiting_pong = True
-            client.send_control(PING_FRAME)
-            continue
         except OSError:
             return
         if not data:
             return
-        awaiting_pong = False
+        client.seen = True
         proto.receive_data(data)
         events = proto.events_received()
         if rate and events:
@@ -361,10 +404,8 @@ def _read_loop(registry, opts: WebSocketOptions, client: Client, sock, proto: Pr
                     client.send_control(chunk)
         if proto.state is not State.OPEN:
             if proto.parser_exc is not None:
-                log.info("closing %s: %s", client.remote_address, proto.parser_exc)
+                log.info("closing %s (#%d): %s", client.remote_address, client.id, proto.parser_exc)
             return
-        if client._closing:
-            sock.settimeout(opts.close_timeout)
 
 
 def live_clients() -> list[Client]:
