@@ -15,6 +15,7 @@ from flask import Flask, Response, jsonify
 
 from .auth import ConnectionTokens
 from .brokers import make_broker
+from .logs import configure_logging
 from .flask_ext import Snorky
 from .endpoints.websocket import live_clients
 from .registry import ServiceRegistry
@@ -51,8 +52,7 @@ def load_dealers(spec: str | None) -> list:
 def create_app(settings: Settings | None = None) -> Flask:
     """The default application: every built-in service, demo pages, health check."""
     settings = settings or Settings.from_env()
-    logging.basicConfig(level=settings.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings.log_level, settings.log_format)
     app = Flask("snorky_sync")
 
     broker = make_broker(settings.redis_url)

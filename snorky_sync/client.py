@@ -242,6 +242,7 @@ class Client:
         log.warning(
             "slow consumer %s (client #%d): outbound queue full (%d frames, %d bytes); disconnecting",
             self.remote_address, self.id, len(self._queue), self._queued_bytes,
+            extra={"conn": self.id, "remote": self.remote_address},
         )
         self._abort()
 

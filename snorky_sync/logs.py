@@ -6,10 +6,11 @@ seconds; the number suppressed is reported with the next one let through.
 """
 from __future__ import annotations
 
+import json
 import logging
 import time
 
-__all__ = ["RateLimitedLogger", "get_logger"]
+__all__ = ["RateLimitedLogger", "JSONFormatter", "configure_logging", "get_logger"]
 
 
 def get_logger(name: str) -> logging.Logger:
@@ -38,3 +39,32 @@ class RateLimitedLogger:
             self.logger.warning(msg, *args)
         else:
             w[2] += 1
+
+
+class JSONFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, and any
+    ``extra={"conn": ..., "remote": ...}`` fields the call passed."""
+
+    _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
+
+    def format(self, record: logging.LogRecord) -> str:
+        out = {"time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"), "level": record.levelname,
+               "logger": record.name, "message": record.getMessage()}
+        for key, value in vars(record).items():
+            if key not in self._STANDARD:
+                out[key] = value
+        if record.exc_info:
+            out["exception"] = self.formatException(record.exc_info)
+        return json.dumps(out, default=str)
+
+
+def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
+    """Root logging for snorky_sync's entry points: ``text`` or ``json`` lines on stderr."""
+    handler = logging.StreamHandler()
+    if fmt == "json":
+        handler.setFormatter(JSONFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())

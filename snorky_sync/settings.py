@@ -47,6 +47,7 @@ class Settings:
     redis_url: str | None = None            # SNORKY_REDIS_URL (unset: one process, in-memory)
     shutdown_timeout: float = 5.0           # SNORKY_SHUTDOWN_TIMEOUT (seconds to wait for closes)
     log_level: str = "INFO"                 # SNORKY_LOG_LEVEL
+    log_format: str = "text"                # SNORKY_LOG_FORMAT (text or json)
     access_log: bool = False                # SNORKY_ACCESS_LOG (embedded server)
 
     _env: dict = field(default_factory=dict, repr=False, compare=False)

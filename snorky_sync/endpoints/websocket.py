@@ -144,7 +144,8 @@ class _Pinger:
                     else:
                         counters["dead_peers_dropped"] += 1
                         log.info("dropping %s (#%d): no answer to ping within %ss",
-                                 client.remote_address, client.id, interval)
+                                 client.remote_address, client.id, interval,
+                                 extra={"conn": client.id, "remote": client.remote_address})
                         client.abort()
         finally:
             self.greenlet = None
@@ -371,8 +372,8 @@ def _read_loop(registry, opts: WebSocketOptions, client: Client, sock, proto: Pr
             last = now
             if tokens < 0 and not client._closing:
                 counters["rate_limited_disconnects"] += 1
-                _warn.warning("rate-limit", "closing %s: more than %s messages/s (burst %s)",
-                              client.remote_address, rate, burst)
+                _warn.warning("rate-limit", "closing %s (#%d): more than %s messages/s (burst %s)",
+                              client.remote_address, client.id, rate, burst)
                 client.close(1008, "Rate limit exceeded")
         for frame in events:
             op = frame.opcode

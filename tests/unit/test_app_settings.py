@@ -49,3 +49,20 @@ def test_default_app_serves_every_service():
     assert {"pubsub", "datasync"} <= set(regs["frontend"].services)
     assert {"pubsub_backend", "datasync_backend"} <= set(regs["backend"].services)
     assert "byColor" in regs["frontend"].get_service("datasync").dealers_by_name
+
+
+def test_json_log_lines_carry_connection_fields(capsys):
+    import json
+    import logging
+
+    from snorky_sync.logs import configure_logging
+    configure_logging("INFO", "json")
+    try:
+        logging.getLogger("snorky_sync.test").warning("slow consumer %s", "1.2.3.4:5",
+                                                      extra={"conn": 7, "remote": "1.2.3.4:5"})
+        line = capsys.readouterr().err.strip().splitlines()[-1]
+        record = json.loads(line)
+        assert record["message"] == "slow consumer 1.2.3.4:5"
+        assert (record["conn"], record["remote"], record["level"]) == (7, "1.2.3.4:5", "WARNING")
+    finally:
+        logging.getLogger().handlers[:] = []
