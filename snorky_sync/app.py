@@ -76,7 +76,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     if settings.api_key:
         only = settings.backend_port or None
         snorky.backend("/backend", backend, api_key=settings.api_key, only_port=only)
-        snorky.metrics("/metrics", api_key=settings.api_key, only_port=only)
+        snorky.metrics("/metrics", api_key=settings.api_key, only_port=only, broker=broker)
     else:
         log.warning("SNORKY_API_KEY is not set: the backend endpoint /backend and /metrics are off")
     app.extensions["snorky_sync.registries"] = {"frontend": frontend, "backend": backend}

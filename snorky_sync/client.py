@@ -157,7 +157,9 @@ class Client:
         self._queue = []
         self._queued_bytes = 0
         counters["frames_out"] += len(q)
-        return q[0] if len(q) == 1 else b"".join(q)
+        data = q[0] if len(q) == 1 else b"".join(q)
+        counters["bytes_out"] += len(data)
+        return data
 
     def _flush(self) -> None:
         """The flusher's turn: one non-blocking send of the whole backlog."""

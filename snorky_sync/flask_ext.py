@@ -98,10 +98,10 @@ class Snorky:
                     ["GET", "POST", "PUT", "DELETE", "PATCH"], False)
 
     def metrics(self, path: str, *, api_key: str, only_port: int | None = None,
-                endpoint: str | None = None) -> None:
+                broker=None, endpoint: str | None = None) -> None:
         """Serve Prometheus metrics at ``path`` to scrapers holding ``api_key``."""
         _check_key(api_key)
-        self._route(path, endpoint or f"snorky_metrics_{path}", make_metrics_view(api_key, only_port),
+        self._route(path, endpoint or f"snorky_metrics_{path}", make_metrics_view(api_key, only_port, broker),
                     ["GET"], False)
 
 

@@ -7,9 +7,12 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-__all__ = ["counters", "snapshot"]
+__all__ = ["counters", "rpc_calls", "rpc_errors", "snapshot"]
 
 counters: defaultdict[str, int] = defaultdict(int)
+#: (service, command) -> calls / error answers.  Unknown commands count as "?".
+rpc_calls: defaultdict[tuple[str, str], int] = defaultdict(int)
+rpc_errors: defaultdict[tuple[str, str], int] = defaultdict(int)
 
 
 def snapshot() -> dict[str, int]:

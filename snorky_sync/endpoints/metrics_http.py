@@ -13,7 +13,7 @@ from flask import Response, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily
 
-from ..metrics import snapshot
+from ..metrics import rpc_calls, rpc_errors, snapshot
 from . import local_port
 from .websocket import live_clients
 
@@ -23,12 +23,27 @@ _GAUGES = {"connections_current"}
 
 
 class _SnorkyCollector:
+    broker = None  # set by make_metrics_view
+
     def collect(self):
         for name, value in sorted(snapshot().items()):
             if name in _GAUGES:
                 yield GaugeMetricFamily(f"snorky_{name}", name.replace("_", " "), value=value)
             else:
                 yield CounterMetricFamily(f"snorky_{name}", name.replace("_", " "), value=value)
+        for metric, source, text in (("snorky_rpc_calls", rpc_calls, "RPC calls"),
+                                     ("snorky_rpc_errors", rpc_errors, "RPC error answers")):
+            family = CounterMetricFamily(metric, text, labels=["service", "command"])
+            for (service, command), value in sorted(source.items()):
+                family.add_metric([service, command], value)
+            yield family
+        if self.broker is not None:
+            state = self.broker.health()["state"]
+            family = GaugeMetricFamily("snorky_broker_state", "1 for the broker's current state",
+                                       labels=["state"])
+            for s in ("local", "connected", "disconnected"):
+                family.add_metric([s], 1 if s == state else 0)
+            yield family
         clients = live_clients()
         yield GaugeMetricFamily("snorky_outbound_queue_frames", "frames waiting in outbound queues",
                                 value=sum(c.queue_depth() for c in clients))
@@ -36,12 +51,15 @@ class _SnorkyCollector:
                                 value=len(clients))
 
 
+_collector = _SnorkyCollector()
 _registry = CollectorRegistry()
-_registry.register(_SnorkyCollector())
+_registry.register(_collector)
 
 
-def make_metrics_view(api_key: str, only_port: int | None = None):
+def make_metrics_view(api_key: str, only_port: int | None = None, broker=None):
     expected = api_key.encode("utf-8")
+    if broker is not None:
+        _collector.broker = broker
 
     def snorky_metrics():
         if only_port is not None and local_port(request.environ) != only_port:

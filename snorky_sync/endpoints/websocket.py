@@ -364,6 +364,7 @@ def _read_loop(registry, opts: WebSocketOptions, client: Client, sock, proto: Pr
         if not data:
             return
         client.seen = True
+        counters["bytes_in"] += len(data)
         proto.receive_data(data)
         events = proto.events_received()
         if rate and events:

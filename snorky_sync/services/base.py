@@ -31,6 +31,7 @@ import gevent.lock
 
 from .. import wire
 from ..logs import RateLimitedLogger
+from ..metrics import rpc_calls, rpc_errors
 
 __all__ = [
     "Service", "RPCService", "Request", "RPCError", "InvalidMessage",
@@ -259,11 +260,15 @@ class RPCService(Service):
         command = req.command
         spec = self._commands.get(command) if type(command) is str else None
         if spec is None:
+            rpc_errors[(self.name, "?")] += 1
             req.error("Unknown command")
             return
+        key = (self.name, command)
+        rpc_calls[key] += 1
         params = req.params
         kwargs = spec.bind(params) if type(params) is dict else None
         if kwargs is None:
+            rpc_errors[key] += 1
             req.error("Invalid params")
             return
         try:
@@ -273,10 +278,12 @@ class RPCService(Service):
             else:
                 result = spec.func(self, req, **kwargs)
         except RPCError as exc:
+            rpc_errors[key] += 1
             if not req.resolved:
                 req.error(exc.message)
             return
         except Exception:
+            rpc_errors[key] += 1
             log.exception("%s.%s raised (client %s)", self.name, command,
                           req.client.remote_address)
             if not req.resolved:

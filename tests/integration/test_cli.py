@@ -72,9 +72,15 @@ def test_metrics_need_the_key_and_count_connections():
         clients[0].send_raw("garbage")
         clients[1].ok("pubsub", "publish", {"channel": "m", "message": 1})
         clients[0].recv()
+        assert clients[1].call("pubsub", "unsubscribe", {"channel": "m"})["type"] == "error"
         text = requests.get(srv.url + "/metrics", headers={"Authorization": f"Bearer {API_KEY}"}, timeout=5).text
         assert "snorky_websockets_open 3.0" in text
+        assert 'snorky_rpc_errors_total{command="unsubscribe",service="pubsub"} 1.0' in text
         assert "snorky_frames_invalid_total 1.0" in text
+        assert 'snorky_rpc_calls_total{command="subscribe",service="pubsub"} 1.0' in text
+        assert 'snorky_rpc_calls_total{command="publish",service="pubsub"} 1.0' in text
+        assert 'snorky_broker_state{state="local"} 1.0' in text
+        assert "snorky_bytes_in_total" in text and "snorky_bytes_out_total" in text
         assert requests.get(srv.url + "/healthz", timeout=5).json() == {
             "status": "ok", "connections": 3, "broker": {"broker": "LocalBroker", "state": "local"}}
         for c in clients:
