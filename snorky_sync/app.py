@@ -1,6 +1,7 @@
 """create_app(): the default snorky_sync server, wired from settings.
 
-Frontend registry at ``/ws``: ``pubsub``, ``datasync``.  Backend registry at
+Frontend registry at ``/ws``: ``pubsub``, ``chat``, ``cursors``,
+``messaging``, ``datasync``.  Backend registry at
 ``/backend`` (only when ``SNORKY_API_KEY`` is set): ``pubsub_backend``,
 ``datasync_backend``.  DataSync dealers come from ``SNORKY_DATASYNC_DEALERS``.  A demo page at
 ``/`` and ``/healthz`` for load balancers.
@@ -19,6 +20,9 @@ from .logs import configure_logging
 from .flask_ext import Snorky
 from .endpoints.websocket import live_clients
 from .registry import ServiceRegistry
+from .services.chat import ChatService
+from .services.cursors import CursorsService
+from .services.messaging import MessagingService
 from .services.datasync import DataSyncBackend, DataSyncService
 from .services.pubsub import PubSubBackend, PubSubService
 from .settings import Settings
@@ -60,6 +64,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     pubsub = PubSubService("pubsub")
     frontend.register_service(pubsub)
 
+    frontend.register_service(ChatService("chat"))
+    frontend.register_service(CursorsService("cursors"))
+    frontend.register_service(MessagingService("messaging"))
     datasync = DataSyncService("datasync", load_dealers(settings.datasync_dealers))
     frontend.register_service(datasync)
 

@@ -19,6 +19,9 @@ from flask import session  # noqa: E402
 from snorky_sync import RPCService, ServiceRegistry, Snorky, rpc_command  # noqa: E402
 from snorky_sync.auth import ConnectionTokens, session_identity  # noqa: E402
 from snorky_sync.brokers import make_broker  # noqa: E402
+from snorky_sync.services.chat import ChatService  # noqa: E402
+from snorky_sync.services.cursors import CursorsService  # noqa: E402
+from snorky_sync.services.messaging import MessagingService  # noqa: E402
 from snorky_sync.services.datasync import (  # noqa: E402
     BroadcastDealer, DataSyncBackend, DataSyncService, FilterDealer, SimpleDealer)
 
@@ -78,6 +81,9 @@ class WhoAmI(RPCService):
 
 frontend.register_service(WhoAmI("who"))
 
+frontend.register_service(ChatService("chat"))
+frontend.register_service(CursorsService("cursors"))
+frontend.register_service(MessagingService("messaging"))
 datasync = DataSyncService("datasync", [TodosByList, AllTodos, TodosFilter])
 frontend.register_service(datasync)
 
