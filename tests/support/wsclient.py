@@ -30,7 +30,10 @@ class SnorkyTestClient:
 
     def recv(self, timeout: float | None = None) -> dict:
         self.ws.settimeout(self.timeout if timeout is None else timeout)
-        env = json.loads(self.ws.recv())
+        raw = self.ws.recv()
+        if raw == "":  # websocket-client's way of saying the server sent a close frame
+            raise websocket.WebSocketConnectionClosedException("closed by the server")
+        env = json.loads(raw)
         self.received.append(env)
         return env
 
