@@ -1,0 +1,245 @@
+"""A quick load generator for snorky_sync: fan-out, RPC, idle memory, handshakes.
+
+    python -m bench.quick                 # embedded and gunicorn -k gevent, prints a table
+    python -m bench.quick --subscribers 1000 --publishes 2000 --rpc-clients 50
+
+The server runs pinned to core 0 and this generator to core 1 (when there are
+two).  The generator is plain Python with raw sockets: it counts delivered
+bytes instead of parsing each frame (every delivered frame has the same,
+known size), which keeps it well above the server's rate for fan-out; for
+RPC its own cost per round trip is reported as "generator CPU".  Results go
+to bench/results/quick-YYYY-MM-DD.md.
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import datetime as _dt
+import json
+import os
+import resource
+import selectors
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+from support.servers import ServerProcess  # noqa: E402
+
+ENV = {"SNORKY_API_KEY": "bench-key-0123456789abcdef", "SNORKY_RATE_LIMIT": "0",
+       "SNORKY_MAX_CONNECTIONS": "50000", "SNORKY_MAX_QUEUE_FRAMES": "100000"}
+
+
+def masked(obj) -> bytes:
+    payload = json.dumps(obj, separators=(",", ":")).encode()
+    mask = os.urandom(4)
+    n = len(payload)
+    head = bytes([0x81, 0x80 | n]) if n < 126 else bytes([0x81, 0xFE]) + n.to_bytes(2, "big")
+    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+def ws_connect(port: int) -> socket.socket:
+    s = socket.create_connection(("127.0.0.1", port))
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    key = base64.b64encode(os.urandom(16)).decode()
+    s.sendall((f"GET /ws HTTP/1.1\r\nHost: bench\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+               f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = s.recv(4096)
+        if not chunk:
+            raise ConnectionError("handshake refused")
+        head += chunk
+    if not head.startswith(b"HTTP/1.1 101"):
+        raise ConnectionError(head[:100])
+    return s
+
+
+def server_pid(srv: ServerProcess) -> int:
+    if srv.mode == "embedded":
+        return srv.proc.pid
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        kids = subprocess.run(["pgrep", "-P", str(srv.proc.pid)], capture_output=True, text=True).stdout.split()
+        if kids:
+            return int(kids[0])
+        time.sleep(0.05)
+    raise RuntimeError("no gunicorn worker")
+
+
+def rss_kb(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS"):
+                return int(line.split()[1])
+    return 0
+
+
+def cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def frame_size(payload_len: int) -> int:
+    """Bytes of an unmasked server frame carrying ``payload_len`` bytes."""
+    return payload_len + (2 if payload_len < 126 else 4 if payload_len < 65536 else 10)
+
+
+def fanout(port: int, pid: int, n_subs: int, n_pubs: int) -> dict:
+    subscribe = masked({"service": "pubsub", "message": {"command": "subscribe", "params": {"channel": "bench"}, "callId": 1}})
+    subs = [ws_connect(port) for _ in range(n_subs)]
+    for s in subs:
+        s.sendall(subscribe)
+    for s in subs:
+        data = b""
+        while not data.endswith(b"}}"):
+            data += s.recv(4096)
+    body = "x" * 50
+    # the publisher stamps each message with its send time for latency
+    frame_len = len(json.dumps({"service": "pubsub", "message": {"type": "message", "channel": "bench",
+                                "message": {"t": 0.0, "b": body}}}, separators=(",", ":")).encode())
+    sel = selectors.DefaultSelector()
+    for s in subs:
+        s.setblocking(False)
+        sel.register(s, selectors.EVENT_READ)
+    pub = ws_connect(port)
+    frames = [masked({"service": "pubsub", "message": {"command": "publish", "params": {
+        "channel": "bench", "message": {"t": 0.0, "b": body}}}})]
+    expected = n_subs * n_pubs
+    got_bytes = 0
+    cpu0 = cpu_seconds(pid)
+    t0 = time.perf_counter()
+
+    def publisher():
+        batch = frames[0] * 50
+        for _ in range(n_pubs // 50):
+            pub.sendall(batch)
+
+    threading.Thread(target=publisher, daemon=True).start()
+    deadline = t0 + 120
+    size = frame_size(frame_len)
+    while got_bytes < expected * size and time.perf_counter() < deadline:
+        for key, _ in sel.select(1):
+            try:
+                got_bytes += len(key.fileobj.recv(1 << 20))
+            except BlockingIOError:
+                pass
+    dt = time.perf_counter() - t0
+    cpu = cpu_seconds(pid) - cpu0
+    delivered = got_bytes // size
+    for s in subs + [pub]:
+        s.close()
+    return {"deliveries/s": delivered / dt, "publishes/s": n_pubs / dt, "lost": expected - delivered,
+            "server CPU": cpu / dt}
+
+
+def rpc(port: int, pid: int, n_clients: int, seconds: float) -> dict:
+    req = masked({"service": "pubsub", "message": {"command": "publish", "params": {"channel": "nobody", "message": "x" * 20}, "callId": 1}})
+    resp_len = frame_size(len(b'{"service":"pubsub","message":{"type":"response","callId":1,"data":null}}'))
+    socks = [ws_connect(port) for _ in range(n_clients)]
+    sel = selectors.DefaultSelector()
+    sent_at, pending, lat = {}, {}, []
+    for s in socks:
+        s.setblocking(False)
+        sel.register(s, selectors.EVENT_READ)
+        pending[s] = 0
+        sent_at[s] = time.perf_counter()
+        s.send(req)
+    done = 0
+    cpu0, gen0 = cpu_seconds(pid), time.process_time()
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        for key, _ in sel.select(1):
+            s = key.fileobj
+            pending[s] += len(s.recv(65536))
+            while pending[s] >= resp_len:
+                pending[s] -= resp_len
+                now = time.perf_counter()
+                lat.append(now - sent_at[s])
+                sent_at[s] = now
+                done += 1
+                s.send(req)
+    dt = time.perf_counter() - t0
+    cpu, gen = cpu_seconds(pid) - cpu0, time.process_time() - gen0
+    for s in socks:
+        s.close()
+    lat.sort()
+    return {"calls/s": done / dt, "p50 ms": lat[len(lat) // 2] * 1000, "p99 ms": lat[int(len(lat) * 0.99)] * 1000,
+            "server CPU": cpu / dt, "generator CPU": gen / dt}
+
+
+def idle_memory(port: int, pid: int, n: int) -> dict:
+    warm = [ws_connect(port) for _ in range(100)]
+    time.sleep(0.5)
+    before = rss_kb(pid)
+    t0 = time.perf_counter()
+    socks = [ws_connect(port) for _ in range(n)]
+    dt = time.perf_counter() - t0
+    time.sleep(1.0)
+    after = rss_kb(pid)
+    for s in socks + warm:
+        s.close()
+    return {"KB/conn": (after - before) / n, "handshakes/s": n / dt}
+
+
+def run(mode: str, args) -> dict:
+    srv = ServerProcess(mode, app="wsgi:app", env=ENV)
+    try:
+        pid = server_pid(srv)
+        if os.cpu_count() and os.cpu_count() >= 2:
+            os.sched_setaffinity(pid, {0})
+            os.sched_setaffinity(0, {1})
+        out = {"mode": mode}
+        out["fanout"] = fanout(srv.port, pid, args.subscribers, args.publishes)
+        out["rpc"] = rpc(srv.port, pid, args.rpc_clients, args.seconds)
+        out["idle"] = {n: idle_memory(srv.port, pid, n) for n in args.idle}
+        return out
+    finally:
+        srv.stop()
+
+
+def table(results: list[dict]) -> str:
+    rows = ["| server | fan-out deliveries/s | publishes/s | lost | server CPU | RPC calls/s | RPC p50 / p99 ms | "
+            + " | ".join(f"KB/idle conn @{n}" for n in results[0]["idle"]) + " | handshakes/s (sequential) |",
+            "|---|---:|---:|---:|---:|---:|---:|" + "---:|" * len(results[0]["idle"]) + "---:|"]
+    for r in results:
+        f, p = r["fanout"], r["rpc"]
+        idle = r["idle"]
+        rows.append(f"| snorky_sync {r['mode']} | {f['deliveries/s']:,.0f} | {f['publishes/s']:,.0f} | {f['lost']} | "
+                    f"{f['server CPU']:.0%} | {p['calls/s']:,.0f} | {p['p50 ms']:.2f} / {p['p99 ms']:.2f} | "
+                    + " | ".join(f"{v['KB/conn']:.1f}" for v in idle.values())
+                    + f" | {max(v['handshakes/s'] for v in idle.values()):,.0f} |")
+    return "\n".join(rows)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.quick", description=__doc__.splitlines()[0])
+    ap.add_argument("--modes", default="embedded,gunicorn-gevent")
+    ap.add_argument("--subscribers", type=int, default=1000)
+    ap.add_argument("--publishes", type=int, default=2000)
+    ap.add_argument("--rpc-clients", type=int, default=50)
+    ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--idle", default="5000,10000")
+    args = ap.parse_args(argv)
+    args.idle = [int(x) for x in args.idle.split(",") if x]
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    results = [run(m, args) for m in args.modes.split(",")]
+    text = table(results)
+    print(text)
+    out = ROOT / "bench" / "results" / f"quick-{_dt.date.today().isoformat()}.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(f"# bench.quick, {_dt.datetime.now().isoformat(timespec='seconds')}\n\n"
+                   f"`python -m bench.quick {' '.join(argv or sys.argv[1:])}` on {os.cpu_count()} cores\n\n{text}\n"
+                   f"\nRaw: {json.dumps(results)}\n")
+    print(f"\nwritten to {out.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
