@@ -64,11 +64,19 @@ def create_app(settings: Settings | None = None) -> Flask:
     pubsub = PubSubService("pubsub")
     frontend.register_service(pubsub)
 
-    frontend.register_service(ChatService("chat"))
-    frontend.register_service(CursorsService("cursors"))
+    chat = ChatService("chat")
+    cursors = CursorsService("cursors")
+    frontend.register_service(chat)
+    frontend.register_service(cursors)
     frontend.register_service(MessagingService("messaging"))
     datasync = DataSyncService("datasync", load_dealers(settings.datasync_dealers))
     frontend.register_service(datasync)
+    # per-connection limits from settings
+    pubsub.max_subscriptions = chat.max_channels = cursors.max_documents = settings.max_subscriptions
+    datasync.MAX_SUBSCRIPTIONS_PER_CLIENT = settings.max_subscriptions
+    pubsub.max_channel_size = chat.max_channel_size = cursors.max_document_size = settings.max_channel_size
+    cursors.MAX_CURSORS = settings.max_cursors
+    datasync.MAX_PENDING = settings.max_pending_subscriptions
 
     backend = ServiceRegistry(broker)
     backend.register_service(PubSubBackend("pubsub_backend", pubsub))

@@ -36,6 +36,10 @@ class Settings:
     rate_burst: float = 2000.0              # SNORKY_RATE_BURST
     max_connections: int = 20000            # SNORKY_MAX_CONNECTIONS (per process)
     max_connections_per_identity: int = 100  # SNORKY_MAX_CONNECTIONS_PER_IDENTITY
+    max_subscriptions: int = 1000           # SNORKY_MAX_SUBSCRIPTIONS (per connection: pubsub channels, chat channels, cursor documents, datasync subscriptions)
+    max_cursors: int = 16                   # SNORKY_MAX_CURSORS (per connection)
+    max_pending_subscriptions: int = 10000  # SNORKY_MAX_PENDING_SUBSCRIPTIONS (unacquired DataSync authorizations per process)
+    max_channel_size: int = 1024            # SNORKY_MAX_CHANNEL_SIZE (bytes of JSON per channel / document name)
     backend_max_body: int = 1024 * 1024     # SNORKY_BACKEND_MAX_BODY (bytes)
     workers: int = 1                        # SNORKY_WORKERS (gunicorn)
     worker_class: str = "gevent"            # SNORKY_WORKER_CLASS (gunicorn)

@@ -90,3 +90,25 @@ def test_connections_per_process(limited):
     finally:
         for c in clients:
             c.close()
+
+
+def test_service_limits_come_from_settings():
+    srv = ServerProcess("embedded", app="wsgi:app", env={
+        "SNORKY_MAX_SUBSCRIPTIONS": "3", "SNORKY_MAX_CHANNEL_SIZE": "10", "SNORKY_MAX_CURSORS": "2",
+        "SNORKY_TOKEN_SECRET": SECRET})
+    try:
+        c = SnorkyTestClient(f"{srv.ws_url}/ws?token={ConnectionTokens(SECRET).create('u')}")
+        for i in range(3):
+            c.ok("pubsub", "subscribe", {"channel": i})
+        assert c.call("pubsub", "subscribe", {"channel": 9})["message"] == "Too many subscriptions"
+        assert c.call("pubsub", "subscribe", {"channel": "x" * 11})["message"] == "Channel too long"
+        for i in range(3):
+            c.ok("chat", "join", {"channel": i})
+        assert c.call("chat", "join", {"channel": 9})["message"] == "Too many channels"
+        c.ok("cursors", "join", {"document": "d"})
+        for i in range(2):
+            c.ok("cursors", "createCursor", {"privateHandle": i, "document": "d", "position": 0, "status": 0})
+        assert c.call("cursors", "createCursor", {"privateHandle": 5, "document": "d", "position": 0, "status": 0})["message"] == "Too many cursors"
+        c.close()
+    finally:
+        srv.stop()
