@@ -15,17 +15,28 @@ COMMANDS = {
     "pubsub": ["subscribe", "unsubscribe", "publish"],
     "calc": ["add", "divide", "slowSquare"],
     "who": ["whoami"],
+    "chat": ["join", "leave", "send", "read"],
+    "cursors": ["join", "leave", "createCursor", "updateCursor", "removeCursor"],
+    "messaging": ["registerParticipant", "unregisterParticipant", "listParticipants", "send"],
+    "datasync": ["acquireSubscription", "cancelSubscription"],
 }
 KNOWN_ERRORS = {"Unknown command", "Invalid params", "Internal error", "Already subscribed",
                 "Not subscribed", "Not authorized", "Division by zero", "Too many subscriptions",
-                "Channel too long"}
+                "Channel too long", "Not authenticated", "Already joined", "Not joined",
+                "Reused handle", "Too many cursors", "No such cursor", "Document too long",
+                "Name already registered", "Name not allowed", "Unknown participant",
+                "Invalid participant", "Invalid sender", "Unknown destination",
+                "token must be string", "No such subscription", "Too many channels",
+                "Too many documents", "Too many names"}
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-2**63, 2**63 - 1) | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=20),
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
     max_leaves=12)
-param_names = st.sampled_from(["channel", "message", "a", "b", "x", "delay", "identity", "params", ""])
+param_names = st.sampled_from(["channel", "message", "a", "b", "x", "delay", "identity", "params", "",
+                                "document", "body", "privateHandle", "position", "status", "newData",
+                                "name", "sender", "dest", "token"])
 params = st.one_of(json_values, st.dictionaries(param_names, json_values, max_size=4))
 call_ids = st.one_of(st.none(), st.integers(0, 10**6), st.text(max_size=5), st.just({"k": [1]}))
 
@@ -39,7 +50,10 @@ def srv():
 
 @pytest.fixture(scope="module")
 def conn(srv):
-    c = SnorkyTestClient(srv.ws_url + "/ws", timeout=10)
+    """An authenticated connection, so Chat and Cursors get past their identity check."""
+    from snorky_sync.auth import ConnectionTokens
+    token = ConnectionTokens("integration-token-secret-0123456789").create({"user": "fuzz"})
+    c = SnorkyTestClient(f"{srv.ws_url}/ws-token?token={token}", timeout=10)
     yield c
     c.close()
 
@@ -48,7 +62,7 @@ def check_alive(c):
     assert c.call("calc", "add", {"a": 1}, call_id="alive")["data"] == 1
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
 @given(service=st.sampled_from(sorted(COMMANDS)), data=st.data(), params=params, call_id=call_ids)
 def test_arbitrary_params_for_every_command(conn, service, data, params, call_id):
     command = data.draw(st.sampled_from(COMMANDS[service] + ["nope", "__init__", "process_message_from"]))
@@ -66,8 +80,12 @@ def test_arbitrary_params_for_every_command(conn, service, data, params, call_id
         assert answer["message"] in KNOWN_ERRORS, answer
         assert "Traceback" not in json.dumps(answer)
     conn.notifications.clear()
-    if service == "pubsub" and command == "subscribe" and answer["type"] == "response":
-        conn.ok("pubsub", "unsubscribe", {"channel": params["channel"]})
+    if answer["type"] == "response":  # undo state changes so later examples start clean
+        undo = {("pubsub", "subscribe"): ("unsubscribe", "channel"), ("chat", "join"): ("leave", "channel"),
+                ("cursors", "join"): ("leave", "document"),
+                ("messaging", "registerParticipant"): ("unregisterParticipant", "name")}.get((service, command))
+        if undo:
+            conn.ok(service, undo[0], {undo[1]: params[undo[1]]})
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
