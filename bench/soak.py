@@ -22,17 +22,11 @@ sys.path.insert(0, str(ROOT / "tests"))
 from support.servers import ServerProcess  # noqa: E402
 from support.wsclient import SnorkyTestClient  # noqa: E402
 
+from .quick import rss_kb  # noqa: E402
+
 
 def fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
-
-
-def rss_kb(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS"):
-                return int(line.split()[1])
-    return 0
 
 
 def soak(seconds: float, clients: int = 40, channels: int = 5, seed: int = 1) -> dict:

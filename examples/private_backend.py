@@ -10,7 +10,6 @@ private: ``BACKEND_PORT`` starts a second server for it.
 """
 import os
 
-import gevent
 from flask import Flask
 
 from snorky_sync import ServiceRegistry, Snorky, serve

@@ -46,6 +46,9 @@ class Broker:
         """Send ``data`` to the other processes' handlers of ``topic``."""
         raise NotImplementedError
 
+    def flush(self, timeout: float = 5.0) -> None:
+        """Block until everything published so far has left this process."""
+
     def start(self) -> None:
         """Begin listening (idempotent)."""
 

@@ -73,6 +73,13 @@ class RedisBroker(Broker):
         if self._sender is None:
             self._sender = gevent.spawn(self._send_outbox)
 
+    def flush(self, timeout: float = 5.0) -> None:
+        if self._sender is None and self._outbox:
+            self._sender = gevent.spawn(self._send_outbox)
+        sender = self._sender
+        if sender is not None and sender is not gevent.getcurrent():
+            sender.join(timeout)
+
     def _send_outbox(self) -> None:
         try:
             while self._outbox:

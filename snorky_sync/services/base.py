@@ -35,12 +35,20 @@ from ..metrics import rpc_calls, rpc_errors
 
 __all__ = [
     "Service", "RPCService", "Request", "RPCError", "InvalidMessage",
-    "rpc_command", "rpc_asynchronous",
+    "rpc_command", "rpc_asynchronous", "bounded_key",
 ]
 
 log = logging.getLogger("snorky_sync.services")
 _warn = RateLimitedLogger(log)
 _encode_frame = wire.encode_frame
+
+
+def bounded_key(value: Any, max_size: int, error: str):
+    """``wire.json_key(value)``, or RPCError(error) if its JSON exceeds ``max_size`` bytes."""
+    key = wire.json_key(value)
+    if (len(key) if type(key) is str else len(key[1])) > max_size:
+        raise RPCError(error)
+    return key
 
 
 class InvalidMessage(Exception):

@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from .. import wire
-from .base import RPCError, RPCService, rpc_command
+from .base import RPCError, RPCService, bounded_key, rpc_command
 
 __all__ = ["ChatService"]
 
@@ -53,10 +53,7 @@ class ChatService(RPCService):
         return client.identity
 
     def _key(self, channel: Any) -> Any:
-        key = _json_key(channel)
-        if (len(key) if type(key) is str else len(key[1])) > self.max_channel_size:
-            raise RPCError("Channel too long")
-        return key
+        return bounded_key(channel, self.max_channel_size, "Channel too long")
 
     @rpc_command
     def join(self, req, channel):

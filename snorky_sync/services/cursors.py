@@ -12,7 +12,7 @@ import random
 from typing import Any
 
 from .. import wire
-from .base import RPCError, RPCService, rpc_command
+from .base import RPCError, RPCService, bounded_key, rpc_command
 
 __all__ = ["CursorsService"]
 
@@ -54,10 +54,7 @@ class CursorsService(RPCService):
 
     # -- helpers -----------------------------------------------------------------
     def _doc_key(self, document: Any) -> Any:
-        key = _json_key(document)
-        if (len(key) if type(key) is str else len(key[1])) > self.max_document_size:
-            raise RPCError("Document too long")
-        return key
+        return bounded_key(document, self.max_document_size, "Document too long")
 
     def _others(self, doc: _Document, client):
         return [c for c in doc.clients if c is not client]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import wire
-from .base import RPCError, RPCService, rpc_command
+from .base import RPCError, RPCService, bounded_key, rpc_command
 
 __all__ = ["PubSubService", "PubSubBackend"]
 
@@ -58,11 +58,7 @@ class PubSubService(RPCService):
             self.broadcast_frame(self.subscribers.get(key, ()), frame)
 
     def _key(self, channel: Any):
-        key = _json_key(channel)
-        size = len(key) if type(key) is str else len(key[1])
-        if size > self.max_channel_size:
-            raise RPCError("Channel too long")
-        return key
+        return bounded_key(channel, self.max_channel_size, "Channel too long")
 
     @rpc_command
     def subscribe(self, req, channel):

@@ -1,6 +1,4 @@
 """PubSub across processes through a real Redis, including a Redis restart."""
-from support.servers import free_port
-
 from .conftest import RedisServer, wait_broker
 
 

@@ -1,5 +1,4 @@
 """Identities: Flask session and signed connection tokens, under every server kind."""
-import json
 import time
 
 import pytest

@@ -1,6 +1,5 @@
 """bench.quick runs end to end at tiny sizes and loses nothing (correctness, not speed)."""
 import json
-from pathlib import Path
 
 from bench import quick
 

@@ -1,5 +1,4 @@
 """DataSync end to end: backend HTTP authorizes and publishes, browsers acquire over WebSocket."""
-import pytest
 
 
 def authorize(server, items):

@@ -5,7 +5,7 @@ import pytest
 import websocket
 
 from snorky_sync.auth import ConnectionTokens
-from support.servers import WORKER_CLASSES, ServerProcess
+from support.servers import ServerProcess
 from support.wsclient import SnorkyTestClient
 
 SECRET = "integration-token-secret-0123456789"

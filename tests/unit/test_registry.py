@@ -1,7 +1,7 @@
 """ServiceRegistry routing and bad-input handling (PROTOCOL.md §1)."""
 import pytest
 
-from snorky_sync import Service, ServiceRegistry, wire
+from snorky_sync import Service, ServiceRegistry
 from snorky_sync.metrics import counters
 from support.fakes import FakeClient
 

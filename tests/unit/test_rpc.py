@@ -3,7 +3,7 @@ import gevent
 import gevent.event
 import pytest
 
-from snorky_sync import RPCError, RPCService, Service, ServiceRegistry, rpc_asynchronous, rpc_command
+from snorky_sync import RPCError, RPCService, Service, rpc_asynchronous, rpc_command
 from support.fakes import FakeClient, rpc
 
 

@@ -15,6 +15,7 @@ import logging
 from typing import Any, Iterable
 
 import gevent
+import gevent.event
 
 from ... import wire
 from ...metrics import counters
@@ -116,6 +117,9 @@ class DataSyncService(RPCService):
         if self._distributed:
             self._announce({"op": "auth", "token": token, "timeout": timeout_interval,
                             "items": [{"dealer": d, "query": q} for d, q in pairs]})
+            # The token must reach Redis before the web app has it: deltas it
+            # publishes next (through any process) are then ordered after it.
+            self.broker.flush()
         return token
 
     def _parse_items(self, items) -> list[tuple[str, Any]]:
@@ -188,10 +192,29 @@ class DataSyncService(RPCService):
 
     # -- many processes ---------------------------------------------------------
     _distributed = False
+    ANNOUNCE_WAIT = 2.0
+    """Seconds ``acquireSubscription`` waits for an authorization made on
+    another process to arrive here before answering ``No such subscription``."""
+
+    def _wait_for_token(self, token: str) -> None:
+        """Give an authorization announced by another process time to arrive."""
+        with self.lock:
+            if token in self.subscriptions:
+                return
+            waiter = self._token_waiters.get(token)
+            if waiter is None:
+                if len(self._token_waiters) >= self.MAX_PENDING:
+                    return
+                waiter = self._token_waiters[token] = gevent.event.Event()
+        if not waiter.wait(self.ANNOUNCE_WAIT):
+            with self.lock:
+                if self._token_waiters.get(token) is waiter:
+                    del self._token_waiters[token]
 
     def use_broker(self, broker) -> None:
         super().use_broker(broker)
         if broker.distributed:
+            self._token_waiters: dict[str, gevent.event.Event] = {}
             self._distributed = True
             self._origin = broker.origin.hex()
             broker.subscribe(f"datasync:{self.name}", self._on_broker_message, echo=True)
@@ -220,6 +243,9 @@ class DataSyncService(RPCService):
                     self._register(event["token"], pairs, event["timeout"])
                 except Exception:
                     log.exception("%s: cannot register an authorization from another process", self.name)
+            waiter = self._token_waiters.pop(event["token"], None)
+            if waiter is not None:
+                waiter.set()
         elif op == "acquired" and not mine:
             with self.lock:  # acquired elsewhere: our pending copy goes
                 sub = self.pending.get(event["token"])
@@ -310,11 +336,17 @@ class DataSyncService(RPCService):
             subscription.close()
 
     # -- RPC commands -------------------------------------------------------------
-    @rpc_command
+    @rpc_command(lock=False)
     def acquireSubscription(self, req, token):
         """Link the subscription to the caller; buffered deltas arrive before the reply."""
         if not isinstance(token, str):
             raise RPCError("token must be string")
+        if self._distributed:
+            self._wait_for_token(token)  # without the lock: it may wait for the broker
+        with self.lock:
+            self._acquire(req, token)
+
+    def _acquire(self, req, token: str) -> None:
         sub = self.subscriptions.get(token)
         if sub is None:
             raise RPCError("No such subscription")
@@ -330,8 +362,8 @@ class DataSyncService(RPCService):
         mine[token] = sub
         for delta in sub.got_client(client):
             self.deliver_delta(client, delta)
-        if self._distributed:  # other processes drop their pending copy (no I/O under the lock)
-            gevent.spawn(self._announce, {"op": "acquired", "token": token})
+        if self._distributed:  # other processes drop their pending copy (queued, no I/O here)
+            self._announce({"op": "acquired", "token": token})
 
     @rpc_command
     def cancelSubscription(self, req, token):
