@@ -1,0 +1,148 @@
+// Test helpers for snorky.js under `node --test`: a real snorky_sync server
+// (tests/integration/testapp.py, embedded gevent server) in a subprocess on a
+// free port, and promise helpers that wait on events with a timeout.
+import { spawn } from "node:child_process";
+import { existsSync } from "node:fs";
+import { createRequire } from "node:module";
+import net from "node:net";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+const require = createRequire(import.meta.url);
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+export const Snorky = require(path.join(ROOT, "snorky_sync/static/snorky.js"));
+export const API_KEY = "test-backend-key-0123456789";
+
+if (typeof WebSocket !== "function") {
+  throw new Error("this Node has no global WebSocket: use Node >= 22, or Node 20 with --experimental-websocket");
+}
+
+function python() {
+  if (process.env.SNORKY_PYTHON) return process.env.SNORKY_PYTHON;
+  const venv = path.join(ROOT, ".venv/bin/python");
+  return existsSync(venv) ? venv : "python3";
+}
+
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.listen(0, "127.0.0.1", () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+    srv.on("error", reject);
+  });
+}
+
+/** A snorky_sync test server; `restart()` stops it and starts a new process on the same port. */
+export class TestServer {
+  static async start(port) {
+    const s = new TestServer(port ?? await freePort());
+    await s._spawn();
+    return s;
+  }
+
+  constructor(port) {
+    this.port = port;
+    this.url = `http://127.0.0.1:${port}`;
+    this.wsUrl = `ws://127.0.0.1:${port}`;
+    this.log = "";
+  }
+
+  async _spawn() {
+    const code = "import sys; sys.path.insert(0, '.');" +
+      "from snorky_sync import serve; import tests.integration.testapp as m;" +
+      `serve(m.app, '127.0.0.1', ${this.port})`;
+    this.proc = spawn(python(), ["-c", code], {
+      cwd: ROOT,
+      env: { ...process.env, SNORKY_API_KEY: API_KEY, SNORKY_SHUTDOWN_TIMEOUT: "1", PYTHONUNBUFFERED: "1" },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    const keep = (chunk) => { this.log = (this.log + chunk).slice(-20000); };
+    this.proc.stdout.on("data", keep);
+    this.proc.stderr.on("data", keep);
+    this.exited = new Promise((resolve) => this.proc.on("exit", resolve));
+    const deadline = Date.now() + 30000;
+    while (Date.now() < deadline) {
+      if (this.proc.exitCode !== null) throw new Error(`server exited early:\n${this.log}`);
+      try {
+        const r = await fetch(this.url + "/healthz");
+        if (r.ok) return;
+      } catch { /* not listening yet */ }
+      await new Promise((r) => setTimeout(r, 50)); // polling the port to open
+    }
+    throw new Error(`server not ready:\n${this.log}`);
+  }
+
+  async stop() {
+    if (this.proc.exitCode === null) {
+      this.proc.kill("SIGTERM");
+      const timer = setTimeout(() => this.proc.kill("SIGKILL"), 10000);
+      await this.exited;
+      clearTimeout(timer);
+    }
+  }
+
+  async restart() {
+    await this.stop();
+    await this._spawn();
+  }
+
+  /** An identity token for /ws-token (the test app signs it). */
+  async token(user) {
+    const r = await fetch(`${this.url}/token/${encodeURIComponent(user)}`);
+    if (!r.ok) throw new Error(`token: HTTP ${r.status}`);
+    return r.text();
+  }
+
+  /** One backend call (PROTOCOL.md §4); returns the reply's `message`. */
+  async backend(service, message) {
+    const r = await fetch(this.url + "/backend", {
+      method: "POST",
+      headers: { "Content-Type": "application/json", "X-Backend-Key": API_KEY },
+      body: JSON.stringify({ service, message }),
+    });
+    if (!r.ok) throw new Error(`backend: HTTP ${r.status}`);
+    return (await r.json()).message;
+  }
+}
+
+/** Resolves with the arguments of the next dispatch of `signal` (first one if single). */
+export function next(signal, { timeout = 10000, filter = () => true } = {}) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      signal.remove(listener);
+      reject(new Error("timed out waiting for a signal"));
+    }, timeout);
+    function listener(...args) {
+      if (!filter(...args)) return;
+      clearTimeout(timer);
+      signal.remove(listener);
+      resolve(args.length === 1 ? args[0] : args);
+    }
+    signal.add(listener);
+  });
+}
+
+/** Collects every dispatch of `signal` into an array. */
+export function collect(signal) {
+  const seen = [];
+  signal.add((...args) => seen.push(args.length === 1 ? args[0] : args));
+  return seen;
+}
+
+/** A connected client; resolves once open. */
+export async function connect(url, services, options = {}) {
+  const s = new Snorky(WebSocket, url, services, { reconnectDelay: 100, maxReconnectDelay: 500, ...options });
+  await next(s.connected);
+  return s;
+}
+
+/** Fails with `message` if `promise` does not settle within `timeout` ms. */
+export function within(promise, timeout = 10000, message = "timed out") {
+  let timer;
+  return Promise.race([
+    promise.finally(() => clearTimeout(timer)),
+    new Promise((_, reject) => { timer = setTimeout(() => reject(new Error(message)), timeout); }),
+  ]);
+}

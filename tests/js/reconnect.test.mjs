@@ -1,0 +1,67 @@
+// Reconnection against a real server that is restarted under the client.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { Snorky, TestServer, connect, next, within } from "./helpers.mjs";
+
+let server;
+before(async () => { server = await TestServer.start(); });
+after(async () => { await server.stop(); });
+
+test("after a server restart the page resubscribes, rejoins, re-registers; pending calls fail clearly", async () => {
+  class Calculator extends Snorky.RPCService {}
+  Calculator.addRPCMethods(["slowSquare"]);
+  const services = { pubsub: Snorky.PubSub, chat: Snorky.Chat, cursors: Snorky.Cursors,
+    messaging: Snorky.Messaging, datasync: Snorky.DataSync, calc: Calculator };
+  const tokenUrl = async () => server.wsUrl + "/ws-token?token=" + encodeURIComponent(await server.token("carol"));
+  const page = await connect(await tokenUrl(), services);
+  const { pubsub, chat, cursors, messaging, datasync, calc } = page.services;
+  await pubsub.subscribe({ channel: "live" });
+  await chat.join({ channel: "lobby" });
+  const doc = await cursors.join({ document: "d" });
+  const [own, created] = doc.createCursor({ position: 3, status: "here" });
+  await created;
+  await messaging.registerParticipant({ name: "carol-page" });
+  const token = (await server.backend("datasync_backend", {
+    command: "authorizeSubscription", params: { items: [{ dealer: "allTodos", query: null }] }, callId: 1 })).data;
+  await datasync.acquireSubscription({ token });
+
+  const pending = calc.slowSquare({ x: 3, delay: 60 }).then(() => null, (err) => err);
+  const dropped = next(page.disconnected);
+  const back = next(page.connected, { timeout: 30000 });
+  const lost = next(datasync.subscriptionsLost, { timeout: 30000 });
+  const rejoined = next(chat.membersChanged, { timeout: 30000 });
+  await server.restart();
+  assert.equal((await within(pending))?.message, "Connection lost");
+  assert.equal((await dropped).willReconnect, true);
+  assert.equal(await back, true);
+  assert.deepEqual(await lost, [token]);
+  assert.deepEqual((await rejoined)[1], [{ user: "carol" }]);
+
+  // the restored state is real on the new server process
+  const watcher = await connect(server.wsUrl + "/ws", { pubsub: Snorky.PubSub, messaging: Snorky.Messaging });
+  const got = next(pubsub.messagePublished);
+  await watcher.services.pubsub.publish({ channel: "live", message: "after restart" });
+  assert.equal((await got).message, "after restart");
+  await within((async () => {
+    for (;;) {
+      const names = await watcher.services.messaging.listParticipants();
+      if (names.includes("carol-page")) return;
+      await next(page.services.messaging.notificationReceived, { timeout: 200 }).catch(() => {});
+    }
+  })(), 10000, "carol-page was not registered again");
+  const observer = await connect(await tokenUrl(), { cursors: Snorky.Cursors });
+  const seen = await observer.services.cursors.join({ document: "d" });
+  await within((async () => { while (own.publicHandle === null || !own.isSynchronized()) await new Promise((r) => setTimeout(r, 20)); })());
+  assert.deepEqual(seen.cursors.map((c) => [c.position, c.status]), [[3, "here"]]);
+  await assert.rejects(pubsub.subscribe({ channel: "live" }), { message: "Already subscribed" });
+
+  // close() stops reconnecting
+  const closed = next(page.disconnected);
+  page.close();
+  const info = await closed;
+  assert.equal(info.willReconnect, false);
+  assert.equal(page.isConnecting, false);
+  await assert.rejects(pubsub.publish({ channel: "live", message: 1 }), { message: "Connection closed" });
+  watcher.close();
+  observer.close();
+});

@@ -1,0 +1,32 @@
+"""Runs the JavaScript client's own tests (``node --test tests/js/``) inside the suite.
+
+The node tests start a real snorky_sync server themselves
+(tests/js/helpers.mjs); this wrapper only makes them part of the one test
+command and shows their TAP output when they fail.
+"""
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+
+
+def node_command() -> list[str]:
+    node = shutil.which("node")
+    assert node, "node is not installed (scripts/test.sh installs it)"
+    probe = subprocess.run([node, "-e", "process.exit(typeof WebSocket === 'function' ? 0 : 1)"])
+    return [node] if probe.returncode == 0 else [node, "--experimental-websocket"]
+
+
+def test_snorky_js_under_node_test_runner():
+    files = sorted(str(p) for p in HERE.glob("*.test.mjs"))
+    assert len(files) >= 3
+    env = dict(os.environ, SNORKY_PYTHON=sys.executable)
+    proc = subprocess.run([*node_command(), "--test", "--test-reporter=tap", *files], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-8000:]
+    assert "# fail 0" in out and "# pass " in out, out[-4000:]
