@@ -6,6 +6,7 @@ from gevent import monkey
 monkey.patch_all()  # before anything opens sockets: the Redis client must yield to the hub
 
 import argparse  # noqa: E402
+import os  # noqa: E402
 import sys  # noqa: E402
 
 from .app import create_app
@@ -19,8 +20,14 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("serve", help="run the default server (single process, gevent)")
     p.add_argument("--host", help="address to listen on (SNORKY_HOST, default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (SNORKY_PORT, default 8002)")
+    p.add_argument("--no-demos", action="store_true",
+                   help="do not serve the demo pages at / (they are on by default here)")
     args = parser.parse_args(argv)
     settings = Settings.from_env()
+    if "SNORKY_DEMOS" not in os.environ:
+        settings.demos = not args.no_demos
+    elif args.no_demos:
+        settings.demos = False
     if args.host:
         settings.host = args.host
     if args.port is not None:

@@ -3,18 +3,22 @@
 Frontend registry at ``/ws``: ``pubsub``, ``chat``, ``cursors``,
 ``messaging``, ``datasync``.  Backend registry at
 ``/backend`` (only when ``SNORKY_API_KEY`` is set): ``pubsub_backend``,
-``datasync_backend``.  DataSync dealers come from ``SNORKY_DATASYNC_DEALERS``.  A demo page at
-``/`` and ``/healthz`` for load balancers.
+``datasync_backend``.  DataSync dealers come from ``SNORKY_DATASYNC_DEALERS``.
+The demos at ``/`` when ``SNORKY_DEMOS`` is on (see :mod:`snorky_sync.demos`),
+``/static/snorky.js``, and ``/healthz`` for load balancers.
 """
 from __future__ import annotations
 
 import importlib
 import logging
-from importlib import resources
+import os
+import secrets
+import tempfile
 
 from flask import Flask, Response, jsonify
 
 from .auth import ConnectionTokens
+from .backend import LocalTransport, SnorkyBackend
 from .brokers import make_broker
 from .logs import configure_logging
 from .flask_ext import Snorky
@@ -85,8 +89,13 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     snorky = Snorky(app, settings)
     authenticate = None
-    if settings.token_secret:
-        authenticate = ConnectionTokens(settings.token_secret, max_age=settings.token_max_age)
+    secret = settings.token_secret
+    if settings.demos and not secret:
+        secret = secrets.token_urlsafe(32)
+        log.warning("demos: connection tokens are signed with a per-process secret; "
+                    "with several workers set SNORKY_TOKEN_SECRET")
+    if secret:
+        authenticate = ConnectionTokens(secret, max_age=settings.token_max_age)
     snorky.websocket("/ws", frontend, authenticate=authenticate)
     if settings.api_key:
         only = settings.backend_port or None
@@ -98,11 +107,17 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["snorky_sync.broker"] = broker
     broker.start()
 
-    demo = resources.files("snorky_sync").joinpath("static/demo_pubsub.html").read_bytes()
+    if settings.demos:
+        from .demos import init_demos
 
-    @app.get("/")
-    def index():
-        return Response(demo, mimetype="text/html")
+        database_url = settings.demo_database_url or "sqlite:///" + os.path.join(
+            tempfile.gettempdir(), "snorky_sync_demo_todos.db")
+        init_demos(app, authenticate, SnorkyBackend(LocalTransport(backend)), datasync, database_url)
+    else:
+        @app.get("/")
+        def index():
+            return Response("snorky_sync is running: WebSocket at /ws, client at /static/snorky.js "
+                            "(SNORKY_DEMOS=1 shows the demos here)\n", mimetype="text/plain")
 
     @app.get("/healthz")
     def healthz():

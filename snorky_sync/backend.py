@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 import urllib3
 
-__all__ = ["SnorkyBackend", "HTTPTransport", "SnorkyError", "SnorkyTransportError"]
+__all__ = ["SnorkyBackend", "HTTPTransport", "LocalTransport", "SnorkyError", "SnorkyTransportError"]
 
 
 class SnorkyError(Exception):
@@ -74,10 +74,43 @@ class HTTPTransport:
         self.pool.clear()
 
 
+class LocalTransport:
+    """Calls a backend registry of this very process, without HTTP.
+
+    For a web application served by the same process as snorky_sync (the
+    demos, a small deployment): ``SnorkyBackend(LocalTransport(registry))``.
+    With a distributed broker the calls still reach every process.
+    """
+
+    def __init__(self, registry, timeout: float = 30.0) -> None:
+        self.registry = registry
+        self.timeout = timeout
+
+    def send(self, envelope: dict) -> dict:
+        from .endpoints.backend_http import BackendClient
+
+        name = envelope.get("service")
+        if name not in self.registry:
+            raise SnorkyTransportError(f"Unknown service: {name!r}", 404)
+        client = BackendClient("local (backend)", rpc=True)
+        self.registry.client_connected(client)
+        try:
+            self.registry.process_message_from(client, envelope)
+            answer = client.wait(self.timeout)
+        finally:
+            self.registry.client_disconnected(client)
+        if answer is None:
+            raise SnorkyTransportError(f"{name} did not answer in {self.timeout}s", 504)
+        return orjson.loads(answer)
+
+    def close(self) -> None:
+        pass
+
+
 class SnorkyBackend:
     """Calls backend services; ``token_secret`` enables connection tokens."""
 
-    def __init__(self, transport: HTTPTransport, token_secret: str | None = None) -> None:
+    def __init__(self, transport: "HTTPTransport | LocalTransport", token_secret: str | None = None) -> None:
         self.transport = transport
         self._ids = itertools.count(1)
         self._tokens = None

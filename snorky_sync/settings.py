@@ -53,6 +53,8 @@ class Settings:
     log_level: str = "INFO"                 # SNORKY_LOG_LEVEL
     log_format: str = "text"                # SNORKY_LOG_FORMAT (text or json)
     access_log: bool = False                # SNORKY_ACCESS_LOG (embedded server)
+    demos: bool = False                     # SNORKY_DEMOS (demo pages at /; `serve` turns them on)
+    demo_database_url: str | None = None    # SNORKY_DEMO_DATABASE_URL (todo demo; default SQLite in the temp dir)
 
     _env: dict = field(default_factory=dict, repr=False, compare=False)
 

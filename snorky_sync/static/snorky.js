@@ -122,8 +122,9 @@
 
   class Snorky {
     /* new Snorky(WebSocketClass, url, {name: ServiceClass, ...}, options)
-     *  url: a ws:// or wss:// address, or a function returning one (called
-     *       at every (re)connection, e.g. to put a fresh token in it).
+     *  url: a ws:// or wss:// address, or a function returning one or a
+     *       Promise of one (called at every (re)connection, e.g. to fetch a
+     *       fresh connection token).
      *  options: {debug, reconnect, reconnectDelay, maxReconnectDelay,
      *       protocols}; a boolean is taken as `debug` (Snorky 0.1). */
     constructor(socketClass, address, services, options) {
@@ -179,6 +180,27 @@
       var url = typeof this.address === "function" ? this.address() : this.address;
       var self = this;
       this.isConnecting = true;
+      if (url && typeof url.then === "function") {
+        // an address function may answer later, e.g. after fetching a fresh token
+        this._socket = {pending: true, close: function () {}};
+        var placeholder = this._socket;
+        url.then(function (resolved) {
+          if (self._socket !== placeholder) { return; }  // closed meanwhile
+          self._socket = null;
+          self._open(resolved);
+        }, function (err) {
+          if (self._socket !== placeholder) { return; }
+          self.logDebug("the address function failed", err);
+          self._socket = null;
+          self._onClose({code: 1006, reason: "no address: " + (err && err.message)});
+        });
+        return;
+      }
+      this._open(url);
+    }
+
+    _open(url) {
+      var self = this;
       this.logDebug("connecting to", url);
       var socket = this.options.protocols === undefined
         ? new this.socketClass(url)

@@ -28,3 +28,45 @@ def screenshot(request):
         page.screenshot(path=str(path))
         return path
     return _shot
+
+
+@pytest.fixture
+def demo_server(tmp_path):
+    """The default app with its demos (wsgi:app, SNORKY_DEMOS=1) and a fresh SQLite database.
+
+    ``demo_server.restart()`` stops it and starts a new process on the same port.
+    """
+    from support.servers import ServerProcess
+
+    env = {"SNORKY_DEMOS": "1", "SNORKY_DEMO_DATABASE_URL": f"sqlite:///{tmp_path}/todos.db"}
+
+    class Demo:
+        def __init__(self):
+            self.srv = ServerProcess("embedded", app="wsgi:app", env=env)
+            self.url = self.srv.url
+
+        def restart(self):
+            port = self.srv.port
+            self.srv.stop()
+            self.srv = ServerProcess("embedded", app="wsgi:app", env=env, port=port)
+
+    demo = Demo()
+    yield demo
+    demo.srv.stop()
+
+
+@pytest.fixture
+def pages(browser):
+    """pages(n) -> n pages, each in its own browser context (own session storage)."""
+    contexts = []
+
+    def _pages(n):
+        made = []
+        for _ in range(n):
+            ctx = browser.new_context()
+            contexts.append(ctx)
+            made.append(ctx.new_page())
+        return made
+    yield _pages
+    for ctx in contexts:
+        ctx.close()

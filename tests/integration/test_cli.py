@@ -9,8 +9,11 @@ from support.servers import API_KEY, ServerProcess, free_port
 from support.wsclient import SnorkyTestClient
 
 
-def _check_default_app(srv):
-    assert "PubSub demo" in requests.get(srv.url + "/", timeout=5).text
+def _check_default_app(srv, demos=True):
+    if demos:  # `serve` turns the demos on; gunicorn's wsgi:app does not
+        assert "snorky_sync demos" in requests.get(srv.url + "/", timeout=5).text
+        assert "PubSub demo" in requests.get(srv.url + "/demos/pubsub", timeout=5).text
+    assert requests.get(srv.url + "/static/snorky.js", timeout=5).text.startswith("/*! snorky.js")
     assert requests.get(srv.url + "/healthz", timeout=5).json()["status"] == "ok"
     c = SnorkyTestClient(srv.ws_url + "/ws")
     c.ok("pubsub", "subscribe", {"channel": "cli"})
@@ -48,7 +51,7 @@ def test_gunicorn_with_the_shipped_config():
     srv = ServerProcess(args=["-m", "gunicorn", "--no-control-socket", "-c", "gunicorn.conf.py", "wsgi:app"],
                         port=port)
     try:
-        _check_default_app(srv)
+        _check_default_app(srv, demos=False)
     finally:
         srv.stop()
 
@@ -111,5 +114,43 @@ def test_backend_only_on_its_private_port(how):
         ok = requests.post(f"http://127.0.0.1:{private}/backend", json=body, headers=headers, timeout=5)
         assert ok.status_code == 200 and ok.json()["message"]["type"] == "response"
         assert requests.get(f"http://127.0.0.1:{private}/metrics", headers=headers, timeout=5).status_code == 200
+    finally:
+        srv.stop()
+
+
+def test_serve_no_demos_and_wsgi_default_have_no_demo_pages():
+    port = free_port()
+    srv = ServerProcess(args=["-m", "snorky_sync", "serve", "--port", str(port), "--no-demos"], port=port)
+    try:
+        assert requests.get(srv.url + "/demos/token?name=x", timeout=5).status_code == 404
+        assert "SNORKY_DEMOS=1" in requests.get(srv.url + "/", timeout=5).text
+    finally:
+        srv.stop()
+    srv = ServerProcess("embedded", app="wsgi:app")  # gunicorn's app: demos only when asked
+    try:
+        assert requests.get(srv.url + "/demos/chat", timeout=5).status_code == 404
+        assert requests.get(srv.url + "/static/snorky.js", timeout=5).status_code == 200
+    finally:
+        srv.stop()
+
+
+def test_demo_token_and_todo_api_refuse_bad_input():
+    port = free_port()
+    srv = ServerProcess(args=["-m", "snorky_sync", "serve", "--port", str(port)], port=port,
+                        env={"SNORKY_DEMO_DATABASE_URL": "sqlite://"})
+    try:
+        assert requests.get(srv.url + "/demos/token?name=", timeout=5).status_code == 400
+        assert requests.get(srv.url + "/demos/token?name=" + "x" * 41, timeout=5).status_code == 400
+        api = srv.url + "/demos/todos/api"
+        assert requests.post(api, json={"title": "  "}, timeout=5).status_code == 400
+        assert requests.post(api, json={"nope": 1}, timeout=5).status_code == 400
+        todo = requests.post(api, json={"title": "t"}, timeout=5).json()
+        assert requests.patch(f"{api}/{todo['id']}", json={"completed": "yes"}, timeout=5).status_code == 400
+        assert requests.patch(f"{api}/999999", json={"completed": True}, timeout=5).status_code == 404
+        assert requests.delete(f"{api}/999999", timeout=5).status_code == 404
+        token = requests.get(srv.url + "/demos/token?name=ann", timeout=5).json()["token"]
+        c = SnorkyTestClient(srv.ws_url + "/ws?token=" + token)
+        assert c.ok("chat", "join", {"channel": "c"}) == {"members": ["ann"]}
+        c.close()
     finally:
         srv.stop()

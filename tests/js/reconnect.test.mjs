@@ -4,8 +4,12 @@ import assert from "node:assert/strict";
 import { Snorky, TestServer, connect, next, within } from "./helpers.mjs";
 
 let server;
+const open = [];  // closed after the test even when it fails (no reconnect timers left behind)
 before(async () => { server = await TestServer.start(); });
-after(async () => { await server.stop(); });
+after(async () => {
+  open.forEach((s) => s.close());
+  await server.stop();
+});
 
 test("after a server restart the page resubscribes, rejoins, re-registers; pending calls fail clearly", async () => {
   class Calculator extends Snorky.RPCService {}
@@ -13,7 +17,8 @@ test("after a server restart the page resubscribes, rejoins, re-registers; pendi
   const services = { pubsub: Snorky.PubSub, chat: Snorky.Chat, cursors: Snorky.Cursors,
     messaging: Snorky.Messaging, datasync: Snorky.DataSync, calc: Calculator };
   const tokenUrl = async () => server.wsUrl + "/ws-token?token=" + encodeURIComponent(await server.token("carol"));
-  const page = await connect(await tokenUrl(), services);
+  const page = await connect(tokenUrl, services);
+  open.push(page);  // an address function answering a Promise: a fresh token per connection
   const { pubsub, chat, cursors, messaging, datasync, calc } = page.services;
   await pubsub.subscribe({ channel: "live" });
   await chat.join({ channel: "lobby" });
@@ -39,6 +44,7 @@ test("after a server restart the page resubscribes, rejoins, re-registers; pendi
 
   // the restored state is real on the new server process
   const watcher = await connect(server.wsUrl + "/ws", { pubsub: Snorky.PubSub, messaging: Snorky.Messaging });
+  open.push(watcher);
   const got = next(pubsub.messagePublished);
   await watcher.services.pubsub.publish({ channel: "live", message: "after restart" });
   assert.equal((await got).message, "after restart");
@@ -50,6 +56,7 @@ test("after a server restart the page resubscribes, rejoins, re-registers; pendi
     }
   })(), 10000, "carol-page was not registered again");
   const observer = await connect(await tokenUrl(), { cursors: Snorky.Cursors });
+  open.push(observer);
   const seen = await observer.services.cursors.join({ document: "d" });
   await within((async () => { while (own.publicHandle === null || !own.isSynchronized()) await new Promise((r) => setTimeout(r, 20)); })());
   assert.deepEqual(seen.cursors.map((c) => [c.position, c.status]), [[3, "here"]]);

@@ -1,0 +1,102 @@
+"""The TodoMVC demo's server side: Flask-SQLAlchemy views that emit DataSync deltas.
+
+The flow every DataSync application follows (PROTOCOL.md §3):
+
+1. ``GET /demos/todos/api`` asks Snorky for a subscription token *first*
+   (``authorize_subscription``), *then* queries the database, and returns
+   both: a change committed between the two is buffered by Snorky and
+   delivered on acquisition, so the page misses nothing.
+2. ``POST`` / ``PATCH`` / ``DELETE`` change the database, commit, and
+   publish the matching delta (insert / update / delete) to every page.
+"""
+from __future__ import annotations
+
+from flask import jsonify, request
+
+from ..services.datasync import BroadcastDealer
+
+MODEL = "Todo"
+MAX_TITLE = 200
+
+
+class AllTodos(BroadcastDealer):
+    """Every page subscribed to the list gets every change of it."""
+
+    name = "demoTodos"
+    model = MODEL
+
+
+def init_todos(app, bp, backend, datasync, database_url: str) -> None:
+    from flask_sqlalchemy import SQLAlchemy
+
+    app.config.setdefault("SQLALCHEMY_DATABASE_URI", database_url)
+    db = SQLAlchemy(app)
+
+    class Todo(db.Model):
+        __tablename__ = "snorky_demo_todos"
+        id = db.Column(db.Integer, primary_key=True)
+        title = db.Column(db.String(MAX_TITLE), nullable=False)
+        completed = db.Column(db.Boolean, nullable=False, default=False)
+
+        def as_dict(self) -> dict:
+            return {"id": self.id, "title": self.title, "completed": self.completed}
+
+    with app.app_context():
+        db.create_all()
+    if AllTodos.name not in datasync.dealers_by_name:
+        datasync.register_dealer(AllTodos)
+
+    def bad(text):
+        return jsonify(error=text), 400
+
+    def valid_title(data):
+        title = data.get("title")
+        if not isinstance(title, str) or not title.strip() or len(title) > MAX_TITLE:
+            return None
+        return title.strip()
+
+    @bp.get("/demos/todos/api")
+    def todos_list():
+        token = backend.authorize_subscription([{"dealer": AllTodos.name, "query": None}])
+        todos = [t.as_dict() for t in db.session.execute(db.select(Todo).order_by(Todo.id)).scalars()]
+        return jsonify(token=token, todos=todos)
+
+    @bp.post("/demos/todos/api")
+    def todos_create():
+        title = valid_title(request.get_json(silent=True) or {})
+        if title is None:
+            return bad(f"title must be 1 to {MAX_TITLE} characters")
+        todo = Todo(title=title, completed=False)
+        db.session.add(todo)
+        db.session.commit()
+        backend.publish_deltas([{"type": "insert", "model": MODEL, "data": todo.as_dict()}])
+        return jsonify(todo.as_dict()), 201
+
+    @bp.patch("/demos/todos/api/<int:todo_id>")
+    def todos_update(todo_id):
+        data = request.get_json(silent=True) or {}
+        todo = db.get_or_404(Todo, todo_id)
+        old = todo.as_dict()
+        if "title" in data:
+            title = valid_title(data)
+            if title is None:
+                return bad(f"title must be 1 to {MAX_TITLE} characters")
+            todo.title = title
+        if "completed" in data:
+            if not isinstance(data["completed"], bool):
+                return bad("completed must be true or false")
+            todo.completed = data["completed"]
+        db.session.commit()
+        new = todo.as_dict()
+        if new != old:
+            backend.publish_deltas([{"type": "update", "model": MODEL, "oldData": old, "newData": new}])
+        return jsonify(new)
+
+    @bp.delete("/demos/todos/api/<int:todo_id>")
+    def todos_delete(todo_id):
+        todo = db.get_or_404(Todo, todo_id)
+        old = todo.as_dict()
+        db.session.delete(todo)
+        db.session.commit()
+        backend.publish_deltas([{"type": "delete", "model": MODEL, "data": old}])
+        return "", 204
