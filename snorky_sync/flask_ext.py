@@ -37,6 +37,12 @@ class Snorky:
         """Attach to ``app`` (routes declared before are added now)."""
         self.app = app
         app.extensions["snorky_sync"] = self
+        if "snorky_sync_static" not in app.blueprints:
+            # the JavaScript client for your pages: /snorky_sync/static/snorky.js
+            from flask import Blueprint
+
+            app.register_blueprint(Blueprint("snorky_sync_static", __name__, static_folder="static",
+                                             static_url_path="/snorky_sync/static"))
         for route in self._routes:
             self._add(*route)
 

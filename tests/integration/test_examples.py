@@ -76,6 +76,8 @@ def test_existing_flask_app_keeps_its_routes_and_session():
         s = requests.Session()
         assert "Visits: 1" in s.get(srv.url + "/", timeout=5).text
         assert "Visits: 2" in s.get(srv.url + "/", timeout=5).text  # the app's own session works
+        js = requests.get(srv.url + "/snorky_sync/static/snorky.js", timeout=5)  # the client, served
+        assert js.status_code == 200 and "class RPCService" in js.text
         c = SnorkyTestClient(srv.ws_url + "/realtime")
         c.ok("pubsub", "subscribe", {"channel": "x"})
         c.ok("pubsub", "publish", {"channel": "x", "message": 1})
