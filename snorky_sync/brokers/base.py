@@ -61,6 +61,9 @@ class Broker:
         """Tell ``listener`` about connections and peers (a :class:`PeerListener`)."""
         self.listeners.append(listener)
 
+    def heard_from(self, origin: bytes) -> None:
+        """A message from ``origin`` arrived: track it as a peer (for expiry) if it is not."""
+
     def publish(self, topic: str, data: bytes) -> None:
         """Send ``data`` to the other processes' handlers of ``topic``."""
         raise NotImplementedError

@@ -183,6 +183,10 @@ class RedisBroker(Broker):
                             origin.hex(), self.peer_expiry)
                 self._notify("peer_gone", origin)
 
+    def heard_from(self, origin: bytes) -> None:
+        if origin not in self.peers and origin != self.origin:
+            self.peers[origin] = time.monotonic()
+
     def _on_heartbeat(self, data: bytes) -> None:
         origin = bytes(data[:8])
         new = origin not in self.peers
@@ -254,6 +258,8 @@ class RedisBroker(Broker):
                 now = time.monotonic()  # grace: peers get a full expiry to be heard again
                 for origin in self.peers:
                     self.peers[origin] = now
+                # a heartbeat first: whoever hears our state below knows us as a peer
+                self.publish(PEERS, self.origin)
                 self._notify("broker_connected")
                 self._dispatch(ps)
             except gevent.GreenletExit:

@@ -134,16 +134,16 @@ class ChatService(RPCService):
         identity = self._identity(client)
         key = self._key(channel)
         chan = self.channels.get(key)
-        if chan is None:
-            return None
-        ikey = _json_key(identity)
-        entry = chan.members.get(ikey)
-        msg = {"type": "read", "channel": channel, "timestamp": now_iso()}
-        if entry is not None:
-            others = [c for c in entry[1] if c is not client]
-            if others:
-                self.broadcast(others, msg)
-        if self.replica is not None and ikey in chan.remote:
+        msg = None
+        if chan is not None:
+            entry = chan.members.get(_json_key(identity))
+            if entry is not None:
+                others = [c for c in entry[1] if c is not client]
+                if others:
+                    msg = {"type": "read", "channel": channel, "timestamp": now_iso()}
+                    self.broadcast(others, msg)
+        if self.replica is not None:  # the identity's connections on other processes
+            msg = msg or {"type": "read", "channel": channel, "timestamp": now_iso()}
             self.replica.publish({"op": "read", "c": channel, "i": identity, "m": msg})
         return None
 

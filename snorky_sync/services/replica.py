@@ -147,6 +147,7 @@ class Replica(PeerListener):
             # or had declared it gone): apply it and ask for the whole state
             counters["replica_state_requests"] += 1
             facts = self.by_origin[origin] = {}
+            self.broker.heard_from(bytes.fromhex(origin))
             self.publish({"op": "want", "who": origin})
         return facts
 
@@ -158,6 +159,8 @@ class Replica(PeerListener):
         if new_facts is None:
             self.by_origin.pop(origin, None)
         else:
+            if origin not in self.by_origin:
+                self.broker.heard_from(bytes.fromhex(origin))
             self.by_origin[origin] = new
         for key, fact in old.items():
             if key not in new:
