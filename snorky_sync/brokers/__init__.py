@@ -10,7 +10,22 @@ pub/sub (``SNORKY_REDIS_URL``).
 from .base import Broker, BrokerUnavailable, PeerListener
 from .local import LocalBroker
 
-__all__ = ["Broker", "BrokerUnavailable", "LocalBroker", "PeerListener", "make_broker"]
+import weakref
+
+__all__ = ["Broker", "BrokerUnavailable", "LocalBroker", "PeerListener", "make_broker", "flush_all"]
+
+_made: "weakref.WeakSet[Broker]" = weakref.WeakSet()
+
+
+def flush_all(timeout: float = 1.0) -> None:
+    """On the way out: send what the brokers made here still hold (e.g. the
+    leaves of the connections just closed), so other processes hear of them now
+    rather than at expiry."""
+    for broker in list(_made):
+        try:
+            broker.flush(timeout)
+        except Exception:
+            pass
 
 
 def make_broker(redis_url: str | None, heartbeat_interval: float = 1.0,
@@ -21,4 +36,6 @@ def make_broker(redis_url: str | None, heartbeat_interval: float = 1.0,
     if peer_expiry <= heartbeat_interval:
         raise ValueError("SNORKY_CLUSTER_EXPIRY must be longer than SNORKY_CLUSTER_HEARTBEAT")
     from .redis import RedisBroker
-    return RedisBroker(redis_url, heartbeat_interval=heartbeat_interval, peer_expiry=peer_expiry)
+    broker = RedisBroker(redis_url, heartbeat_interval=heartbeat_interval, peer_expiry=peer_expiry)
+    _made.add(broker)
+    return broker

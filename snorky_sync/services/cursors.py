@@ -158,8 +158,8 @@ class CursorsService(RPCService):
         self.client_documents.setdefault(client, {})[key] = document
         cursors = list(doc.cursors.values())
         remote = self.remote_docs.get(key)
-        if remote:
-            cursors.extend(cursor for _, cursor in remote.values())
+        if remote:  # (a handle given out twice during a Redis outage: ours wins until it moves)
+            cursors.extend(cursor for h, (_, cursor) in remote.items() if h not in doc.cursors)
         return {"cursors": cursors}
 
     @rpc_command
@@ -283,7 +283,7 @@ class CursorsService(RPCService):
         dkey, handle = key
         self.remote_docs.setdefault(dkey, {})[handle] = (origin, cursor)
         doc = self.documents.get(dkey)
-        if doc is not None:
+        if doc is not None and handle not in doc.cursors:  # else shadowed by ours until one moves
             kind = "cursorAdded" if old is None else "cursorUpdated"
             self.broadcast(doc.clients, {"type": kind, "cursor": cursor})
 
@@ -296,7 +296,7 @@ class CursorsService(RPCService):
         if not remote:
             del self.remote_docs[dkey]
         doc = self.documents.get(dkey)
-        if doc is not None:
+        if doc is not None and handle not in doc.cursors:
             self.broadcast(doc.clients, {"type": "cursorRemoved",
                                          "cursor": {"publicHandle": handle, "document": cursor["document"]}})
 
@@ -354,6 +354,9 @@ class CursorsService(RPCService):
             self.broadcast(others, {"type": "cursorRemoved",
                                     "cursor": {"publicHandle": old, "document": cursor["document"]}})
             self.replica.delete(dict(cursor))
+            shadowed = self.remote_docs.get(key, {}).get(old)
+            if shadowed is not None:  # the other process's cursor under that handle shows now
+                self.broadcast(doc.clients, {"type": "cursorAdded", "cursor": shadowed[1]})
             cursor["publicHandle"] = handle
             doc.cursors[handle] = cursor
             self.client_cursors[client][pkey] = (key, handle)
