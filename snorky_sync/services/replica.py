@@ -29,16 +29,15 @@ Other ops (routed messages) are handed to the service's
 """
 from __future__ import annotations
 
-import logging
 from typing import Any, Hashable
+
+import gevent
 
 from .. import wire
 from ..brokers.base import PeerListener
 from ..metrics import counters
 
 __all__ = ["Replica"]
-
-log = logging.getLogger("snorky_sync.services.replica")
 
 
 class Replica(PeerListener):
@@ -93,7 +92,6 @@ class Replica(PeerListener):
             self.publish({"op": "hello", "facts": self.service.local_facts()})
         hook = getattr(self.service, "reconnected", None)
         if hook is not None:
-            import gevent
             gevent.spawn(hook)
 
     def peer_seen(self, origin: bytes) -> None:
