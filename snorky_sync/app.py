@@ -63,7 +63,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     configure_logging(settings.log_level, settings.log_format)
     app = Flask("snorky_sync")
 
-    broker = make_broker(settings.redis_url)
+    broker = make_broker(settings.redis_url, settings.cluster_heartbeat, settings.cluster_expiry)
     frontend = ServiceRegistry(broker)
     pubsub = PubSubService("pubsub")
     frontend.register_service(pubsub)

@@ -17,6 +17,7 @@ import gevent
 import gevent.event
 from gevent import pywsgi
 
+from .brokers import flush_all
 from .endpoints.websocket import close_all
 from .settings import Settings
 
@@ -85,5 +86,6 @@ def serve(app, host: str = "127.0.0.1", port: int = 8002, access_log: bool = Fal
     for s in [server, *extra]:
         s.close()
     close_all(1001, "Server shutting down", timeout=shutdown_timeout)
+    flush_all()
     for s in [server, *extra]:
         s.stop(timeout=1)

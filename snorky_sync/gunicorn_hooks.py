@@ -6,6 +6,7 @@ With your own gunicorn config, add::
 """
 from __future__ import annotations
 
+from .brokers import flush_all
 from .endpoints.websocket import close_all
 
 __all__ = ["worker_exit"]
@@ -19,3 +20,4 @@ def worker_exit(server, worker) -> None:
     at most half the graceful timeout so the arbiter never has to kill us.
     """
     close_all(1001, "Server shutting down", timeout=max(1.0, worker.cfg.graceful_timeout / 2))
+    flush_all()

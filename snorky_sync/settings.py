@@ -49,6 +49,8 @@ class Settings:
     datasync_dealers: str | None = None     # SNORKY_DATASYNC_DEALERS ("pkg.mod:Dealer,pkg.mod:dealers")
     datasync_timeout: float = 120.0         # SNORKY_DATASYNC_TIMEOUT (seconds to acquire a subscription)
     redis_url: str | None = None            # SNORKY_REDIS_URL (unset: one process, in-memory)
+    cluster_heartbeat: float = 1.0          # SNORKY_CLUSTER_HEARTBEAT (seconds between a process's heartbeats, with Redis)
+    cluster_expiry: float = 5.0             # SNORKY_CLUSTER_EXPIRY (seconds without heartbeat before a process's chat/messaging/cursors state is dropped)
     shutdown_timeout: float = 5.0           # SNORKY_SHUTDOWN_TIMEOUT (seconds to wait for closes)
     log_level: str = "INFO"                 # SNORKY_LOG_LEVEL
     log_format: str = "text"                # SNORKY_LOG_FORMAT (text or json)

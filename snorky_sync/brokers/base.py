@@ -2,11 +2,15 @@
 from __future__ import annotations
 
 import os
-from typing import Callable
+from typing import Callable, Iterable
 
-__all__ = ["Broker", "Handler"]
+__all__ = ["Broker", "Handler", "BrokerUnavailable"]
 
 Handler = Callable[[bytes], None]
+
+
+class BrokerUnavailable(Exception):
+    """The broker cannot answer now (Redis unreachable)."""
 
 
 class Broker:
@@ -15,15 +19,26 @@ class Broker:
 
     Handlers run in the broker's listener greenlet, one message at a time, in
     the order each publishing process published.
+
+    A distributed broker also keeps track of the other processes (peers):
+    every process sends a heartbeat every ``heartbeat_interval`` seconds, and
+    a peer silent for ``peer_expiry`` seconds is declared gone.  Objects
+    registered with :meth:`add_listener` hear about it (see
+    :class:`PeerListener`), and can own keys cluster-wide with
+    :meth:`claim` (exclusive ownership that dies with the process).
     """
 
     #: "local", "connected", "disconnected" — shown by /healthz
     state = "local"
 
+    heartbeat_interval = 1.0
+    peer_expiry = 5.0
+
     def __init__(self) -> None:
         self.origin = os.urandom(8)  # this process, as seen by the others
         self.handlers: dict[str, Handler] = {}
         self.echo: set[str] = set()   # topics whose handler also gets this process's messages
+        self.listeners: list = []
 
     #: False for the in-process broker: there is nobody else to tell.
     distributed = False
@@ -42,12 +57,37 @@ class Broker:
         if echo:
             self.echo.add(topic)
 
+    def add_listener(self, listener) -> None:
+        """Tell ``listener`` about connections and peers (a :class:`PeerListener`)."""
+        self.listeners.append(listener)
+
+    def heard_from(self, origin: bytes) -> None:
+        """A message from ``origin`` arrived: track it as a peer (for expiry) if it is not."""
+
     def publish(self, topic: str, data: bytes) -> None:
         """Send ``data`` to the other processes' handlers of ``topic``."""
         raise NotImplementedError
 
     def flush(self, timeout: float = 5.0) -> None:
         """Block until everything published so far has left this process."""
+
+    # -- cluster-wide ownership ---------------------------------------------------
+    def claim(self, key: str) -> str | None:
+        """Own ``key`` cluster-wide: returns an ownership token, or None if a
+        live process owns it.  Raises :class:`BrokerUnavailable` when the
+        broker cannot be asked.  A key owned by a process that stopped
+        heartbeating can be claimed by another.  The in-process broker owns
+        everything (there is nobody to compete with)."""
+        return "local"
+
+    def claim_many(self, pairs: Iterable[tuple[str, str]]) -> list[bool]:
+        """Re-assert ``(key, token)`` claims (after a reconnect): True for each
+        still (or again) ours.  Raises :class:`BrokerUnavailable`."""
+        return [True for _ in pairs]
+
+    def release(self, pairs: Iterable[tuple[str, str]], wait: bool = False) -> None:
+        """Give up ``(key, token)`` claims (only where the token still matches).
+        Best effort; ``wait=True`` returns once Redis has applied it."""
 
     def start(self) -> None:
         """Begin listening (idempotent)."""
@@ -57,3 +97,17 @@ class Broker:
 
     def health(self) -> dict:
         return {"broker": type(self).__name__, "state": self.state}
+
+
+class PeerListener:
+    """What :meth:`Broker.add_listener` calls (all in the broker's listener
+    greenlet; override what you need)."""
+
+    def broker_connected(self) -> None:
+        """The broker (re)connected and (re)subscribed: re-announce state."""
+
+    def peer_seen(self, origin: bytes) -> None:
+        """A heartbeat from a peer that was unknown or declared gone."""
+
+    def peer_gone(self, origin: bytes) -> None:
+        """A peer stopped heartbeating for ``peer_expiry`` seconds (or said goodbye)."""

@@ -13,24 +13,59 @@ local work goes on; messages published by this process while Redis is down
 reach only local clients, and messages other processes publish in that
 window are lost to this one (Redis pub/sub keeps nothing): both are counted
 (``broker_publish_failed``, ``broker_disconnects``).
+
+Peers: every ``heartbeat_interval`` seconds a connected process publishes a
+heartbeat on ``snorky:_peers`` and refreshes its liveness key
+``snorky:proc:<origin>`` (expiring after ``peer_expiry``).  A peer whose
+heartbeats stop for ``peer_expiry`` seconds is declared gone to the
+listeners (services drop its state).  While this process is disconnected
+nobody is expired (it cannot tell a dead peer from its own deafness); on
+reconnect every known peer gets a fresh ``peer_expiry`` of grace, and the
+listeners re-announce their state.
+
+Claims: ``claim(key)`` sets ``snorky:own:<key>`` to this process's token
+unless a live process (liveness key present) holds it — one Lua script, so
+two processes racing for a key cannot both win.
 """
 from __future__ import annotations
 
 import logging
+import os
 import random
+import time
 
 import gevent
 import gevent.event
 import gevent.monkey
 
 from ..metrics import counters
-from .base import Broker
+from .base import Broker, BrokerUnavailable
 
 __all__ = ["RedisBroker"]
 
 log = logging.getLogger("snorky_sync.brokers.redis")
 
 PREFIX = "snorky:"
+PEERS = "_peers"          # heartbeat topic
+PROC = PREFIX + "proc:"   # liveness keys
+OWN = PREFIX + "own:"     # claimed keys
+
+# KEYS: claimed key, my liveness key; ARGV: token, origin hex, liveness TTL (ms)
+_CLAIM = """
+redis.call('SET', KEYS[2], '1', 'PX', ARGV[3])
+local cur = redis.call('GET', KEYS[1])
+if (not cur) or cur == ARGV[1] or string.sub(cur, 1, 16) == ARGV[2]
+   or redis.call('EXISTS', '""" + PROC + """' .. string.sub(cur, 1, 16)) == 0 then
+  redis.call('SET', KEYS[1], ARGV[1])
+  return 1
+end
+return 0
+"""
+# KEYS: claimed key; ARGV: token
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
 
 
 class RedisBroker(Broker):
@@ -39,7 +74,8 @@ class RedisBroker(Broker):
     state = "disconnected"
     distributed = True
 
-    def __init__(self, url: str, max_backoff: float = 5.0) -> None:
+    def __init__(self, url: str, max_backoff: float = 5.0, heartbeat_interval: float = 1.0,
+                 peer_expiry: float = 5.0) -> None:
         super().__init__()
         if not gevent.monkey.is_module_patched("socket"):
             raise RuntimeError(
@@ -56,6 +92,14 @@ class RedisBroker(Broker):
         self._outbox: list[tuple[str, bytes]] = []
         self._pubsub = None
         self.connected_event = gevent.event.Event()
+        self.heartbeat_interval = heartbeat_interval
+        self.peer_expiry = peer_expiry
+        self.origin_hex = self.origin.hex()
+        self.peers: dict[bytes, float] = {}  # origin -> last heartbeat (monotonic)
+        self.handlers[PEERS] = self._on_heartbeat
+        self._heart: gevent.Greenlet | None = None
+        self._claim = self.client.register_script(_CLAIM)
+        self._release = self.client.register_script(_RELEASE)
 
     def subscribe(self, topic: str, handler, echo: bool = False) -> None:
         super().subscribe(topic, handler, echo)
@@ -100,11 +144,101 @@ class RedisBroker(Broker):
     def start(self) -> None:
         if self._listener is None:
             self._listener = gevent.spawn(self._listen)
+        if self._heart is None:
+            self._heart = gevent.spawn(self._heartbeat)
 
     def stop(self) -> None:
-        if self._listener is not None:
-            self._listener.kill(block=False)
-            self._listener = None
+        for g in (self._listener, self._heart):
+            if g is not None:
+                g.kill(block=False)
+        self._listener = self._heart = None
+
+    # -- peers -------------------------------------------------------------------
+    def _notify(self, method: str, *args) -> None:
+        for listener in list(self.listeners):
+            try:
+                getattr(listener, method)(*args)
+            except Exception:
+                log.exception("broker listener %r.%s failed", listener, method)
+
+    def _heartbeat(self) -> None:
+        ttl = max(1, int(self.peer_expiry * 1000))
+        while True:
+            if self.state == "connected":
+                try:
+                    self.client.set(PROC + self.origin_hex, b"1", px=ttl)
+                except self._redis_mod.RedisError as exc:
+                    log.error("Redis heartbeat failed (%s)", exc)
+                self.publish(PEERS, self.origin)
+                self._expire_peers()
+            gevent.sleep(self.heartbeat_interval)
+
+    def _expire_peers(self) -> None:
+        limit = time.monotonic() - self.peer_expiry
+        for origin, seen in list(self.peers.items()):
+            if seen < limit:
+                del self.peers[origin]
+                counters["broker_peers_expired"] += 1
+                log.warning("peer process %s sent no heartbeat for %.1fs: dropping its state",
+                            origin.hex(), self.peer_expiry)
+                self._notify("peer_gone", origin)
+
+    def heard_from(self, origin: bytes) -> None:
+        if origin not in self.peers and origin != self.origin:
+            self.peers[origin] = time.monotonic()
+
+    def _on_heartbeat(self, data: bytes) -> None:
+        origin = bytes(data[:8])
+        new = origin not in self.peers
+        self.peers[origin] = time.monotonic()
+        if new:
+            self._notify("peer_seen", origin)
+
+    # -- claims --------------------------------------------------------------------
+    def _check_connected(self) -> None:
+        if self.state != "connected":
+            raise BrokerUnavailable("Redis is not connected")
+
+    def claim(self, key: str) -> str | None:
+        self._check_connected()
+        token = self.origin_hex + os.urandom(4).hex()
+        try:
+            won = self._claim(keys=[OWN + key, PROC + self.origin_hex],
+                              args=[token, self.origin_hex, max(1, int(self.peer_expiry * 1000))])
+        except self._redis_mod.RedisError as exc:
+            raise BrokerUnavailable(str(exc)) from exc
+        return token if won else None
+
+    def claim_many(self, pairs) -> list[bool]:
+        self._check_connected()
+        pairs = list(pairs)
+        ttl = max(1, int(self.peer_expiry * 1000))
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            for key, token in pairs:
+                self._claim(keys=[OWN + key, PROC + self.origin_hex],
+                            args=[token, self.origin_hex, ttl], client=pipe)
+            return [bool(r) for r in pipe.execute()] if pairs else []
+        except self._redis_mod.RedisError as exc:
+            raise BrokerUnavailable(str(exc)) from exc
+
+    def release(self, pairs, wait: bool = False) -> None:
+        pairs = list(pairs)
+        if not pairs or self.state != "connected":
+            return  # a lost release only leaves a key the next claim may take over
+        if wait:
+            self._release_now(pairs)
+        else:
+            gevent.spawn(self._release_now, pairs)
+
+    def _release_now(self, pairs) -> None:
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            for key, token in pairs:
+                self._release(keys=[OWN + key], args=[token], client=pipe)
+            pipe.execute()
+        except self._redis_mod.RedisError as exc:
+            log.warning("Redis release of %d keys failed (%s)", len(pairs), exc)
 
     def _listen(self) -> None:
         backoff = 0.1
@@ -121,6 +255,12 @@ class RedisBroker(Broker):
                 self.state = "connected"
                 self.connected_event.set()
                 backoff = 0.1
+                now = time.monotonic()  # grace: peers get a full expiry to be heard again
+                for origin in self.peers:
+                    self.peers[origin] = now
+                # a heartbeat first: whoever hears our state below knows us as a peer
+                self.publish(PEERS, self.origin)
+                self._notify("broker_connected")
                 self._dispatch(ps)
             except gevent.GreenletExit:
                 raise
@@ -176,4 +316,4 @@ class RedisBroker(Broker):
         return u
 
     def health(self) -> dict:
-        return {"broker": "redis", "state": self.state}
+        return {"broker": "redis", "state": self.state, "peers": len(self.peers)}

@@ -4,6 +4,15 @@ Connections join channels; presence counts identities, not connections: a
 user with two tabs joins once (``presence: joined`` when their first
 connection joins) and leaves once (``left`` when their last one leaves).
 Every connection needs an identity (the endpoint's ``authenticate`` hook).
+
+With a distributed broker (Redis) presence is global: each process announces
+"identity X is in channel C here" when X's first local connection joins C
+and withdraws it when the last one leaves (:class:`~.replica.Replica`);
+every process counts an identity present while it has a connection on any
+process, and tells its own connections ``joined`` / ``left`` on the
+transitions.  Messages and read receipts are routed to every process.  A
+process that stops heartbeating is dropped by the others, whose
+connections then see ``left`` for the identities only it had.
 """
 from __future__ import annotations
 
@@ -12,6 +21,7 @@ from typing import Any
 
 from .. import wire
 from .base import RPCError, RPCService, bounded_key, rpc_command
+from .replica import Replica
 
 __all__ = ["ChatService"]
 
@@ -24,11 +34,19 @@ def now_iso() -> str:
 
 
 class _Channel:
-    __slots__ = ("members",)
+    __slots__ = ("members", "remote", "value")
 
-    def __init__(self) -> None:
-        # identity key -> (identity, {client: None})
+    def __init__(self, value: Any) -> None:
+        self.value = value
+        # identity key -> (identity, {client: None}): this process's connections
         self.members: dict[Any, tuple[Any, dict]] = {}
+        # identity key -> (identity, {origin: None}): other processes having it here
+        self.remote: dict[Any, tuple[Any, dict]] = {}
+
+    def identities(self) -> list:
+        out = [ident for ident, _ in self.members.values()]
+        out.extend(ident for k, (ident, _) in self.remote.items() if k not in self.members)
+        return out
 
     def clients(self):
         for _, conns in self.members.values():
@@ -46,6 +64,12 @@ class ChatService(RPCService):
         super().__init__(name)
         self.channels: dict[Any, _Channel] = {}
         self.client_channels: dict[Any, dict[Any, Any]] = {}  # client -> {channel key: channel value}
+        self.replica: Replica | None = None
+
+    def use_broker(self, broker) -> None:
+        super().use_broker(broker)
+        if broker.distributed:
+            self.replica = Replica(self, broker, f"chat:{self.name}")
 
     def _identity(self, client) -> Any:
         if client.identity is None:
@@ -67,16 +91,20 @@ class ChatService(RPCService):
             raise RPCError("Too many channels")
         chan = self.channels.get(key)
         if chan is None:
-            chan = self.channels[key] = _Channel()
+            chan = self.channels[key] = _Channel(channel)
         ikey = _json_key(identity)
         entry = chan.members.get(ikey)
         if entry is None:
-            self.broadcast(chan.clients(), {"type": "presence", "from": identity, "channel": channel,
-                                            "status": "joined", "timestamp": now_iso()})
+            ts = now_iso()
+            if ikey not in chan.remote:  # present nowhere yet
+                self.broadcast(chan.clients(), {"type": "presence", "from": identity, "channel": channel,
+                                                "status": "joined", "timestamp": ts})
             entry = chan.members[ikey] = (identity, {})
+            if self.replica is not None:
+                self.replica.add([channel, identity, ts])
         entry[1][client] = None
         self.client_channels.setdefault(client, {})[key] = channel
-        return {"members": [ident for ident, _ in chan.members.values()]}
+        return {"members": chan.identities()}
 
     @rpc_command
     def leave(self, req, channel):
@@ -94,23 +122,29 @@ class ChatService(RPCService):
         mine = self.client_channels.get(client)
         if mine is None or key not in mine:
             raise RPCError("Not joined")
-        self.broadcast(self.channels[key].clients(), {
-            "type": "message", "from": client.identity, "channel": channel, "body": body,
-            "timestamp": now_iso()})
+        msg = {"type": "message", "from": client.identity, "channel": channel, "body": body,
+               "timestamp": now_iso()}
+        self.broadcast(self.channels[key].clients(), msg)
+        if self.replica is not None:
+            self.replica.publish({"op": "msg", "c": channel, "m": msg})
 
     @rpc_command
     def read(self, req, channel):
         client = req.client
         identity = self._identity(client)
-        chan = self.channels.get(self._key(channel))
-        if chan is None:
-            return None
-        entry = chan.members.get(_json_key(identity))
-        if entry is None:
-            return None
-        others = [c for c in entry[1] if c is not client]
-        if others:
-            self.broadcast(others, {"type": "read", "channel": channel, "timestamp": now_iso()})
+        key = self._key(channel)
+        chan = self.channels.get(key)
+        msg = None
+        if chan is not None:
+            entry = chan.members.get(_json_key(identity))
+            if entry is not None:
+                others = [c for c in entry[1] if c is not client]
+                if others:
+                    msg = {"type": "read", "channel": channel, "timestamp": now_iso()}
+                    self.broadcast(others, msg)
+        if self.replica is not None:  # the identity's connections on other processes
+            msg = msg or {"type": "read", "channel": channel, "timestamp": now_iso()}
+            self.replica.publish({"op": "read", "c": channel, "i": identity, "m": msg})
         return None
 
     def _leave(self, client, key, channel) -> None:
@@ -125,11 +159,75 @@ class ChatService(RPCService):
         if conns:
             return
         del chan.members[ikey]
+        ts = now_iso()
+        if self.replica is not None:
+            self.replica.delete([channel, identity, ts])
         if not chan.members:
-            del self.channels[key]
+            if not chan.remote:
+                del self.channels[key]
+            return
+        if ikey in chan.remote:  # still present on another process
             return
         self.broadcast(chan.clients(), {"type": "presence", "from": identity, "channel": channel,
-                                        "status": "left", "timestamp": now_iso()})
+                                        "status": "left", "timestamp": ts})
+
+    # -- replication (Replica calls these under self.lock) -----------------------------
+    @staticmethod
+    def fact_key(fact) -> tuple:
+        return (_json_key(fact[0]), _json_key(fact[1]))
+
+    def local_facts(self) -> list:
+        ts = now_iso()
+        return [[chan.value, ident, ts] for chan in self.channels.values()
+                for ident, _ in chan.members.values()]
+
+    def remote_set(self, origin: str, key: tuple, fact: list, old) -> None:
+        if old is not None:
+            return  # already known (a snapshot repeating it)
+        ckey, ikey = key
+        channel, identity, ts = fact
+        chan = self.channels.get(ckey)
+        if chan is None:
+            chan = self.channels[ckey] = _Channel(channel)
+        entry = chan.remote.get(ikey)
+        if entry is None:
+            if ikey not in chan.members:
+                self.broadcast(chan.clients(), {"type": "presence", "from": identity, "channel": channel,
+                                                "status": "joined", "timestamp": ts})
+            entry = chan.remote[ikey] = (identity, {})
+        entry[1][origin] = None
+
+    def remote_del(self, origin: str, key: tuple, fact: list, event) -> None:
+        ckey, ikey = key
+        chan = self.channels.get(ckey)
+        entry = chan.remote.get(ikey) if chan is not None else None
+        if entry is None:
+            return
+        entry[1].pop(origin, None)
+        if entry[1]:
+            return
+        del chan.remote[ikey]
+        if ikey in chan.members:
+            return
+        if not chan.members:
+            if not chan.remote:
+                del self.channels[ckey]
+            return
+        ts = event[2] if event is not None else now_iso()
+        self.broadcast(chan.clients(), {"type": "presence", "from": entry[0], "channel": chan.value,
+                                        "status": "left", "timestamp": ts})
+
+    def replica_event(self, origin: str, event: dict) -> None:
+        op = event.get("op")
+        chan = self.channels.get(_json_key(event.get("c")))
+        if chan is None:
+            return
+        if op == "msg":
+            self.broadcast(chan.clients(), event["m"])
+        elif op == "read":
+            entry = chan.members.get(_json_key(event.get("i")))
+            if entry is not None:
+                self.broadcast(list(entry[1]), event["m"])
 
     def client_disconnected(self, client) -> None:
         with self.lock:

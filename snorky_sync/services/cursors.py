@@ -5,19 +5,38 @@ handles; everybody else in the document sees them under a *public* handle
 (an integer 0..65535, unique within the document) with ``cursorAdded``,
 ``cursorUpdated`` and ``cursorRemoved``.  A connection never receives
 notifications about its own cursors.  Every connection needs an identity.
+
+With a distributed broker (Redis) documents span processes: every process
+keeps a replica of the others' cursors (:class:`~.replica.Replica`), so a
+``join`` answers with the cursors of every process and each process tells
+its own connections in the document about cursor changes made anywhere.  A
+public handle is claimed in Redis before it is handed out (one atomic
+script per handle, see :meth:`~snorky_sync.brokers.base.Broker.claim`), so
+two processes never give the same handle to two cursors of one document.
+While Redis is unreachable a handle is chosen among those this process
+knows to be free, unconfirmed; on reconnect every handle is claimed again
+and a cursor whose handle another process took meanwhile gets a new one
+(the others see ``cursorRemoved`` then ``cursorAdded``).
 """
 from __future__ import annotations
 
+import hashlib
+import logging
+import os
 import random
 from typing import Any
 
 from .. import wire
+from ..brokers.base import BrokerUnavailable
+from ..metrics import counters
 from .base import RPCError, RPCService, bounded_key, rpc_command
+from .replica import Replica
 
 __all__ = ["CursorsService"]
 
 _json_key = wire.json_key
 _random = random.SystemRandom()
+log = logging.getLogger("snorky_sync.services.cursors")
 
 
 class _Document:
@@ -44,6 +63,17 @@ class CursorsService(RPCService):
         self.client_documents: dict[Any, dict[Any, Any]] = {}   # client -> {doc key: doc value}
         # client -> {private handle key: (doc key, public handle)}
         self.client_cursors: dict[Any, dict[Any, tuple[Any, int]]] = {}
+        self.replica: Replica | None = None
+        # other processes' cursors: doc key -> {public handle: (origin, cursor)}
+        self.remote_docs: dict[Any, dict[int, tuple[str, dict]]] = {}
+        self.tokens: dict[tuple[Any, int], str] = {}   # (doc key, handle) -> claim token
+        self._reserved: set[tuple[Any, int]] = set()   # handles being claimed right now
+        self._releases: list[tuple[str, str]] = []     # claims of removed cursors, to give back
+
+    def use_broker(self, broker) -> None:
+        super().use_broker(broker)
+        if broker.distributed:
+            self.replica = Replica(self, broker, f"cursors:{self.name}")
 
     # -- hooks -----------------------------------------------------------------
     def check_new_cursor_allowed(self, client, document: Any) -> None:
@@ -59,13 +89,49 @@ class CursorsService(RPCService):
     def _others(self, doc: _Document, client):
         return [c for c in doc.clients if c is not client]
 
-    def _new_handle(self, doc: _Document) -> int:
-        if len(doc.cursors) >= 65536:
+    def _new_handle(self, doc: _Document, key: Any = None) -> int:
+        if self.replica is None:
+            if len(doc.cursors) >= 65536:
+                raise RPCError("Too many cursors")
+            while True:
+                handle = _random.randrange(65536)
+                if handle not in doc.cursors:
+                    return handle
+        remote = self.remote_docs.get(key, {})
+        if len(doc.cursors) + len(remote) + len(self._reserved) >= 65536:
             raise RPCError("Too many cursors")
         while True:
             handle = _random.randrange(65536)
-            if handle not in doc.cursors:
+            if handle not in doc.cursors and handle not in remote and (key, handle) not in self._reserved:
                 return handle
+
+    def _claim_key(self, key: Any, handle: int) -> str:
+        digest = hashlib.sha1(wire.key_to_bytes(key)).hexdigest()
+        return f"cursors:{self.name}:{digest}:{handle}"
+
+    def _claim_handle(self, client, key: Any) -> tuple[int, str]:
+        """Reserve and claim a free public handle in document ``key`` (no lock held)."""
+        for _ in range(16):
+            with self.lock:
+                doc = self.documents.get(key)
+                if doc is None:
+                    raise RPCError("Not joined")
+                handle = self._new_handle(doc, key)
+                self._reserved.add((key, handle))
+            try:
+                token = self.broker.claim(self._claim_key(key, handle))
+            except BrokerUnavailable:
+                counters["cursors_handles_unconfirmed"] += 1
+                token = ""
+            except BaseException:
+                with self.lock:
+                    self._reserved.discard((key, handle))
+                raise
+            if token is not None:
+                return handle, token  # still reserved: the caller installs it
+            with self.lock:  # a live process has it (its announcement is on the way)
+                self._reserved.discard((key, handle))
+        raise RPCError("Too many cursors")
 
     def _owned(self, client, private_handle) -> tuple[Any, int]:
         found = self.client_cursors.get(client, {}).get(_json_key(private_handle))
@@ -90,7 +156,11 @@ class CursorsService(RPCService):
             doc = self.documents[key] = _Document()
         doc.clients[client] = None
         self.client_documents.setdefault(client, {})[key] = document
-        return {"cursors": list(doc.cursors.values())}
+        cursors = list(doc.cursors.values())
+        remote = self.remote_docs.get(key)
+        if remote:  # (a handle given out twice during a Redis outage: ours wins until it moves)
+            cursors.extend(cursor for h, (_, cursor) in remote.items() if h not in doc.cursors)
+        return {"cursors": cursors}
 
     @rpc_command
     def leave(self, req, document):
@@ -101,24 +171,40 @@ class CursorsService(RPCService):
             raise RPCError("Not joined")
         self._leave(client, key)
 
-    @rpc_command
+    @rpc_command(lock=False)  # with Redis it waits for the handle's claim, without the lock
     def create_cursor(self, req, private_handle, document, position, status):
         client = req.client
-        key = self._doc_key(document)
-        mine = self.client_documents.get(client)
-        if mine is None or key not in mine:
-            raise RPCError("Not joined")
-        pkey = _json_key(private_handle)
-        if pkey in self.client_cursors.get(client, ()):
-            raise RPCError("Reused handle")
-        self.check_new_cursor_allowed(client, document)
+        with self.lock:
+            key = self._doc_key(document)
+            mine = self.client_documents.get(client)
+            if mine is None or key not in mine:
+                raise RPCError("Not joined")
+            pkey = _json_key(private_handle)
+            if pkey in self.client_cursors.get(client, ()):
+                raise RPCError("Reused handle")
+            self.check_new_cursor_allowed(client, document)
+            if self.replica is None:
+                return self._install(client, pkey, key, mine[key], self._new_handle(self.documents[key]),
+                                     position, status)
+        handle, token = self._claim_handle(client, key)
+        with self.lock:
+            self._reserved.discard((key, handle))
+            mine = self.client_documents.get(client)
+            if mine is None or key not in mine:  # cannot happen: this connection's calls run in order
+                self.broker.release([(self._claim_key(key, handle), token)])
+                raise RPCError("Not joined")
+            self.tokens[(key, handle)] = token
+            return self._install(client, pkey, key, mine[key], handle, position, status)
+
+    def _install(self, client, pkey, key, document, handle: int, position, status) -> int:
         doc = self.documents[key]
-        handle = self._new_handle(doc)
-        cursor = {"publicHandle": handle, "document": mine[key], "position": position,
+        cursor = {"publicHandle": handle, "document": document, "position": position,
                   "status": status, "owner": client.identity}
         doc.cursors[handle] = cursor
         self.client_cursors.setdefault(client, {})[pkey] = (key, handle)
         self.broadcast(self._others(doc, client), {"type": "cursorAdded", "cursor": cursor})
+        if self.replica is not None:
+            self.replica.add(cursor)
         return handle
 
     @rpc_command
@@ -134,12 +220,15 @@ class CursorsService(RPCService):
         if "status" in new_data:
             cursor["status"] = new_data["status"]
         self.broadcast(self._others(doc, client), {"type": "cursorUpdated", "cursor": cursor})
+        if self.replica is not None:
+            self.replica.add(cursor)
 
     @rpc_command
     def remove_cursor(self, req, private_handle):
         client = req.client
         key, handle = self._owned(client, private_handle)
         self._remove(client, _json_key(private_handle), key, handle)
+        self._release()
 
     # -- state changes ---------------------------------------------------------------
     def _remove(self, client, pkey, key, handle) -> None:
@@ -151,6 +240,17 @@ class CursorsService(RPCService):
         cursor = doc.cursors.pop(handle)
         self.broadcast(self._others(doc, client), {
             "type": "cursorRemoved", "cursor": {"publicHandle": handle, "document": cursor["document"]}})
+        if self.replica is not None:
+            self.replica.delete(cursor)
+            token = self.tokens.pop((key, handle), "")
+            if token:
+                self._releases.append((self._claim_key(key, handle), token))
+
+    def _release(self) -> None:
+        """Give back the claims of removed cursors (queued by _remove), without waiting."""
+        if self._releases:
+            pairs, self._releases = self._releases, []
+            self.broker.release(pairs)
 
     def _leave(self, client, key) -> None:
         for pkey, (dkey, handle) in list(self.client_cursors.get(client, {}).items()):
@@ -164,8 +264,102 @@ class CursorsService(RPCService):
         del doc.clients[client]
         if not doc.clients:
             del self.documents[key]
+        self._release()
 
     def client_disconnected(self, client) -> None:
         with self.lock:
             for key in list(self.client_documents.get(client, ())):
                 self._leave(client, key)
+
+    # -- replication (Replica calls these under self.lock) -----------------------------
+    @staticmethod
+    def fact_key(cursor: dict) -> tuple:
+        return (_json_key(cursor["document"]), cursor["publicHandle"])
+
+    def local_facts(self) -> list:
+        return [cursor for doc in self.documents.values() for cursor in doc.cursors.values()]
+
+    def remote_set(self, origin: str, key: tuple, cursor: dict, old) -> None:
+        dkey, handle = key
+        self.remote_docs.setdefault(dkey, {})[handle] = (origin, cursor)
+        doc = self.documents.get(dkey)
+        if doc is not None and handle not in doc.cursors:  # else shadowed by ours until one moves
+            kind = "cursorAdded" if old is None else "cursorUpdated"
+            self.broadcast(doc.clients, {"type": kind, "cursor": cursor})
+
+    def remote_del(self, origin: str, key: tuple, cursor: dict, event) -> None:
+        dkey, handle = key
+        remote = self.remote_docs.get(dkey)
+        if remote is None or remote.get(handle, (None,))[0] != origin:
+            return
+        del remote[handle]
+        if not remote:
+            del self.remote_docs[dkey]
+        doc = self.documents.get(dkey)
+        if doc is not None and handle not in doc.cursors:
+            self.broadcast(doc.clients, {"type": "cursorRemoved",
+                                         "cursor": {"publicHandle": handle, "document": cursor["document"]}})
+
+    def replica_event(self, origin: str, event: dict) -> None:
+        pass
+
+    def reconnected(self) -> None:
+        """After a reconnect (Redis may have restarted empty): claim every handle again;
+        a cursor whose handle another process took meanwhile gets a new one."""
+        with self.lock:
+            prefix = self.broker.origin.hex()
+            for k, token in self.tokens.items():
+                if not token:
+                    self.tokens[k] = prefix + os.urandom(4).hex()
+            pairs = list(self.tokens.items())
+        if not pairs:
+            return
+        try:
+            results = self.broker.claim_many([(self._claim_key(*k), t) for k, t in pairs])
+        except BrokerUnavailable:
+            return  # the next reconnect tries again
+        for ((key, handle), token), ok in zip(pairs, results):
+            if not ok:
+                self._move(key, handle, token)
+
+    def _move(self, key: Any, old: int, token: str) -> None:
+        """Give a cursor whose handle was lost a new one."""
+        counters["cursors_handles_lost"] += 1
+        log.warning("%s: a cursor's public handle was taken by another process while Redis "
+                    "was unreachable: it gets a new one", self.name)
+        owner = None
+        with self.lock:
+            if self.tokens.get((key, old)) != token:
+                return
+            del self.tokens[(key, old)]
+            for client, mine in self.client_cursors.items():
+                for pkey, where in mine.items():
+                    if where == (key, old):
+                        owner = client, pkey
+            if owner is None:
+                return
+        try:
+            handle, new_token = self._claim_handle(owner[0], key)
+        except (RPCError, BrokerUnavailable):
+            return
+        with self.lock:
+            self._reserved.discard((key, handle))
+            client, pkey = owner
+            doc = self.documents.get(key)
+            if doc is None or self.client_cursors.get(client, {}).get(pkey) != (key, old):
+                self.broker.release([(self._claim_key(key, handle), new_token)])
+                return
+            cursor = doc.cursors.pop(old)
+            others = self._others(doc, client)
+            self.broadcast(others, {"type": "cursorRemoved",
+                                    "cursor": {"publicHandle": old, "document": cursor["document"]}})
+            self.replica.delete(dict(cursor))
+            shadowed = self.remote_docs.get(key, {}).get(old)
+            if shadowed is not None:  # the other process's cursor under that handle shows now
+                self.broadcast(doc.clients, {"type": "cursorAdded", "cursor": shadowed[1]})
+            cursor["publicHandle"] = handle
+            doc.cursors[handle] = cursor
+            self.client_cursors[client][pkey] = (key, handle)
+            self.tokens[(key, handle)] = new_token
+            self.broadcast(others, {"type": "cursorAdded", "cursor": cursor})
+            self.replica.add(cursor)
