@@ -179,7 +179,23 @@ class DataSyncService(RPCService):
         """
         checked = validate_deltas(deltas)
         if self._distributed:
-            self._announce({"op": "deltas", "deltas": checked})
+            # Answer only once the batch has come back from the broker and
+            # been delivered here: an acquisition made right after the
+            # answer (on this process or another) then sees these deltas
+            # among its buffered ones, never after its response.
+            self._delta_seq += 1
+            seq = self._delta_seq
+            done = self._delta_waiters[seq] = gevent.event.Event()
+            try:
+                self._announce({"op": "deltas", "deltas": checked, "seq": seq})
+                self.broker.flush()
+                if not done.wait(self.DELTAS_CONFIRM_WAIT):
+                    counters["datasync_deltas_unconfirmed"] += 1
+                    log.error("%s: %d deltas not confirmed by the broker within %ss",
+                              self.name, len(checked), self.DELTAS_CONFIRM_WAIT)
+                    raise RPCError("Deltas not confirmed by the broker")
+            finally:
+                self._delta_waiters.pop(seq, None)
             return
         self._deliver_all(checked)
 
@@ -195,6 +211,9 @@ class DataSyncService(RPCService):
     ANNOUNCE_WAIT = 2.0
     """Seconds ``acquireSubscription`` waits for an authorization made on
     another process to arrive here before answering ``No such subscription``."""
+    DELTAS_CONFIRM_WAIT = 5.0
+    """Seconds ``publishDeltas`` waits for its batch to come back from the
+    broker before answering ``Deltas not confirmed by the broker``."""
 
     def _wait_for_token(self, token: str) -> None:
         """Give an authorization announced by another process time to arrive."""
@@ -215,6 +234,8 @@ class DataSyncService(RPCService):
         super().use_broker(broker)
         if broker.distributed:
             self._token_waiters: dict[str, gevent.event.Event] = {}
+            self._delta_waiters: dict[int, gevent.event.Event] = {}
+            self._delta_seq = 0
             self._distributed = True
             self._origin = broker.origin.hex()
             broker.subscribe(f"datasync:{self.name}", self._on_broker_message, echo=True)
@@ -229,6 +250,10 @@ class DataSyncService(RPCService):
         mine = event.get("from") == self._origin
         if op == "deltas":
             self._deliver_all(event["deltas"])
+            if mine:
+                waiter = self._delta_waiters.get(event.get("seq"))
+                if waiter is not None:
+                    waiter.set()
         elif op == "auth" and not mine:
             with self.lock:
                 if event["token"] in self.subscriptions:
