@@ -61,6 +61,14 @@ class SnorkyTestClient:
             return self.notifications.pop(0)
         return self.recv(timeout)
 
+    def wait_for(self, predicate, timeout: float | None = None) -> dict:
+        """The first notification message satisfying ``predicate`` (earlier ones are dropped)."""
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        while True:
+            msg = self.next_notification(max(0.01, deadline - time.monotonic()))["message"]
+            if isinstance(msg, dict) and predicate(msg):
+                return msg
+
     def expect_silence(self, seconds: float = 0.3) -> None:
         """Assert nothing arrives within ``seconds`` (bounded wait for absence)."""
         self.ws.settimeout(seconds)
