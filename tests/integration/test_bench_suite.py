@@ -22,3 +22,17 @@ def test_bench_suite_quick_embedded(tmp_path, capsys):
     assert [int(k) for k in levels] == [200, 400]
     assert all(v["ready"] == int(k) for k, v in levels.items())
     assert r["idle"]["handshakes_per_s"] > 0 and r["idle"]["server_closed"] == 0
+
+
+def test_a_peer_that_cannot_be_installed_is_a_row_saying_why(tmp_path, capsys, monkeypatch):
+    from bench import __main__ as suite
+    from bench.peer_env import PeerUnavailable
+    from bench.targets import Target
+
+    def start(port):
+        raise PeerUnavailable("pip install nothing==0 failed: no such version")
+
+    monkeypatch.setattr(suite, "TARGETS", [Target("ghost", "Ghost peer", start)])
+    assert suite.main(["--quick", "--only", "ghost", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "| Ghost peer | not measured: unavailable: pip install nothing==0 failed: no such version |" in out
