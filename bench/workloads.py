@@ -127,8 +127,8 @@ def idle_memory(target, port: int, pid: int, s: Sizes) -> dict:
                 out["handshakes_per_s"] = h.ready["handshakes_per_s"]
                 out["handshake_server_cpu"] = h.ready["server_cpu"]
             rss = settled_rss(pid)
-            out["levels"][level] = {"kb_per_conn": (rss - base) / level, "ready": sum(x.ready["ready"] for x in holders[1:]),
-                                    "rss_kb": rss}
+            ready = sum(x.ready["ready"] for x in holders[1:])
+            out["levels"][level] = {"kb_per_conn": (rss - base) / level, "ready": ready, "rss_kb": rss}
         out["base_rss_kb"] = base
     finally:
         closed = [h.release() for h in holders]
