@@ -26,6 +26,9 @@
  *   --messages M --window W --rate R --size B --clients C --seconds S
  *   --warmup S --conns N --concurrency K --hold S --cpu-pids a,b,c
  *   --timeout S (bound on any phase) --duration D (fanout)
+ * Every result has the server's CPU share (--cpu-pids) and the generator's,
+ * and how long each waited runnable for a core (server_wait,
+ * generator_wait: shares of the run; high on a busy shared machine).
  * Only 127.0.0.1 is ever contacted.
  */
 #define _GNU_SOURCE
@@ -151,6 +154,30 @@ static double pids_cpu(void) {  /* utime + stime of every pid in --cpu-pids, sec
     }
     return total;
 }
+
+/* time spent runnable but waiting for a core (schedstat field 2, ns): how
+ * much a shared machine held the server or the generator back */
+static double runq_of(const char *fn) {
+    unsigned long long on = 0, wait = 0;
+    FILE *f = fopen(fn, "r");
+    if (!f) return 0;
+    if (fscanf(f, "%llu %llu", &on, &wait) != 2) wait = 0;
+    fclose(f);
+    return wait / 1e9;
+}
+static double runq_pids(void) {
+    double total = 0;
+    char list[4096];
+    snprintf(list, sizeof list, "%s", cpu_pids);
+    for (char *tok = strtok(list, ","); tok; tok = strtok(NULL, ",")) {
+        char fn[64];
+        snprintf(fn, sizeof fn, "/proc/%s/schedstat", tok);
+        total += runq_of(fn);
+    }
+    return total;
+}
+static double wait_g0, wait_s0;
+static void wait_mark(void) { wait_g0 = runq_of("/proc/self/schedstat"); wait_s0 = runq_pids(); }
 
 /* ---- buffers ---- */
 static void reserve(char **buf, size_t *cap, size_t need) {
@@ -526,6 +553,9 @@ static void alloc_conns(long n) {
 }
 
 static void print_common(double gen_cpu, double srv_cpu, double elapsed) {
+    double gw = runq_of("/proc/self/schedstat") - wait_g0, sw = runq_pids() - wait_s0;
+    printf("\"generator_wait\":%.3f,\"server_wait\":%.3f,", elapsed > 0 ? gw / elapsed : 0,
+           elapsed > 0 ? sw / elapsed : 0);
     printf("\"elapsed_s\":%.4f,\"generator_cpu\":%.3f,\"server_cpu\":%.3f,\"failed\":%ld,"
            "\"server_closed\":%ld,\"errors\":%llu,\"unexpected\":%llu,\"pings\":%llu",
            elapsed, elapsed > 0 ? gen_cpu / elapsed : 0, elapsed > 0 ? srv_cpu / elapsed : 0, failed,
@@ -550,6 +580,7 @@ static int run_fanout(void) {
         return 1;
     }
     double g0 = self_cpu(), s0 = pids_cpu();
+    wait_mark();
     measuring = 1;
     t_start = now_ns();
     deadline = t_start + (uint64_t)(timeout_s * 1e9);
@@ -604,11 +635,11 @@ static int run_rpc(void) {
     int sampled = 0;
     /* sample CPU from the end of the warm-up */
     while (!rpc_done_()) {
-        if (!sampled && now_ns() >= rpc_measure_from) { g0 = self_cpu(); s0 = pids_cpu(); sampled = 1; }
+        if (!sampled && now_ns() >= rpc_measure_from) { g0 = self_cpu(); s0 = pids_cpu(); wait_mark(); sampled = 1; }
         uint64_t until = sampled ? rpc_stop_at : rpc_measure_from;
         loop(rpc_done_, NULL, until, 0);
     }
-    if (!sampled) { g0 = self_cpu(); s0 = pids_cpu(); }
+    if (!sampled) { g0 = self_cpu(); s0 = pids_cpu(); wait_mark(); }
     double g1 = self_cpu(), s1 = pids_cpu();
     double elapsed = seconds;
     printf("{\"mode\":\"rpc\",\"clients\":%ld,\"calls\":%llu,\"calls_per_s\":%.1f,\"p50_ms\":%.4f,"
@@ -626,6 +657,7 @@ static int run_idle(void) {
     for (long i = 0; i < conns_n; i++) C[i].role = R_IDLE;
     uint64_t deadline = now_ns() + (uint64_t)(timeout_s * 1e9);
     double g0 = self_cpu(), s0 = pids_cpu();
+    wait_mark();
     loop(all_connected, NULL, deadline, 0);
     double g1 = self_cpu(), s1 = pids_cpu();
     if (!t_all_ready) t_all_ready = now_ns();

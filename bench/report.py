@@ -31,12 +31,12 @@ def columns(sizes) -> list[str]:
             f"p50 / p99 ms at {sizes.rate:g} publishes/s", "lost (saturation / fixed rate)",
             f"RPC calls/s ({sizes.rpc_clients} clients)", "RPC p50 / p99 ms", f"KB per idle conn @{a:,}",
             f"KB per idle conn @{b:,}", "handshakes/s", "server CPU (fan-out / RPC)",
-            "generator CPU (fan-out / RPC)"]
+            "generator CPU (fan-out / RPC)", "waited for a core: server / generator (fan-out)"]
 
 
 def row(label: str, r: dict) -> str:
     if r.get("unavailable"):
-        return f"| {label} | not measured: {r['unavailable']} |" + " |" * 11
+        return f"| {label} | not measured: {r['unavailable']} |" + " |" * 12
     f, fr, p, idle = r.get("fanout"), r.get("rate"), r.get("rpc"), r.get("idle") or {}
     levels = idle.get("levels", {})
     kb = [_n(v["kb_per_conn"], "{:.1f}") for v in levels.values()] + ["—"] * (2 - len(levels))
@@ -44,7 +44,8 @@ def row(label: str, r: dict) -> str:
     cpu = f"{_cpu(f, 'server_cpu')} / {_cpu(p, 'server_cpu')}"
     cells = [label, _n(f and f["deliveries_per_s"]), _n(f and f["publishes_per_s"]), _ms(f), _ms(fr), lost,
              _n(p and p["calls_per_s"]), _ms(p), kb[0], kb[-1], _n(idle.get("handshakes_per_s")), cpu,
-             f"{_cpu(f, 'generator_cpu')} / {_cpu(p, 'generator_cpu')}"]
+             f"{_cpu(f, 'generator_cpu')} / {_cpu(p, 'generator_cpu')}",
+             f"{_cpu(f, 'server_wait')} / {_cpu(f, 'generator_wait')}"]
     return "| " + " | ".join(cells) + " |"
 
 
