@@ -4,6 +4,7 @@
 """
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -25,7 +26,7 @@ def binary(name: str, build_dir: Path = BUILD_DIR) -> Path:
     if cc is None:
         raise RuntimeError("gcc not found: the benchmark's load generator is C")
     build_dir.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
+    tmp = out.with_name(f"{out.name}.{os.getpid()}.tmp")
     proc = subprocess.run([cc, *CFLAGS, "-o", str(tmp), str(src)], capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"compiling {src.name} failed:\n{proc.stderr}")
