@@ -40,7 +40,11 @@ def _importable(check: str) -> str | None:
     return (proc.stderr.strip().splitlines() or ["failed"])[-1]
 
 
-def ensure(group: str, log=print) -> Path:
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def ensure(group: str, log=_log) -> Path:
     """The venv's python with ``group`` installed (installing it if needed)."""
     spec = GROUPS[group]
     if _importable(spec["check"]) is None:
