@@ -1,0 +1,723 @@
+/* loadgen: the benchmark's WebSocket load generator (one thread, epoll).
+ *
+ * Compiled by bench/build.py at bench time (gcc -O2), no dependencies.
+ * It speaks two dialects over RFC 6455:
+ *   snorky    the Snorky envelope {"service": "pubsub", "message": {...}}
+ *             (snorky_sync and Snorky 0.1 on Tornado)
+ *   socketio  Engine.IO v4 / Socket.IO v5 text packets ("0" open, "40"
+ *             connect, "42[...]" events, "43" acks, ping "2" -> pong "3")
+ *
+ * Modes (each prints one JSON object on stdout when done):
+ *   fanout  N subscribers on channel "bench" + one publisher sending M
+ *           publishes of SIZE bytes; saturation (a window of W unacked
+ *           publishes) or a fixed rate R/s; --duration D stops publishing
+ *           after D seconds (M is then a cap) and waits for the rest.  Every published message
+ *           carries "@<CLOCK_MONOTONIC ns, 16 hex>:<seq, 8 hex>:xxx..."
+ *           and each subscriber decodes every frame it gets: latency per
+ *           delivery, lost = N*published - received (a late delivery past
+ *           --timeout is lost), out-of-order ones also counted apart.
+ *   rpc     C clients, each a closed loop of one request (publish to a
+ *           channel nobody subscribes) and its response, for S seconds.
+ *   idle    N connections, K handshakes in flight; prints a "ready" line
+ *           with handshakes/s, then holds them (answering pings) until a
+ *           line or EOF on stdin, or --hold seconds.
+ *
+ * Options: --port P --path /ws --proto snorky|socketio --subs N
+ *   --messages M --window W --rate R --size B --clients C --seconds S
+ *   --warmup S --conns N --concurrency K --hold S --cpu-pids a,b,c
+ *   --timeout S (bound on any phase) --duration D (fanout)
+ * Every result has the server's CPU share (--cpu-pids) and the generator's,
+ * and how long each waited runnable for a core (server_wait,
+ * generator_wait: shares of the run; high on a busy shared machine).
+ * Only 127.0.0.1 is ever contacted.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+enum { P_SNORKY, P_SOCKETIO };
+enum { ST_FREE, ST_CONNECTING, ST_HS, ST_WS, ST_READY, ST_CLOSED };
+enum { R_SUB, R_PUB, R_RPC, R_IDLE };
+
+typedef struct conn {
+    int fd, state, role, counted;
+    char *part; size_t plen, pcap;       /* unparsed input */
+    char *out; size_t olen, ocap, ooff;  /* pending output */
+    int want_out;
+    uint8_t mask[4];
+    uint64_t received, last_seq, reordered, subscribed;
+    uint64_t sent_ns, ack_id;
+    int64_t outstanding;
+} conn;
+
+/* ---- settings ---- */
+static int proto = P_SNORKY, port = 0;
+static const char *path = "/ws", *mode = "fanout", *cpu_pids = "";
+static long subs = 1000, messages = 1000, window_ = 100, size_ = 100, clients = 50, conns_n = 1000;
+static long concurrency = 64;
+static double rate = 0, seconds = 5, warmup = 0.5, hold = 120, timeout_s = 60, duration = 0;
+static uint64_t pub_stop_at = UINT64_MAX;  /* --duration: no publish starts after this */
+
+/* ---- state ---- */
+static int epfd;
+static conn *C;
+static long nconn, next_connect, in_progress, ready_count, failed, server_closed;
+static uint64_t subscribed_total, errors_total, unexpected, pings;
+static uint64_t pub_sent, pub_acked, delivered, reordered_total;
+static uint64_t t_start, t_last_delivery, t_last_ack, t_first_connect, t_all_ready;
+static uint64_t rpc_done, rpc_measure_from, rpc_stop_at;
+static int measuring;
+static char scratch[1 << 20];
+static char padding[65536];
+
+static uint64_t now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
+}
+
+static void die(const char *msg) {
+    fprintf(stderr, "loadgen: %s: %s\n", msg, strerror(errno));
+    exit(2);
+}
+
+/* ---- latency histogram (µs): 1 µs to 1 ms, 10 µs to 100 ms, 1 ms to 10 s ---- */
+#define HBUCKETS 20800
+static uint64_t hist[HBUCKETS], hcount;
+static void hist_add(uint64_t ns) {
+    uint64_t us = ns / 1000, i;
+    if (us < 1000) i = us;
+    else if (us < 100000) i = 1000 + (us - 1000) / 10;
+    else if (us < 10000000) i = 10900 + (us - 100000) / 1000;
+    else i = HBUCKETS - 1;
+    hist[i]++;
+    hcount++;
+}
+static double hist_value(uint64_t i) {  /* bucket midpoint, ms */
+    if (i < 1000) return (i + 0.5) / 1000.0;
+    if (i < 10900) return (1000 + (i - 1000) * 10 + 5) / 1000.0;
+    return (100000 + (i - 10900) * 1000 + 500) / 1000.0;
+}
+static double hist_pct(double p) {
+    if (!hcount) return -1;
+    uint64_t want = (uint64_t)(p * hcount), acc = 0;
+    if (want >= hcount) want = hcount - 1;
+    for (uint64_t i = 0; i < HBUCKETS; i++) {
+        acc += hist[i];
+        if (acc > want) return hist_value(i);
+    }
+    return hist_value(HBUCKETS - 1);
+}
+static double hist_max(void) {
+    for (long i = HBUCKETS - 1; i >= 0; i--) if (hist[i]) return hist_value(i);
+    return -1;
+}
+
+/* ---- CPU accounting ---- */
+static double self_cpu(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
+}
+static double pids_cpu(void) {  /* utime + stime of every pid in --cpu-pids, seconds */
+    double total = 0;
+    long tick = sysconf(_SC_CLK_TCK);
+    char list[4096];
+    snprintf(list, sizeof list, "%s", cpu_pids);
+    for (char *tok = strtok(list, ","); tok; tok = strtok(NULL, ",")) {
+        char fn[64], buf[4096];
+        snprintf(fn, sizeof fn, "/proc/%s/stat", tok);
+        FILE *f = fopen(fn, "r");
+        if (!f) continue;
+        size_t n = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[n] = 0;
+        char *p = strrchr(buf, ')');
+        if (!p) continue;
+        unsigned long ut = 0, st = 0;
+        /* fields after ")": state(3) ... utime(14) stime(15) */
+        if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) == 2)
+            total += (double)(ut + st) / tick;
+    }
+    return total;
+}
+
+/* time spent runnable but waiting for a core (schedstat field 2, ns): how
+ * much a shared machine held the server or the generator back */
+static double runq_of(const char *fn) {
+    unsigned long long on = 0, wait = 0;
+    FILE *f = fopen(fn, "r");
+    if (!f) return 0;
+    if (fscanf(f, "%llu %llu", &on, &wait) != 2) wait = 0;
+    fclose(f);
+    return wait / 1e9;
+}
+static double runq_pids(void) {
+    double total = 0;
+    char list[4096];
+    snprintf(list, sizeof list, "%s", cpu_pids);
+    for (char *tok = strtok(list, ","); tok; tok = strtok(NULL, ",")) {
+        char fn[64];
+        snprintf(fn, sizeof fn, "/proc/%s/schedstat", tok);
+        total += runq_of(fn);
+    }
+    return total;
+}
+static double wait_g0, wait_s0;
+static void wait_mark(void) { wait_g0 = runq_of("/proc/self/schedstat"); wait_s0 = runq_pids(); }
+
+/* ---- buffers ---- */
+static void reserve(char **buf, size_t *cap, size_t need) {
+    if (need <= *cap) return;
+    size_t n = *cap ? *cap : 256;
+    while (n < need) n *= 2;
+    *buf = realloc(*buf, n);
+    if (!*buf) die("realloc");
+    *cap = n;
+}
+
+static void set_events(conn *c) {
+    struct epoll_event ev = {.events = EPOLLIN | (c->olen > c->ooff ? EPOLLOUT : 0), .data.ptr = c};
+    int want = c->olen > c->ooff;
+    if (want != c->want_out) {
+        c->want_out = want;
+        epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &ev);
+    }
+}
+
+static void conn_close(conn *c, int by_server);
+
+static void flush_out(conn *c) {
+    while (c->olen > c->ooff) {
+        ssize_t n = send(c->fd, c->out + c->ooff, c->olen - c->ooff, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EAGAIN) break;
+            conn_close(c, 1);
+            return;
+        }
+        c->ooff += n;
+    }
+    if (c->ooff == c->olen) c->ooff = c->olen = 0;
+    set_events(c);
+}
+
+static void raw_out(conn *c, const char *data, size_t n) {
+    reserve(&c->out, &c->ocap, c->olen + n);
+    memcpy(c->out + c->olen, data, n);
+    c->olen += n;
+}
+
+/* one masked client frame (FIN set) */
+static void ws_out(conn *c, int op, const char *data, size_t n) {
+    reserve(&c->out, &c->ocap, c->olen + n + 14);
+    uint8_t *h = (uint8_t *)c->out + c->olen;
+    size_t hl;
+    h[0] = 0x80 | op;
+    if (n < 126) { h[1] = 0x80 | n; hl = 2; }
+    else if (n < 65536) { h[1] = 0x80 | 126; h[2] = n >> 8; h[3] = n & 255; hl = 4; }
+    else { h[1] = 0x80 | 127; for (int i = 0; i < 8; i++) h[2 + i] = (uint64_t)n >> (56 - 8 * i); hl = 10; }
+    memcpy(h + hl, c->mask, 4);
+    uint8_t *p = h + hl + 4;
+    for (size_t i = 0; i < n; i++) p[i] = data[i] ^ c->mask[i & 3];
+    c->olen += hl + 4 + n;
+}
+
+/* ---- application messages ---- */
+static void send_subscribe(conn *c) {
+    char buf[256];
+    int n;
+    if (proto == P_SNORKY)
+        n = snprintf(buf, sizeof buf, "{\"service\":\"pubsub\",\"message\":{\"command\":\"subscribe\","
+                     "\"params\":{\"channel\":\"bench\"},\"callId\":1}}");
+    else
+        n = snprintf(buf, sizeof buf, "42%llu[\"subscribe\",\"bench\"]", (unsigned long long)++c->ack_id);
+    ws_out(c, 1, buf, n);
+}
+
+static void send_publish(conn *c, const char *channel, uint64_t seq, int stamped) {
+    char msg[65600], buf[66000];
+    int m;
+    if (stamped) {
+        m = snprintf(msg, sizeof msg, "@%016llx:%08llx:", (unsigned long long)now_ns(), (unsigned long long)seq);
+        if (size_ > m) { memcpy(msg + m, padding, size_ - m); m = size_; }
+    } else {
+        m = size_ < 20 ? size_ : 20;
+        memcpy(msg, padding, m);
+    }
+    int n;
+    if (proto == P_SNORKY)
+        n = snprintf(buf, sizeof buf, "{\"service\":\"pubsub\",\"message\":{\"command\":\"publish\","
+                     "\"params\":{\"channel\":\"%s\",\"message\":\"%.*s\"},\"callId\":%llu}}",
+                     channel, m, msg, (unsigned long long)++c->ack_id);
+    else
+        n = snprintf(buf, sizeof buf, "42%llu[\"publish\",{\"channel\":\"%s\",\"message\":\"%.*s\"}]",
+                     (unsigned long long)++c->ack_id, channel, m, msg);
+    ws_out(c, 1, buf, n);
+    c->outstanding++;
+}
+
+static void on_ready(conn *c, uint64_t now);
+
+static void on_response(conn *c, int is_error, uint64_t now) {
+    if (is_error) errors_total++;
+    c->outstanding--;
+    if (c->role == R_SUB) {
+        if (!c->subscribed) { c->subscribed = 1; subscribed_total++; }
+    } else if (c->role == R_PUB) {
+        if (measuring) {
+            pub_acked++;
+            t_last_ack = now;
+            if (rate == 0 && pub_sent < (uint64_t)messages && now < pub_stop_at) {
+                send_publish(c, "bench", ++pub_sent, 1);
+            }
+        }
+    } else if (c->role == R_RPC) {
+        if (measuring) {
+            if (now >= rpc_measure_from && now < rpc_stop_at) {
+                hist_add(now - c->sent_ns);
+                rpc_done++;
+            }
+            if (now < rpc_stop_at) {
+                c->sent_ns = now_ns();
+                send_publish(c, "nobody", 0, 0);
+            }
+        }
+    }
+}
+
+static uint64_t hex(const char *p, int n) {
+    uint64_t v = 0;
+    for (int i = 0; i < n; i++) {
+        char ch = p[i];
+        v = (v << 4) | (uint64_t)(ch <= '9' ? ch - '0' : (ch | 32) - 'a' + 10);
+    }
+    return v;
+}
+
+static void on_delivery(conn *c, const char *at, size_t left, uint64_t now) {
+    if (left < 27) { unexpected++; return; }
+    uint64_t ts = hex(at + 1, 16), seq = hex(at + 18, 8);
+    c->received++;
+    delivered++;
+    if (seq > c->last_seq) c->last_seq = seq;
+    else { c->reordered++; reordered_total++; }  /* still received, counted apart */
+    if (now > ts) hist_add(now - ts);
+    t_last_delivery = now;
+}
+
+static void handle_text(conn *c, const char *p, size_t n, uint64_t now) {
+    if (proto == P_SNORKY) {
+        const char *at = memchr(p, '@', n);
+        if (at) { on_delivery(c, at, n - (at - p), now); return; }
+        if (memmem(p, n, "\"response\"", 10)) on_response(c, 0, now);
+        else if (memmem(p, n, "\"error\"", 7)) on_response(c, 1, now);
+        else unexpected++;
+        return;
+    }
+    /* Socket.IO over Engine.IO */
+    if (n >= 2 && p[0] == '4' && p[1] == '2') {
+        const char *at = memchr(p, '@', n);
+        if (at) on_delivery(c, at, n - (at - p), now);
+        else unexpected++;
+    } else if (n >= 2 && p[0] == '4' && p[1] == '3') {
+        on_response(c, 0, now);
+    } else if (n == 1 && p[0] == '2') {
+        pings++;
+        ws_out(c, 1, "3", 1);
+    } else if (n >= 1 && p[0] == '0') {
+        ws_out(c, 1, "40", 2);  /* open packet: connect to the default namespace */
+    } else if (n >= 2 && p[0] == '4' && p[1] == '0') {
+        if (c->state == ST_WS) on_ready(c, now);
+    } else if (n >= 2 && p[0] == '4' && p[1] == '4') {
+        errors_total++;
+    } else {
+        unexpected++;
+    }
+}
+
+/* parse every complete server frame in buf; returns bytes consumed */
+static size_t parse_frames(conn *c, char *buf, size_t len, uint64_t now) {
+    size_t pos = 0;
+    while (len - pos >= 2 && c->state != ST_CLOSED) {
+        uint8_t *h = (uint8_t *)buf + pos;
+        int op = h[0] & 0x0f;
+        uint64_t n = h[1] & 0x7f;
+        size_t hl = 2;
+        if (h[1] & 0x80) hl += 4;  /* a masked server frame is a protocol error; skip the mask */
+        if (n == 126) {
+            if (len - pos < 4) break;
+            n = (h[2] << 8) | h[3];
+            hl += 2;
+        } else if (n == 127) {
+            if (len - pos < 10) break;
+            n = 0;
+            for (int i = 0; i < 8; i++) n = (n << 8) | h[2 + i];
+            hl += 8;
+        }
+        if (len - pos < hl + n) break;
+        char *payload = buf + pos + hl;
+        if (op == 1 || op == 2) handle_text(c, payload, n, now);
+        else if (op == 9) ws_out(c, 10, payload, n);  /* ping -> pong */
+        else if (op == 8) { conn_close(c, 1); return len; }
+        else if (op != 10) unexpected++;
+        pos += hl + n;
+    }
+    return pos;
+}
+
+/* ---- connections ---- */
+static const char *request_fmt =
+    "GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+
+static void start_connects(void) {
+    while (in_progress < concurrency && next_connect < nconn) {
+        conn *c = &C[next_connect++];
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0) die("socket");
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
+        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        if (!t_first_connect) t_first_connect = now_ns();
+        if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0 && errno != EINPROGRESS) {
+            close(fd);
+            c->state = ST_CLOSED;
+            failed++;
+            continue;
+        }
+        c->fd = fd;
+        c->state = ST_CONNECTING;
+        c->want_out = 1;
+        for (int i = 0; i < 4; i++) c->mask[i] = rand() & 255;
+        struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.ptr = c};
+        epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev);
+        in_progress++;
+        c->counted = 1;
+    }
+}
+
+static void conn_close(conn *c, int by_server) {
+    if (c->state == ST_CLOSED || c->state == ST_FREE) return;
+    if (c->state != ST_READY) failed++;
+    else if (by_server) server_closed++;
+    if (c->counted) { c->counted = 0; in_progress--; }
+    epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);
+    struct linger lg = {1, 0};  /* RST: no TIME_WAIT, so runs do not exhaust local ports */
+    setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    close(c->fd);
+    c->state = ST_CLOSED;
+}
+
+static void on_ready(conn *c, uint64_t now) {
+    c->state = ST_READY;
+    ready_count++;
+    if (c->counted) { c->counted = 0; in_progress--; }
+    t_all_ready = now;  /* the last one's time, once all are in */
+    if (c->role == R_SUB) { send_subscribe(c); c->outstanding++; }
+}
+
+static void handle_handshake(conn *c, uint64_t now) {
+    char *end = memmem(c->part, c->plen, "\r\n\r\n", 4);
+    if (!end) {
+        if (c->plen > 16384) conn_close(c, 1);
+        return;
+    }
+    if (c->plen < 12 || memcmp(c->part + 9, "101", 3) != 0) {
+        conn_close(c, 1);
+        return;
+    }
+    size_t used = end + 4 - c->part;
+    memmove(c->part, c->part + used, c->plen - used);
+    c->plen -= used;
+    c->state = ST_WS;
+    if (proto == P_SNORKY) on_ready(c, now);
+}
+
+static void on_readable(conn *c) {
+    /* input = leftover + new bytes, parsed in the shared scratch buffer */
+    size_t have = c->plen;
+    if (have > sizeof scratch / 2) { conn_close(c, 1); return; }
+    memcpy(scratch, c->part, have);
+    ssize_t n = recv(c->fd, scratch + have, sizeof scratch - have, 0);
+    if (n <= 0) {
+        if (n < 0 && errno == EAGAIN) return;
+        conn_close(c, 1);
+        return;
+    }
+    uint64_t now = now_ns();
+    size_t len = have + n, used = 0;
+    if (c->state == ST_HS) {
+        reserve(&c->part, &c->pcap, len);
+        memcpy(c->part, scratch, len);
+        c->plen = len;
+        handle_handshake(c, now);
+        if (c->state != ST_WS && c->state != ST_READY) return;
+        len = c->plen;
+        memcpy(scratch, c->part, len);
+    }
+    used = parse_frames(c, scratch, len, now);
+    if (c->state == ST_CLOSED) return;
+    c->plen = len - used;
+    if (c->plen) {
+        reserve(&c->part, &c->pcap, c->plen);
+        memcpy(c->part, scratch + used, c->plen);
+    }
+    if (c->olen > c->ooff) flush_out(c);
+}
+
+static void on_writable(conn *c) {
+    if (c->state == ST_CONNECTING) {
+        int err = 0;
+        socklen_t l = sizeof err;
+        getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &l);
+        if (err) { conn_close(c, 1); return; }
+        char req[512];
+        int n = snprintf(req, sizeof req, request_fmt, path, port);
+        raw_out(c, req, n);
+        c->state = ST_HS;
+    }
+    flush_out(c);
+}
+
+static int stdin_closed;
+
+/* run the loop until done() or the deadline; tick() runs every pass */
+static void loop(int (*done)(void), void (*tick)(uint64_t), uint64_t deadline, int with_stdin) {
+    struct epoll_event evs[1024];
+    while (!done()) {
+        uint64_t now = now_ns();
+        if (now >= deadline) return;
+        int wait_ms = (int)((deadline - now) / 1000000) + 1;
+        if (tick) { tick(now); wait_ms = 1; }
+        if (wait_ms > 200) wait_ms = 200;
+        start_connects();
+        int n = epoll_wait(epfd, evs, 1024, wait_ms);
+        for (int i = 0; i < n; i++) {
+            conn *c = evs[i].data.ptr;
+            if (c == NULL) {
+                if (with_stdin) {
+                    char b[256];
+                    ssize_t r = read(0, b, sizeof b);
+                    if (r <= 0 || memchr(b, '\n', r)) stdin_closed = 1;
+                }
+                continue;
+            }
+            if (c->state == ST_CLOSED) continue;
+            if (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) on_readable(c);
+            if (c->state != ST_CLOSED && (evs[i].events & EPOLLOUT)) on_writable(c);
+        }
+    }
+}
+
+/* ---- phases ---- */
+static int all_connected(void) { return ready_count + failed >= nconn; }
+static int all_subscribed(void) {
+    return ready_count + failed >= nconn && subscribed_total + failed >= (uint64_t)subs;
+}
+static int fanout_done(void) {
+    int publishing_over = pub_sent >= (uint64_t)messages || now_ns() >= pub_stop_at;
+    return publishing_over && pub_acked >= pub_sent && delivered >= pub_sent * (uint64_t)(subs - failed - server_closed);
+}
+static uint64_t next_pub_at;
+static conn *publisher;
+static void rate_tick(uint64_t now) {
+    int sent = 0;
+    while (pub_sent < (uint64_t)messages && now >= next_pub_at && now < pub_stop_at) {
+        send_publish(publisher, "bench", ++pub_sent, 1);
+        next_pub_at += (uint64_t)(1e9 / rate);
+        sent = 1;
+    }
+    if (sent) flush_out(publisher);
+}
+static int rpc_done_(void) { return now_ns() >= rpc_stop_at; }
+static int idle_done(void) { return stdin_closed; }
+
+static void alloc_conns(long n) {
+    nconn = n;
+    C = calloc(n, sizeof(conn));
+    if (!C) die("calloc");
+}
+
+static void print_common(double gen_cpu, double srv_cpu, double elapsed) {
+    double gw = runq_of("/proc/self/schedstat") - wait_g0, sw = runq_pids() - wait_s0;
+    printf("\"generator_wait\":%.3f,\"server_wait\":%.3f,", elapsed > 0 ? gw / elapsed : 0,
+           elapsed > 0 ? sw / elapsed : 0);
+    printf("\"elapsed_s\":%.4f,\"generator_cpu\":%.3f,\"server_cpu\":%.3f,\"failed\":%ld,"
+           "\"server_closed\":%ld,\"errors\":%llu,\"unexpected\":%llu,\"pings\":%llu",
+           elapsed, elapsed > 0 ? gen_cpu / elapsed : 0, elapsed > 0 ? srv_cpu / elapsed : 0, failed,
+           server_closed, (unsigned long long)errors_total, (unsigned long long)unexpected,
+           (unsigned long long)pings);
+}
+
+static void close_all(void) {
+    for (long i = 0; i < nconn; i++) conn_close(&C[i], 0);
+}
+
+static int run_fanout(void) {
+    alloc_conns(subs + 1);
+    for (long i = 0; i < subs; i++) C[i].role = R_SUB;
+    publisher = &C[subs];
+    publisher->role = R_PUB;
+    uint64_t deadline = now_ns() + (uint64_t)(timeout_s * 1e9);
+    loop(all_subscribed, NULL, deadline, 0);
+    if (!all_subscribed() || publisher->state != ST_READY) {
+        printf("{\"error\":\"setup incomplete: %ld ready, %llu subscribed, %ld failed\"}\n", ready_count,
+               (unsigned long long)subscribed_total, failed);
+        return 1;
+    }
+    double g0 = self_cpu(), s0 = pids_cpu();
+    wait_mark();
+    measuring = 1;
+    t_start = now_ns();
+    deadline = t_start + (uint64_t)(timeout_s * 1e9);
+    if (duration > 0) pub_stop_at = t_start + (uint64_t)(duration * 1e9);
+    if (rate == 0) {
+        while (pub_sent < (uint64_t)messages && (long)publisher->outstanding < window_)
+            send_publish(publisher, "bench", ++pub_sent, 1);
+        flush_out(publisher);
+        loop(fanout_done, NULL, deadline, 0);
+    } else {
+        next_pub_at = t_start;
+        loop(fanout_done, rate_tick, deadline, 0);
+    }
+    uint64_t t_end = t_last_delivery > t_last_ack ? t_last_delivery : t_last_ack;
+    double elapsed = (t_end - t_start) / 1e9;
+    double g1 = self_cpu(), s1 = pids_cpu();
+    uint64_t expected = pub_sent * (uint64_t)subs;  /* what was published, not --messages */
+    printf("{\"mode\":\"fanout\",\"subscribers\":%ld,\"messages\":%ld,\"published\":%llu,\"acked\":%llu,"
+           "\"expected\":%llu,\"received\":%llu,\"lost\":%lld,\"reordered\":%llu,"
+           "\"deliveries_per_s\":%.1f,\"publishes_per_s\":%.1f,\"p50_ms\":%.4f,\"p99_ms\":%.4f,\"max_ms\":%.4f,"
+           "\"rate\":%.1f,\"window\":%ld,\"size\":%ld,",
+           subs, messages, (unsigned long long)pub_sent, (unsigned long long)pub_acked,
+           (unsigned long long)expected, (unsigned long long)delivered, (long long)(expected - delivered),
+           (unsigned long long)reordered_total, elapsed > 0 ? delivered / elapsed : 0,
+           elapsed > 0 ? pub_acked / elapsed : 0, hist_pct(0.50), hist_pct(0.99), hist_max(), rate, window_, size_);
+    print_common(g1 - g0, s1 - s0, elapsed);
+    printf("}\n");
+    fflush(stdout);
+    close_all();
+    return 0;
+}
+
+static int run_rpc(void) {
+    alloc_conns(clients);
+    for (long i = 0; i < clients; i++) C[i].role = R_RPC;
+    uint64_t deadline = now_ns() + (uint64_t)(timeout_s * 1e9);
+    loop(all_connected, NULL, deadline, 0);
+    if (ready_count < clients) {
+        printf("{\"error\":\"setup incomplete: %ld ready, %ld failed\"}\n", ready_count, failed);
+        return 1;
+    }
+    measuring = 1;
+    uint64_t t0 = now_ns();
+    rpc_measure_from = t0 + (uint64_t)(warmup * 1e9);
+    rpc_stop_at = rpc_measure_from + (uint64_t)(seconds * 1e9);
+    for (long i = 0; i < clients; i++) {
+        C[i].sent_ns = now_ns();
+        send_publish(&C[i], "nobody", 0, 0);
+        flush_out(&C[i]);
+    }
+    double g0 = 0, s0 = 0;
+    int sampled = 0;
+    /* sample CPU from the end of the warm-up */
+    while (!rpc_done_()) {
+        if (!sampled && now_ns() >= rpc_measure_from) { g0 = self_cpu(); s0 = pids_cpu(); wait_mark(); sampled = 1; }
+        uint64_t until = sampled ? rpc_stop_at : rpc_measure_from;
+        loop(rpc_done_, NULL, until, 0);
+    }
+    if (!sampled) { g0 = self_cpu(); s0 = pids_cpu(); wait_mark(); }
+    double g1 = self_cpu(), s1 = pids_cpu();
+    double elapsed = seconds;
+    printf("{\"mode\":\"rpc\",\"clients\":%ld,\"calls\":%llu,\"calls_per_s\":%.1f,\"p50_ms\":%.4f,"
+           "\"p99_ms\":%.4f,\"max_ms\":%.4f,",
+           clients, (unsigned long long)rpc_done, rpc_done / elapsed, hist_pct(0.50), hist_pct(0.99), hist_max());
+    print_common(g1 - g0, s1 - s0, elapsed);
+    printf("}\n");
+    fflush(stdout);
+    close_all();
+    return 0;
+}
+
+static int run_idle(void) {
+    alloc_conns(conns_n);
+    for (long i = 0; i < conns_n; i++) C[i].role = R_IDLE;
+    uint64_t deadline = now_ns() + (uint64_t)(timeout_s * 1e9);
+    double g0 = self_cpu(), s0 = pids_cpu();
+    wait_mark();
+    loop(all_connected, NULL, deadline, 0);
+    double g1 = self_cpu(), s1 = pids_cpu();
+    if (!t_all_ready) t_all_ready = now_ns();
+    double elapsed = (t_all_ready - t_first_connect) / 1e9;
+    printf("{\"mode\":\"idle\",\"event\":\"ready\",\"conns\":%ld,\"ready\":%ld,\"handshakes_per_s\":%.1f,"
+           "\"concurrency\":%ld,",
+           conns_n, ready_count, elapsed > 0 ? ready_count / elapsed : 0, concurrency);
+    print_common(g1 - g0, s1 - s0, elapsed);
+    printf("}\n");
+    fflush(stdout);
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
+    epoll_ctl(epfd, EPOLL_CTL_ADD, 0, &ev);
+    loop(idle_done, NULL, now_ns() + (uint64_t)(hold * 1e9), 1);
+    long still = 0;
+    for (long i = 0; i < nconn; i++) still += C[i].state == ST_READY;
+    printf("{\"mode\":\"idle\",\"event\":\"closed\",\"still_open\":%ld,\"server_closed\":%ld,\"pings\":%llu}\n",
+           still, server_closed, (unsigned long long)pings);
+    fflush(stdout);
+    close_all();
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : "";
+        if (a[0] != '-') { mode = a; continue; }
+        i++;
+        if (!strcmp(a, "--port")) port = atoi(v);
+        else if (!strcmp(a, "--path")) path = v;
+        else if (!strcmp(a, "--proto")) proto = !strcmp(v, "socketio") ? P_SOCKETIO : P_SNORKY;
+        else if (!strcmp(a, "--subs")) subs = atol(v);
+        else if (!strcmp(a, "--messages")) messages = atol(v);
+        else if (!strcmp(a, "--window")) window_ = atol(v);
+        else if (!strcmp(a, "--rate")) rate = atof(v);
+        else if (!strcmp(a, "--size")) size_ = atol(v);
+        else if (!strcmp(a, "--clients")) clients = atol(v);
+        else if (!strcmp(a, "--seconds")) seconds = atof(v);
+        else if (!strcmp(a, "--warmup")) warmup = atof(v);
+        else if (!strcmp(a, "--conns")) conns_n = atol(v);
+        else if (!strcmp(a, "--concurrency")) concurrency = atol(v);
+        else if (!strcmp(a, "--hold")) hold = atof(v);
+        else if (!strcmp(a, "--timeout")) timeout_s = atof(v);
+        else if (!strcmp(a, "--duration")) duration = atof(v);
+        else if (!strcmp(a, "--cpu-pids")) cpu_pids = v;
+        else { fprintf(stderr, "loadgen: unknown option %s\n", a); return 2; }
+    }
+    if (!port) { fprintf(stderr, "loadgen: --port is required\n"); return 2; }
+    if (size_ > 65000) size_ = 65000;
+    memset(padding, 'x', sizeof padding);
+    signal(SIGPIPE, SIG_IGN);
+    srand(getpid() ^ (unsigned)now_ns());
+    struct rlimit rl;
+    getrlimit(RLIMIT_NOFILE, &rl);
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+    epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (epfd < 0) die("epoll_create1");
+    if (!strcmp(mode, "fanout")) return run_fanout();
+    if (!strcmp(mode, "rpc")) return run_rpc();
+    if (!strcmp(mode, "idle")) return run_idle();
+    fprintf(stderr, "loadgen: unknown mode %s\n", mode);
+    return 2;
+}
