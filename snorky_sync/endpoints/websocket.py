@@ -285,6 +285,10 @@ def _detach(registry, opts: WebSocketOptions, pinger: _Pinger, sock, remote: str
 def _serve(registry, opts: WebSocketOptions, pinger: _Pinger, sock, remote: str,
            identity: Any) -> None:
     """Run one connection until it ends: read, dispatch, clean up."""
+    try:  # writes are already batched per connection: Nagle would only add delay
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # (the embedded server left it on)
+    except OSError:
+        pass  # not TCP
     if opts.socket_sndbuf:
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, opts.socket_sndbuf)
