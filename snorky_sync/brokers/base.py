@@ -71,6 +71,15 @@ class Broker:
     def flush(self, timeout: float = 5.0) -> None:
         """Block until everything published so far has left this process."""
 
+    def barrier(self, timeout: float = 2.0) -> bool:
+        """Block until every message that reached the broker before this call
+        (from any process, on any topic) has been handled here.  A process
+        that answered a client after ``flush()`` is then visible to a
+        ``barrier()`` taken afterwards on any other process.  False when it
+        could not be confirmed (broker away, timeout).  In-process: nothing
+        to wait for."""
+        return True
+
     # -- cluster-wide ownership ---------------------------------------------------
     def claim(self, key: str) -> str | None:
         """Own ``key`` cluster-wide: returns an ownership token, or None if a

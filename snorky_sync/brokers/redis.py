@@ -97,6 +97,12 @@ class RedisBroker(Broker):
         self.origin_hex = self.origin.hex()
         self.peers: dict[bytes, float] = {}  # origin -> last heartbeat (monotonic)
         self.handlers[PEERS] = self._on_heartbeat
+        # barrier markers: on our own topic, echoed back in Redis' single order
+        self._barrier_topic = "_barrier:" + self.origin_hex
+        self.handlers[self._barrier_topic] = self._on_barrier
+        self.echo.add(self._barrier_topic)
+        self._barriers: dict[int, gevent.event.Event] = {}
+        self._barrier_seq = 0
         self._heart: gevent.Greenlet | None = None
         self._claim = self.client.register_script(_CLAIM)
         self._release = self.client.register_script(_RELEASE)
@@ -239,6 +245,26 @@ class RedisBroker(Broker):
             pipe.execute()
         except self._redis_mod.RedisError as exc:
             log.warning("Redis release of %d keys failed (%s)", len(pairs), exc)
+
+    def barrier(self, timeout: float = 2.0) -> bool:
+        if self.state != "connected":
+            return False
+        self._barrier_seq += 1
+        seq = self._barrier_seq
+        done = self._barriers[seq] = gevent.event.Event()
+        try:
+            self.publish(self._barrier_topic, seq.to_bytes(8, "big"))
+            ok = done.wait(timeout)
+        finally:
+            self._barriers.pop(seq, None)
+        if not ok:
+            counters["broker_barrier_timeouts"] += 1
+        return ok
+
+    def _on_barrier(self, data: bytes) -> None:
+        done = self._barriers.get(int.from_bytes(data, "big"))
+        if done is not None:
+            done.set()
 
     def _listen(self) -> None:
         backoff = 0.1

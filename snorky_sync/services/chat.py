@@ -79,8 +79,18 @@ class ChatService(RPCService):
     def _key(self, channel: Any) -> Any:
         return bounded_key(channel, self.max_channel_size, "Channel too long")
 
-    @rpc_command
+    @rpc_command(lock=False)  # with Redis it waits for the broker, without the lock
     def join(self, req, channel):
+        if self.replica is None:
+            with self.lock:
+                return self._join(req, channel)
+        self.broker.barrier()  # members joined elsewhere before this call are known here
+        with self.lock:
+            answer = self._join(req, channel)
+        self.broker.flush()  # our presence reaches Redis before the caller hears back
+        return answer
+
+    def _join(self, req, channel):
         client = req.client
         identity = self._identity(client)
         key = self._key(channel)

@@ -140,8 +140,14 @@ class CursorsService(RPCService):
         return found
 
     # -- commands ------------------------------------------------------------------
-    @rpc_command
+    @rpc_command(lock=False)  # with Redis it waits for the broker, without the lock
     def join(self, req, document):
+        if self.replica is not None:
+            self.broker.barrier()  # cursors created elsewhere before this call are known here
+        with self.lock:
+            return self._join(req, document)
+
+    def _join(self, req, document):
         client = req.client
         if client.identity is None:
             raise RPCError("Not authenticated")
@@ -194,7 +200,9 @@ class CursorsService(RPCService):
                 self.broker.release([(self._claim_key(key, handle), token)])
                 raise RPCError("Not joined")
             self.tokens[(key, handle)] = token
-            return self._install(client, pkey, key, mine[key], handle, position, status)
+            handle = self._install(client, pkey, key, mine[key], handle, position, status)
+        self.broker.flush()  # the cursor reaches Redis before the caller hears back
+        return handle
 
     def _install(self, client, pkey, key, document, handle: int, position, status) -> int:
         doc = self.documents[key]

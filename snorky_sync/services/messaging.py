@@ -101,6 +101,7 @@ class MessagingService(RPCService):
             self._add(client, name)
             self.tokens[name] = token
             self.replica.add(name)
+        self.broker.flush()  # the name reaches Redis before the caller hears back
         return None
 
     def _add(self, client, name: str) -> None:
@@ -119,18 +120,36 @@ class MessagingService(RPCService):
         if released:  # the name is free cluster-wide when the answer goes out
             self.broker.release(released, wait=True)
 
-    @rpc_command
+    @rpc_command(lock=False)  # with Redis it waits for the broker, without the lock
     def list_participants(self, req):
+        if self.replica is not None:
+            self.broker.barrier()  # names registered elsewhere before this call are known here
+        with self.lock:
+            return self._list()
+
+    def _list(self) -> list:
         if self.remote:
             return sorted(set(self.participants).union(self.remote))
         return sorted(self.participants)
 
-    @rpc_command
+    @rpc_command(lock=False)  # an unknown destination may wait for the broker, without the lock
     def send(self, req, sender, dest, body):
+        with self.lock:
+            if self._send(req, sender, dest, body):
+                return None
+        if self.replica is not None and isinstance(dest, str):
+            self.broker.barrier()  # registered elsewhere a moment ago?
+            with self.lock:
+                if self._send(req, sender, dest, body):
+                    return None
+        raise RPCError("Unknown destination")
+
+    def _send(self, req, sender, dest, body) -> bool:
+        """Deliver; False when ``dest`` is unknown here."""
         if not isinstance(sender, str) or self.participants.get(sender) is not req.client:
             raise RPCError("Invalid sender")
         if not isinstance(dest, str):
-            raise RPCError("Unknown destination")
+            return False
         msg = {"type": "message", "sender": sender, "dest": dest, "body": body}
         target = self.participants.get(dest)
         if target is not None:
@@ -138,7 +157,8 @@ class MessagingService(RPCService):
         elif dest in self.remote:
             self.replica.publish({"op": "msg", "d": dest, "m": msg})
         else:
-            raise RPCError("Unknown destination")
+            return False
+        return True
 
     def _forget(self, client, name) -> list:
         """Drop a local name; returns the claims to release."""
