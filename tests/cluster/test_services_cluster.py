@@ -132,10 +132,9 @@ def test_chat_presence_members_messages_and_receipts_span_processes(cluster, con
 def test_same_identity_joining_on_two_processes_at_once_is_announced_once(cluster, connect):
     a, b = cluster(2, **ENV)
     watchers = [user(connect, a, "w1"), user(connect, b, "w2")]
-    for w in watchers:
-        w.ok("chat", "join", {"channel": "c"})
-    for w, other in zip(watchers, ("w2", "w1")):
-        all_members(w, {"members": []}, {other})
+    joined = [w.ok("chat", "join", {"channel": "c"}) for w in watchers]
+    for w, answer, other in zip(watchers, joined, ("w2", "w1")):
+        all_members(w, answer, {other})
     dana_a, dana_b = user(connect, a, "dana"), user(connect, b, "dana")
     for d in (dana_a, dana_b):  # both joins in flight together
         d.send("chat", {"command": "join", "params": {"channel": "c"}, "callId": 1})
