@@ -23,6 +23,15 @@ def test_index_links_every_demo(demo_server, pages, screenshot):
     page.goto(demo_server.url + "/")
     links = page.eval_on_selector_all("#demos a", "els => els.map(e => e.getAttribute('href'))")
     assert links == ["/demos/pubsub", "/demos/chat", "/demos/cursors", "/demos/todos"]
+    # the client as an ES module, and as a plain script defining window.Snorky
+    kinds = page.evaluate("""async () => {
+        const m = await import('/static/snorky.mjs');
+        const s = document.createElement('script');
+        s.src = '/static/snorky.js';
+        await new Promise((ok, fail) => { s.onload = ok; s.onerror = fail; document.head.append(s); });
+        return [typeof m.default.DataSync.ArrayCollection, m.Snorky === window.Snorky];
+    }""")
+    assert kinds == ["function", True]
     screenshot(page, "index")
 
 
