@@ -19,6 +19,7 @@ from gevent import pywsgi
 
 from .brokers import flush_all
 from .endpoints.websocket import close_all
+from .http_headers import read_headers
 from .settings import Settings
 
 __all__ = ["SnorkyWSGIHandler", "serve", "make_server"]
@@ -28,6 +29,9 @@ log = logging.getLogger("snorky_sync.server")
 
 class SnorkyWSGIHandler(pywsgi.WSGIHandler):
     """pywsgi handler that lets the WebSocket endpoint own the socket."""
+
+    def MessageClass(self, *args):  # noqa: N802 (pywsgi's name)
+        return read_headers(*args)
 
     def get_environ(self):
         environ = super().get_environ()

@@ -4,9 +4,9 @@ How the view gets its socket:
 
 * ``gunicorn -k gevent`` (``environ['gunicorn.socket']``) and the embedded
   server (``environ['snorky.socket']``, see :mod:`snorky_sync.embedded`): the
-  view checks origin and identity, then performs the handshake itself with the
-  sans-I/O ``websockets`` protocol, so a refused connection gets a plain HTTP
-  401/403 and nothing is upgraded.
+  view checks origin and identity, then performs the handshake itself
+  (:mod:`.handshake`), so a refused connection gets a plain HTTP 401/403 and
+  nothing is upgraded.
 * ``gunicorn -k geventwebsocket.gunicorn.workers.GeventWebSocketWorker``
   (``environ['wsgi.websocket']``): gevent-websocket has already answered
   ``101``; the view adopts that socket and never handshakes again.  A refusal
@@ -30,24 +30,22 @@ import gevent
 import gevent.event
 import gevent.socket
 from flask import Response, request
-from websockets.datastructures import Headers
 from websockets.frames import Opcode
-from websockets.http11 import Request as WSRequest
 from websockets.protocol import Protocol, Side, State
-from websockets.server import ServerProtocol
 from werkzeug.exceptions import HTTPException
 
 from .. import wire
 from ..client import PING_FRAME, Client, close_frame
 from ..logs import RateLimitedLogger
 from ..metrics import counters
+from .handshake import HandshakeError, accept_handshake
 
 __all__ = ["WebSocketOptions", "make_websocket_view", "Reject", "close_all", "live_clients"]
 
 log = logging.getLogger("snorky_sync.websocket")
 # websockets logs "connection open" at INFO for every handshake; keep it out.
-_handshake_log = logging.getLogger("snorky_sync.websocket.handshake")
-_handshake_log.setLevel(logging.WARNING)
+_protocol_log = logging.getLogger("snorky_sync.websocket.protocol")
+_protocol_log.setLevel(logging.WARNING)
 
 _spawn = gevent.spawn
 _monotonic = time.monotonic
@@ -159,17 +157,6 @@ def _remote_address(environ) -> str:
     return f"{addr}:{port}" if port else addr
 
 
-def _handshake_request(environ) -> WSRequest:
-    headers = Headers()
-    for key, value in environ.items():
-        if key.startswith("HTTP_"):
-            headers[key[5:].replace("_", "-").title()] = value
-    path = environ.get("RAW_URI") or environ.get("PATH_INFO", "/")
-    if environ.get("QUERY_STRING") and "?" not in path:
-        path += "?" + environ["QUERY_STRING"]
-    return WSRequest(path, headers)
-
-
 def _check_access(opts: WebSocketOptions, environ) -> tuple[Any, Reject | None]:
     """Origin allowlist, then the authenticate hook: (identity, refusal)."""
     if opts.allowed_origins is not None:
@@ -232,17 +219,15 @@ def make_websocket_view(registry, opts: WebSocketOptions) -> Callable[[], Any]:
             log.info("refused handshake from %s: %s %s", remote, refusal.status, refusal.reason)
             counters["handshakes_refused"] += 1
             return Response(refusal.reason + "\n", status=refusal.status, mimetype="text/plain")
-        proto = ServerProtocol(max_size=opts.max_frame_size, logger=_handshake_log)
-        req = _handshake_request(environ)
-        resp = proto.accept(req)
-        if resp.status_code != 101:
-            counters["handshakes_failed"] += 1
-            return Response(resp.body, status=resp.status_code,
-                            headers=[(k, v) for k, v in resp.headers.raw_items()
-                                     if k.lower() not in ("content-length", "connection")])
-        proto.send_response(resp)
         try:
-            sock.sendall(b"".join(proto.data_to_send()))
+            answer = accept_handshake(environ)
+        except HandshakeError as exc:
+            counters["handshakes_failed"] += 1
+            log.info("bad handshake from %s: %s", remote, exc.reason)
+            return Response(exc.reason + "\n", status=exc.status, mimetype="text/plain",
+                            headers=exc.headers)
+        try:
+            sock.sendall(answer)
         except OSError:
             return _Hijacked()
         _detach(registry, opts, pinger, sock, remote, identity)
@@ -296,7 +281,7 @@ def _serve(registry, opts: WebSocketOptions, pinger: _Pinger, sock, remote: str,
             pass
     client = Client(sock, remote, identity, opts.max_queue_frames, opts.max_queue_bytes)
     proto = Protocol(Side.SERVER, state=State.OPEN, max_size=opts.max_frame_size,
-                     logger=_handshake_log)
+                     logger=_protocol_log)
     counters["connections_opened"] += 1
     counters["connections_current"] += 1
     _live.add(client)

@@ -121,3 +121,24 @@ def test_open_websockets_do_not_count_against_worker_connections(mode):
         for c in clients:
             c.close()
         srv.stop()
+
+
+def test_bad_handshakes_get_clear_http_answers(server):
+    """Requests to /ws that are not a valid opening handshake: an HTTP error, nothing upgraded."""
+    import base64
+    import os
+    import requests
+
+    if server.mode == "gunicorn-geventwebsocket":
+        pytest.skip("gevent-websocket answers malformed upgrades itself, before the app runs")
+    url = server.url + "/ws"
+    good = {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
+            "Sec-WebSocket-Key": base64.b64encode(os.urandom(16)).decode()}
+    assert requests.get(url, timeout=5).status_code == 400  # not an upgrade: Flask's routing says so
+    old = requests.get(url, headers=dict(good, **{"Sec-WebSocket-Version": "8"}), timeout=5)
+    assert old.status_code == 426 and old.headers["Sec-WebSocket-Version"] == "13"
+    for bad_key in ("", "not base64!", base64.b64encode(b"short").decode()):
+        r = requests.get(url, headers=dict(good, **{"Sec-WebSocket-Key": bad_key}), timeout=5)
+        assert r.status_code == 400, bad_key
+        assert "Sec-WebSocket-Key" in r.text
+    assert requests.post(url, headers=good, timeout=5).status_code == 405
