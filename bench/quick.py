@@ -30,6 +30,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 from support.servers import ServerProcess, free_port  # noqa: E402
 
+from bench.procs import rss_kb  # noqa: E402
+
 ENV = {"SNORKY_API_KEY": "bench-key-0123456789abcdef", "SNORKY_RATE_LIMIT": "0",
        "SNORKY_MAX_CONNECTIONS": "50000", "SNORKY_MAX_QUEUE_FRAMES": "100000"}
 
@@ -69,14 +71,6 @@ def server_pid(srv: ServerProcess) -> int:
             return int(kids[0])
         time.sleep(0.05)
     raise RuntimeError("no gunicorn worker")
-
-
-def rss_kb(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS"):
-                return int(line.split()[1])
-    return 0
 
 
 def cpu_seconds(pid: int) -> float:

@@ -444,6 +444,32 @@
       });
     }
 
+    /* rpcCall, then `onSuccess(data)` once it succeeded (connectors track
+     * what the page has, to restore it after a reconnection). */
+    _callThen(command, params, onSuccess) {
+      return this.rpcCall(command, params).then(function (data) {
+        onSuccess(data);
+        return data;
+      });
+    }
+
+    /* After a reconnection: call `command` again for every value of
+     * `tracked` (a ValueSet); a value the server refuses is forgotten. */
+    _replay(tracked, command, paramName, onSuccess) {
+      var self = this;
+      tracked.values().forEach(function (value) {
+        var params = {};
+        params[paramName] = value;
+        self.rpcCall(command, params).then(function (data) {
+          if (onSuccess) { onSuccess(value, data); }
+        }, function (err) {
+          tracked.delete(value);
+          logError("snorky: " + self.name + ": " + command + " after reconnecting failed for",
+                   value, err.message);
+        });
+      });
+    }
+
     call(command, params) {  // Snorky 0.1 name
       return this.rpcCall(command, params);
     }
@@ -519,19 +545,13 @@
     }
 
     subscribe(params) {
-      var self = this;
-      return this.rpcCall("subscribe", params).then(function (data) {
-        self.subscriptions.add(params.channel);
-        return data;
-      });
+      var subs = this.subscriptions;
+      return this._callThen("subscribe", params, function () { subs.add(params.channel); });
     }
 
     unsubscribe(params) {
-      var self = this;
-      return this.rpcCall("unsubscribe", params).then(function (data) {
-        self.subscriptions.delete(params.channel);
-        return data;
-      });
+      var subs = this.subscriptions;
+      return this._callThen("unsubscribe", params, function () { subs.delete(params.channel); });
     }
 
     onNotification(message) {
@@ -544,15 +564,7 @@
     }
 
     restore() {
-      var self = this;
-      this.subscriptions.values().forEach(function (channel) {
-        self.rpcCall("subscribe", {channel: channel}).catch(function (err) {
-          if (err.message !== "Already subscribed") {
-            self.subscriptions.delete(channel);
-            logError("snorky: could not resubscribe to", channel, err.message);
-          }
-        });
-      });
+      this._replay(this.subscriptions, "subscribe", "channel");
     }
   }
   PubSub.addRPCMethods(["publish"]);
@@ -571,19 +583,17 @@
 
     join(params) {
       var self = this;
-      return this.rpcCall("join", params).then(function (data) {
-        self.channels.add(params.channel, data.members.slice());
-        self.membersChanged.dispatch(params.channel, data.members.slice());
-        return data;
-      });
+      return this._callThen("join", params, function (data) { self._joined(params.channel, data); });
     }
 
     leave(params) {
-      var self = this;
-      return this.rpcCall("leave", params).then(function (data) {
-        self.channels.delete(params.channel);
-        return data;
-      });
+      var channels = this.channels;
+      return this._callThen("leave", params, function () { channels.delete(params.channel); });
+    }
+
+    _joined(channel, data) {
+      this.channels.add(channel, data.members.slice());
+      this.membersChanged.dispatch(channel, data.members.slice());
     }
 
     /* The members of a joined channel as this page knows them. */
@@ -612,16 +622,7 @@
     }
 
     restore() {
-      var self = this;
-      this.channels.values().forEach(function (channel) {
-        self.rpcCall("join", {channel: channel}).then(function (data) {
-          self.channels.add(channel, data.members.slice());
-          self.membersChanged.dispatch(channel, data.members.slice());
-        }, function (err) {
-          self.channels.delete(channel);
-          logError("snorky: could not rejoin chat channel", channel, err.message);
-        });
-      });
+      this._replay(this.channels, "join", "channel", this._joined.bind(this));
     }
   }
   Chat.addRPCMethods(["send", "read"]);
@@ -818,14 +819,9 @@
     }
 
     restore() {
-      var self = this;
-      this.documents.values().forEach(function (name) {
-        var doc = self.documents.get(name);
-        self.rpcCall("join", {document: name}).then(function (data) {
-          doc._rejoined(data.cursors);
-        }, function (err) {
-          logError("snorky: could not rejoin cursors document", name, err.message);
-        });
+      var documents = this.documents;
+      this._replay(documents, "join", "document", function (name, data) {
+        documents.get(name)._rejoined(data.cursors);
       });
     }
   }
@@ -843,19 +839,13 @@
     }
 
     registerParticipant(params) {
-      var self = this;
-      return this.rpcCall("registerParticipant", params).then(function (data) {
-        self.participants.add(params.name);
-        return data;
-      });
+      var names = this.participants;
+      return this._callThen("registerParticipant", params, function () { names.add(params.name); });
     }
 
     unregisterParticipant(params) {
-      var self = this;
-      return this.rpcCall("unregisterParticipant", params).then(function (data) {
-        self.participants.delete(params.name);
-        return data;
-      });
+      var names = this.participants;
+      return this._callThen("unregisterParticipant", params, function () { names.delete(params.name); });
     }
 
     onNotification(message) {
@@ -868,13 +858,7 @@
     }
 
     restore() {
-      var self = this;
-      this.participants.values().forEach(function (name) {
-        self.rpcCall("registerParticipant", {name: name}).catch(function (err) {
-          self.participants.delete(name);
-          logError("snorky: could not register", name, "again:", err.message);
-        });
-      });
+      this._replay(this.participants, "registerParticipant", "name");
     }
   }
   Messaging.addRPCMethods(["listParticipants", "send"]);

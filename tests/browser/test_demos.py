@@ -29,9 +29,10 @@ def test_index_links_every_demo(demo_server, pages, screenshot):
         const s = document.createElement('script');
         s.src = '/static/snorky.js';
         await new Promise((ok, fail) => { s.onload = ok; s.onerror = fail; document.head.append(s); });
-        return [typeof m.default.DataSync.ArrayCollection, m.Snorky === window.Snorky];
+        return [typeof m.default.DataSync.ArrayCollection, m.Snorky === m.default,
+                typeof window.Snorky.PubSub];
     }""")
-    assert kinds == ["function", True]
+    assert kinds == ["function", True, "function"]
     screenshot(page, "index")
 
 
