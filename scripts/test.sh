@@ -18,6 +18,13 @@ if [ ${#need[@]} -gt 0 ]; then
   fi
 fi
 
+# snorky.js's node tests need a WebSocket: Node 22+ has one, Node 20 behind a
+# flag; older Nodes (Debian's 18) get the `ws` package from the npm registry.
+if ! node -e "process.exit(typeof WebSocket === 'function' ? 0 : 1)" 2>/dev/null &&
+   ! node --experimental-websocket -e "process.exit(typeof WebSocket === 'function' ? 0 : 1)" 2>/dev/null; then
+  npm install --silent --no-audit --no-fund --prefix tests/js
+fi
+
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test,redis]"
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true  # the slow-consumer test opens 1,000+ sockets

@@ -13,8 +13,15 @@ export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "
 export const Snorky = require(path.join(ROOT, "snorky_sync/static/snorky.js"));
 export const API_KEY = "test-backend-key-0123456789";
 
-if (typeof WebSocket !== "function") {
-  throw new Error("this Node has no global WebSocket: use Node >= 22, or Node 20 with --experimental-websocket");
+// Node 22+ (or 20 with --experimental-websocket) has a global WebSocket; older
+// Nodes use the `ws` package (scripts/test.sh installs it into tests/js/).
+if (typeof globalThis.WebSocket !== "function") {
+  try {
+    globalThis.WebSocket = require("ws").WebSocket;
+  } catch {
+    throw new Error("no WebSocket in this Node: use Node >= 22, Node 20 with --experimental-websocket, " +
+      "or `npm install --prefix tests/js`");
+  }
 }
 
 function python() {

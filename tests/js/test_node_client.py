@@ -17,8 +17,12 @@ ROOT = HERE.parents[1]
 def node_command() -> list[str]:
     node = shutil.which("node")
     assert node, "node is not installed (scripts/test.sh installs it)"
-    probe = subprocess.run([node, "-e", "process.exit(typeof WebSocket === 'function' ? 0 : 1)"])
-    return [node] if probe.returncode == 0 else [node, "--experimental-websocket"]
+    for flags in ([], ["--experimental-websocket"]):
+        probe = subprocess.run([node, *flags, "-e", "process.exit(typeof WebSocket === 'function' ? 0 : 1)"],
+                               capture_output=True)
+        if probe.returncode == 0:
+            return [node, *flags]
+    return [node]  # an old Node: helpers.mjs uses tests/js/node_modules/ws (scripts/test.sh installs it)
 
 
 def test_snorky_js_under_node_test_runner():
