@@ -29,8 +29,10 @@ class CalculatorService(RPCService):
         """Answered later from another greenlet; the connection keeps serving meanwhile."""
         def work():
             gevent.sleep(delay)  # stands for a slow computation or I/O
-            req.reply(x * x)
-        gevent.spawn(work)
+            if not isinstance(x, (int, float)):
+                raise RPCError("x must be a number")
+            return x * x  # req.spawn answers with it (an exception: Internal error)
+        req.spawn(work)
 
 
 registry = ServiceRegistry()

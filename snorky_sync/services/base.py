@@ -27,6 +27,7 @@ import logging
 import re
 from typing import Any, Callable, Iterable
 
+import gevent
 import gevent.lock
 
 from .. import wire
@@ -224,6 +225,36 @@ class Request:
         self._answer_with()
         self.service.send_message_to(
             self.client, {"type": "error", "callId": self.call_id, "message": message})
+
+    def spawn(self, fn: Callable[..., Any], *args: Any, **kwargs: Any):
+        """Run ``fn(*args, **kwargs)`` in a new greenlet and answer with what it
+        returns (unless it answered itself); an :class:`RPCError` it raises
+        answers with its text, anything else is logged with its traceback and
+        answers ``Internal error`` — so the request is answered exactly once
+        even when the background work fails.  Returns the greenlet."""
+        return gevent.spawn(self._run, fn, args, kwargs)
+
+    def _run(self, fn, args, kwargs) -> None:
+        try:
+            result = fn(*args, **kwargs)
+        except RPCError as exc:
+            if not self.resolved:
+                self.error(str(exc.args[0]) if exc.args else "Exception")
+            return
+        except Exception:
+            log.exception("%s.%s: background work raised (client %s)", self.service.name,
+                          self.command, self.client.remote_address)
+            if not self.resolved:
+                self.error("Internal error")
+            return
+        if not self.resolved:
+            try:
+                self.reply(result)
+            except TypeError:
+                log.exception("%s.%s: background work returned a value that is not JSON",
+                              self.service.name, self.command)
+                self.resolved = False
+                self.error("Internal error")
 
     def _answer_with(self) -> None:
         if self.resolved:

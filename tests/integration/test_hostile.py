@@ -21,6 +21,7 @@ COMMANDS = {
     "datasync": ["acquireSubscription", "cancelSubscription"],
 }
 KNOWN_ERRORS = {"Unknown command", "Invalid params", "Internal error", "Already subscribed",
+                "x must be a number",
                 "Not subscribed", "Not authorized", "Division by zero", "Too many subscriptions",
                 "Channel too long", "Not authenticated", "Already joined", "Not joined",
                 "Reused handle", "Too many cursors", "No such cursor", "Document too long",

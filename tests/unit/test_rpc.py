@@ -66,6 +66,21 @@ class Calc(RPCService):
     def later_error(self, req):
         gevent.spawn(req.error, "Nope")
 
+    @rpc_asynchronous
+    def spawned(self, req, how):
+        def work():
+            if how == "rpc_error":
+                raise RPCError("Bad how")
+            if how == "crash":
+                return 1 / 0
+            if how == "not_json":
+                return object()
+            if how == "answers_itself":
+                req.reply("mine")
+                return "ignored"
+            return how * 2
+        req.spawn(work)
+
     @rpc_command
     def kwargs(self, req, **rest):
         return sorted(rest)
@@ -155,7 +170,7 @@ def test_snake_case_maps_to_camel_case_on_the_wire(calc, client):
     assert rpc(calc, client, "camelCased", {"fooBar": 1})["data"] == 1
     assert Calc.rpc_commands() == sorted([
         "add", "falsy", "fail", "crash", "notJson", "createThing", "camelCased",
-        "notifyThenReply", "locked", "unlocked", "later", "laterError", "kwargs"])
+        "notifyThenReply", "locked", "unlocked", "later", "laterError", "spawned", "kwargs"])
 
 
 def test_var_keyword_commands_accept_any_params(calc, client):
@@ -229,3 +244,17 @@ def test_service_names_must_be_strings():
         Service("")
     with pytest.raises(ValueError):
         Service(3)
+
+
+def test_req_spawn_answers_exactly_once_whatever_the_work_does(calc, client, caplog):
+    expected = {"ab": {"type": "response", "callId": "ab", "data": "abab"},
+                "rpc_error": {"type": "error", "callId": "rpc_error", "message": "Bad how"},
+                "crash": {"type": "error", "callId": "crash", "message": "Internal error"},
+                "not_json": {"type": "error", "callId": "not_json", "message": "Internal error"},
+                "answers_itself": {"type": "response", "callId": "answers_itself", "data": "mine"}}
+    for how in expected:
+        calc.process_message_from(client, {"command": "spawned", "params": {"how": how}, "callId": how})
+    gevent.wait(timeout=5)
+    got = answers(client)
+    assert sorted(got, key=lambda m: m["callId"]) == sorted(expected.values(), key=lambda m: m["callId"])
+    assert "ZeroDivisionError" in caplog.text  # the traceback goes to the log, not the client
