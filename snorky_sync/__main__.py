@@ -24,10 +24,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="do not serve the demo pages at / (they are on by default here)")
     args = parser.parse_args(argv)
     settings = Settings.from_env()
-    if "SNORKY_DEMOS" not in os.environ:
-        settings.demos = not args.no_demos
-    elif args.no_demos:
+    if args.no_demos:
         settings.demos = False
+    elif "SNORKY_DEMOS" not in os.environ:  # on by default here, unless the setting says
+        settings.demos = True
     if args.host:
         settings.host = args.host
     if args.port is not None:

@@ -87,18 +87,12 @@ class LocalTransport:
         self.timeout = timeout
 
     def send(self, envelope: dict) -> dict:
-        from .endpoints.backend_http import BackendClient
+        from .endpoints.backend_http import answer_envelope
 
         name = envelope.get("service")
         if name not in self.registry:
             raise SnorkyTransportError(f"Unknown service: {name!r}", 404)
-        client = BackendClient("local (backend)", rpc=True)
-        self.registry.client_connected(client)
-        try:
-            self.registry.process_message_from(client, envelope)
-            answer = client.wait(self.timeout)
-        finally:
-            self.registry.client_disconnected(client)
+        answer = answer_envelope(self.registry, envelope, "local (backend)", timeout=self.timeout)
         if answer is None:
             raise SnorkyTransportError(f"{name} did not answer in {self.timeout}s", 504)
         return orjson.loads(answer)

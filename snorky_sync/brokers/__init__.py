@@ -7,10 +7,10 @@ processes; each of those delivers to its local connections.  The in-process
 processes; :class:`~snorky_sync.brokers.redis.RedisBroker` uses Redis
 pub/sub (``SNORKY_REDIS_URL``).
 """
+import weakref
+
 from .base import Broker, BrokerUnavailable, PeerListener
 from .local import LocalBroker
-
-import weakref
 
 __all__ = ["Broker", "BrokerUnavailable", "LocalBroker", "PeerListener", "make_broker", "flush_all"]
 

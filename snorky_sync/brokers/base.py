@@ -81,6 +81,10 @@ class Broker:
         return True
 
     # -- cluster-wide ownership ---------------------------------------------------
+    def new_claim_token(self) -> str:
+        """A fresh ownership token of this process (its origin, then random)."""
+        return self.origin.hex() + os.urandom(4).hex()
+
     def claim(self, key: str) -> str | None:
         """Own ``key`` cluster-wide: returns an ownership token, or None if a
         live process owns it.  Raises :class:`BrokerUnavailable` when the

@@ -30,7 +30,6 @@ two processes racing for a key cannot both win.
 from __future__ import annotations
 
 import logging
-import os
 import random
 import time
 
@@ -94,6 +93,7 @@ class RedisBroker(Broker):
         self.connected_event = gevent.event.Event()
         self.heartbeat_interval = heartbeat_interval
         self.peer_expiry = peer_expiry
+        self._ttl_ms = max(1, int(peer_expiry * 1000))  # of the liveness key
         self.origin_hex = self.origin.hex()
         self.peers: dict[bytes, float] = {}  # origin -> last heartbeat (monotonic)
         self.handlers[PEERS] = self._on_heartbeat
@@ -168,11 +168,10 @@ class RedisBroker(Broker):
                 log.exception("broker listener %r.%s failed", listener, method)
 
     def _heartbeat(self) -> None:
-        ttl = max(1, int(self.peer_expiry * 1000))
         while True:
             if self.state == "connected":
                 try:
-                    self.client.set(PROC + self.origin_hex, b"1", px=ttl)
+                    self.client.set(PROC + self.origin_hex, b"1", px=self._ttl_ms)
                 except self._redis_mod.RedisError as exc:
                     log.error("Redis heartbeat failed (%s)", exc)
                 self.publish(PEERS, self.origin)
@@ -206,25 +205,20 @@ class RedisBroker(Broker):
             raise BrokerUnavailable("Redis is not connected")
 
     def claim(self, key: str) -> str | None:
-        self._check_connected()
-        token = self.origin_hex + os.urandom(4).hex()
-        try:
-            won = self._claim(keys=[OWN + key, PROC + self.origin_hex],
-                              args=[token, self.origin_hex, max(1, int(self.peer_expiry * 1000))])
-        except self._redis_mod.RedisError as exc:
-            raise BrokerUnavailable(str(exc)) from exc
-        return token if won else None
+        token = self.new_claim_token()
+        return token if self.claim_many([(key, token)])[0] else None
 
     def claim_many(self, pairs) -> list[bool]:
         self._check_connected()
         pairs = list(pairs)
-        ttl = max(1, int(self.peer_expiry * 1000))
+        if not pairs:
+            return []
         try:
             pipe = self.client.pipeline(transaction=False)
             for key, token in pairs:
                 self._claim(keys=[OWN + key, PROC + self.origin_hex],
-                            args=[token, self.origin_hex, ttl], client=pipe)
-            return [bool(r) for r in pipe.execute()] if pairs else []
+                            args=[token, self.origin_hex, self._ttl_ms], client=pipe)
+            return [bool(r) for r in pipe.execute()]
         except self._redis_mod.RedisError as exc:
             raise BrokerUnavailable(str(exc)) from exc
 

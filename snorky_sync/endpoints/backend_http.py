@@ -52,6 +52,19 @@ class BackendClient(Client):
         return self.answer
 
 
+def answer_envelope(registry, envelope: dict, remote: str, rpc: bool = True,
+                    timeout: float = 30.0) -> bytes | None:
+    """Run one backend envelope through ``registry`` as a short-lived client;
+    the reply envelope's bytes, or None if the service did not answer in time."""
+    client = BackendClient(remote, rpc)
+    registry.client_connected(client)
+    try:
+        registry.process_message_from(client, envelope)
+        return client.wait(timeout)
+    finally:
+        registry.client_disconnected(client)
+
+
 def _json(status: int, body: Any) -> Response:
     return Response(wire.encode(body), status=status, mimetype="application/json")
 
@@ -96,14 +109,9 @@ def make_backend_view(registry, api_key: str, max_body_size: int = 1024 * 1024,
         if rpc and (type(message) is not dict or "command" not in message
                     or "params" not in message):
             return _json(400, {"error": "An RPC message needs 'command' and 'params'"})
-        client = BackendClient(f"{request.remote_addr} (backend)", rpc)
         counters["backend_requests"] += 1
-        registry.client_connected(client)
-        try:
-            registry.process_message_from(client, envelope)
-            answer = client.wait(reply_timeout)
-        finally:
-            registry.client_disconnected(client)
+        answer = answer_envelope(registry, envelope, f"{request.remote_addr} (backend)", rpc,
+                                 reply_timeout)
         if answer is None:
             return _json(504, {"error": "The service did not answer in time"})
         return Response(answer, status=200, mimetype="application/json")

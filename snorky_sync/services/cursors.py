@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import random
 from typing import Any
 
@@ -315,10 +314,9 @@ class CursorsService(RPCService):
         """After a reconnect (Redis may have restarted empty): claim every handle again;
         a cursor whose handle another process took meanwhile gets a new one."""
         with self.lock:
-            prefix = self.broker.origin.hex()
             for k, token in self.tokens.items():
                 if not token:
-                    self.tokens[k] = prefix + os.urandom(4).hex()
+                    self.tokens[k] = self.broker.new_claim_token()
             pairs = list(self.tokens.items())
         if not pairs:
             return

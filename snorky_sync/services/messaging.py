@@ -20,7 +20,6 @@ process took meanwhile is dropped here (logged, counted as
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any
 
 from ..brokers.base import BrokerUnavailable
@@ -119,6 +118,7 @@ class MessagingService(RPCService):
             released = self._forget(req.client, name)
         if released:  # the name is free cluster-wide when the answer goes out
             self.broker.release(released, wait=True)
+            self.broker.flush()  # and every process hears of it by then (see barrier)
 
     @rpc_command(lock=False)  # with Redis it waits for the broker, without the lock
     def list_participants(self, req):
@@ -209,10 +209,9 @@ class MessagingService(RPCService):
     def reconnected(self) -> None:
         """After a reconnect (Redis may have restarted empty): claim every local name again."""
         with self.lock:
-            prefix = self.broker.origin.hex()
             for name, token in self.tokens.items():
                 if not token:
-                    self.tokens[name] = prefix + os.urandom(4).hex()
+                    self.tokens[name] = self.broker.new_claim_token()
             pairs = [(name, token) for name, token in self.tokens.items()]
         if not pairs:
             return

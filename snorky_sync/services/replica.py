@@ -80,12 +80,6 @@ class Replica(PeerListener):
     def delete(self, fact: Any) -> None:
         self.publish({"op": "del", "f": fact})
 
-    def remote_facts(self):
-        """Every other process's facts: (origin, key, fact)."""
-        for origin, facts in self.by_origin.items():
-            for key, fact in facts.items():
-                yield origin, key, fact
-
     # -- broker listener ------------------------------------------------------------
     def broker_connected(self) -> None:
         with self.service.lock:

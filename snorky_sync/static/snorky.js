@@ -238,10 +238,10 @@
       if (socket) {
         this._socket = null;
         try { socket.close(1000); } catch (err) { /* already closing */ }
-        this._lost({code: 1000, reason: "closed by the client"}, "Connection closed");
-      } else {
-        this._failQueued("Connection closed");
+        this._lost({code: 1000, reason: "closed by the client", willReconnect: false},
+                   "Connection closed");
       }
+      this._failQueued("Connection closed");
     }
 
     disconnect() {  // Snorky 0.1 name
@@ -315,12 +315,10 @@
       for (var name in this.services) {
         this.services[name]._connectionLost(errorText);
       }
-      if (this.closed) {
-        this._failQueued(errorText);
-      }
       this.logDebug("disconnected", info);
-      if (wasConnected || info.willReconnect === false || this.closed) {
-        info.willReconnect = !!info.willReconnect && !this.closed;
+      // a failed reconnection attempt is not news; the end of a connection,
+      // or of trying, is
+      if (wasConnected || !info.willReconnect) {
         this.disconnected.dispatch(info);
         if (typeof this.onDisconnected === "function") { this.onDisconnected(); }
       }

@@ -70,3 +70,17 @@ def pages(browser):
     yield _pages
     for ctx in contexts:
         ctx.close()
+
+
+@pytest.fixture
+def open_demo(demo_server, pages):
+    """open_demo(*paths) -> one ready page per path of the demo server (all
+    opened, then each waited for until its demo says ``data-ready``)."""
+    def _open(*paths):
+        made = pages(len(paths))
+        for page, path in zip(made, paths):
+            page.goto(demo_server.url + path)
+        for page in made:
+            page.wait_for_selector("body[data-ready='1']", timeout=15000)
+        return made
+    return _open

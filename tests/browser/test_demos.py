@@ -36,11 +36,8 @@ def test_index_links_every_demo(demo_server, pages, screenshot):
     screenshot(page, "index")
 
 
-def test_pubsub_two_tabs_publish_to_each_other(demo_server, pages, screenshot):
-    a, b = pages(2)
-    for page in (a, b):
-        page.goto(demo_server.url + "/demos/pubsub")
-        page.wait_for_selector(READY, timeout=T)
+def test_pubsub_two_tabs_publish_to_each_other(open_demo, screenshot):
+    a, b = open_demo("/demos/pubsub", "/demos/pubsub")
     a.fill("#text", "hello from A")
     a.click("#send")
     b.fill("#text", "hello from B")
@@ -52,13 +49,10 @@ def test_pubsub_two_tabs_publish_to_each_other(demo_server, pages, screenshot):
     screenshot(b, "tab-b")
 
 
-def test_chat_two_people_see_presence_and_messages(demo_server, pages, screenshot):
-    alice, bob = pages(2)
-    alice.goto(demo_server.url + "/demos/chat?name=alice")
-    alice.wait_for_selector(READY, timeout=T)
+def test_chat_two_people_see_presence_and_messages(open_demo, screenshot):
+    (alice,) = open_demo("/demos/chat?name=alice")
     wait_texts(alice, "#members li", ["alice"])
-    bob.goto(demo_server.url + "/demos/chat?name=bob")
-    bob.wait_for_selector(READY, timeout=T)
+    (bob,) = open_demo("/demos/chat?name=bob")
     wait_texts(bob, "#members li", ["alice", "bob"])
     wait_texts(alice, "#members li", ["alice", "bob"])
     alice.wait_for_selector("#messages li.presence:has-text('bob joined')", timeout=T)
@@ -76,11 +70,8 @@ def test_chat_two_people_see_presence_and_messages(demo_server, pages, screensho
     screenshot(alice, "alice-after-bob-left")
 
 
-def test_cursors_follow_the_other_pointer(demo_server, pages, screenshot):
-    alice, bob = pages(2)
-    for page, name in ((alice, "alice"), (bob, "bob")):
-        page.goto(demo_server.url + f"/demos/cursors?name={name}")
-        page.wait_for_selector(READY, timeout=T)
+def test_cursors_follow_the_other_pointer(open_demo, screenshot):
+    alice, bob = open_demo("/demos/cursors?name=alice", "/demos/cursors?name=bob")
     box = alice.locator("#board").bounding_box()
     alice.mouse.move(box["x"] + 50, box["y"] + 60)
     alice.mouse.move(box["x"] + 120, box["y"] + 80)
@@ -97,11 +88,8 @@ def todo_titles(page):
     return texts(page, "#todo-list li label")
 
 
-def test_todos_follow_on_the_other_page(demo_server, pages, screenshot):
-    a, b = pages(2)
-    for page in (a, b):
-        page.goto(demo_server.url + "/demos/todos")
-        page.wait_for_selector(READY, timeout=T)
+def test_todos_follow_on_the_other_page(open_demo, screenshot):
+    a, b = open_demo("/demos/todos", "/demos/todos")
     a.fill("#new-todo", "buy milk")
     a.press("#new-todo", "Enter")
     a.fill("#new-todo", "write docs")
@@ -122,26 +110,18 @@ def test_todos_follow_on_the_other_page(demo_server, pages, screenshot):
     a.click("#todo-list li:has-text('buy milk') .destroy")
     wait_texts(b, "#todo-list li label", ["write better docs"])
     # a page opened now starts from the database
-    (c,) = pages(1)
-    c.goto(demo_server.url + "/demos/todos")
-    c.wait_for_selector(READY, timeout=T)
+    (c,) = open_demo("/demos/todos")
     assert todo_titles(c) == ["write better docs"]
     screenshot(a, "a")
     screenshot(b, "b")
 
 
-def test_pages_survive_a_server_restart(demo_server, pages, screenshot):
+def test_pages_survive_a_server_restart(demo_server, open_demo, screenshot):
     """Pages reconnect on their own and resume: pubsub subscription, chat
     presence, the todo list's DataSync subscription."""
-    p1, p2, chat_a, chat_b, todo_a, todo_b = pages(6)
-    for page in (p1, p2):
-        page.goto(demo_server.url + "/demos/pubsub")
-    chat_a.goto(demo_server.url + "/demos/chat?name=ann")
-    chat_b.goto(demo_server.url + "/demos/chat?name=ben")
-    for page in (todo_a, todo_b):
-        page.goto(demo_server.url + "/demos/todos")
-    for page in (p1, p2, chat_a, chat_b, todo_a, todo_b):
-        page.wait_for_selector(READY, timeout=T)
+    p1, p2, chat_a, chat_b, todo_a, todo_b = open_demo(
+        "/demos/pubsub", "/demos/pubsub", "/demos/chat?name=ann", "/demos/chat?name=ben",
+        "/demos/todos", "/demos/todos")
     wait_texts(chat_a, "#members li", ["ann", "ben"])
 
     demo_server.restart()

@@ -57,7 +57,7 @@ class FakeBroker(Broker):
     def claim(self, key):
         if self.state != "connected":
             raise BrokerUnavailable("down")
-        token = self.origin.hex() + os.urandom(4).hex()
+        token = self.new_claim_token()
         return token if self._take(key, token) else None
 
     def _take(self, key, token):

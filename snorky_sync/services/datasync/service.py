@@ -15,7 +15,6 @@ import logging
 from typing import Any, Iterable
 
 import gevent
-import gevent.event
 
 from ... import wire
 from ...metrics import counters
@@ -179,23 +178,16 @@ class DataSyncService(RPCService):
         """
         checked = validate_deltas(deltas)
         if self._distributed:
+            self._announce({"op": "deltas", "deltas": checked})
             # Answer only once the batch has come back from the broker and
             # been delivered here: an acquisition made right after the
             # answer (on this process or another) then sees these deltas
             # among its buffered ones, never after its response.
-            self._delta_seq += 1
-            seq = self._delta_seq
-            done = self._delta_waiters[seq] = gevent.event.Event()
-            try:
-                self._announce({"op": "deltas", "deltas": checked, "seq": seq})
-                self.broker.flush()
-                if not done.wait(self.DELTAS_CONFIRM_WAIT):
-                    counters["datasync_deltas_unconfirmed"] += 1
-                    log.error("%s: %d deltas not confirmed by the broker within %ss",
-                              self.name, len(checked), self.DELTAS_CONFIRM_WAIT)
-                    raise RPCError("Deltas not confirmed by the broker")
-            finally:
-                self._delta_waiters.pop(seq, None)
+            if not self.broker.barrier(self.DELTAS_CONFIRM_WAIT):
+                counters["datasync_deltas_unconfirmed"] += 1
+                log.error("%s: %d deltas not confirmed by the broker within %ss",
+                          self.name, len(checked), self.DELTAS_CONFIRM_WAIT)
+                raise RPCError("Deltas not confirmed by the broker")
             return
         self._deliver_all(checked)
 
@@ -209,33 +201,15 @@ class DataSyncService(RPCService):
     # -- many processes ---------------------------------------------------------
     _distributed = False
     ANNOUNCE_WAIT = 2.0
-    """Seconds ``acquireSubscription`` waits for an authorization made on
-    another process to arrive here before answering ``No such subscription``."""
+    """Seconds ``acquireSubscription`` of a token unknown here waits for the
+    broker barrier (authorizations made on other processes before it arrive)."""
     DELTAS_CONFIRM_WAIT = 5.0
     """Seconds ``publishDeltas`` waits for its batch to come back from the
     broker before answering ``Deltas not confirmed by the broker``."""
 
-    def _wait_for_token(self, token: str) -> None:
-        """Give an authorization announced by another process time to arrive."""
-        with self.lock:
-            if token in self.subscriptions:
-                return
-            waiter = self._token_waiters.get(token)
-            if waiter is None:
-                if len(self._token_waiters) >= self.MAX_PENDING:
-                    return
-                waiter = self._token_waiters[token] = gevent.event.Event()
-        if not waiter.wait(self.ANNOUNCE_WAIT):
-            with self.lock:
-                if self._token_waiters.get(token) is waiter:
-                    del self._token_waiters[token]
-
     def use_broker(self, broker) -> None:
         super().use_broker(broker)
         if broker.distributed:
-            self._token_waiters: dict[str, gevent.event.Event] = {}
-            self._delta_waiters: dict[int, gevent.event.Event] = {}
-            self._delta_seq = 0
             self._distributed = True
             self._origin = broker.origin.hex()
             broker.subscribe(f"datasync:{self.name}", self._on_broker_message, echo=True)
@@ -250,10 +224,6 @@ class DataSyncService(RPCService):
         mine = event.get("from") == self._origin
         if op == "deltas":
             self._deliver_all(event["deltas"])
-            if mine:
-                waiter = self._delta_waiters.get(event.get("seq"))
-                if waiter is not None:
-                    waiter.set()
         elif op == "auth" and not mine:
             with self.lock:
                 if event["token"] in self.subscriptions:
@@ -268,9 +238,6 @@ class DataSyncService(RPCService):
                     self._register(event["token"], pairs, event["timeout"])
                 except Exception:
                     log.exception("%s: cannot register an authorization from another process", self.name)
-            waiter = self._token_waiters.pop(event["token"], None)
-            if waiter is not None:
-                waiter.set()
         elif op == "acquired" and not mine:
             with self.lock:  # acquired elsewhere: our pending copy goes
                 sub = self.pending.get(event["token"])
@@ -366,8 +333,10 @@ class DataSyncService(RPCService):
         """Link the subscription to the caller; buffered deltas arrive before the reply."""
         if not isinstance(token, str):
             raise RPCError("token must be string")
-        if self._distributed:
-            self._wait_for_token(token)  # without the lock: it may wait for the broker
+        if self._distributed and token not in self.subscriptions:
+            # authorized on another process? Its announcement reached Redis
+            # before the token reached the browser: the barrier brings it here
+            self.broker.barrier(self.ANNOUNCE_WAIT)  # (without the lock)
         with self.lock:
             self._acquire(req, token)
 

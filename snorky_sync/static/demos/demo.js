@@ -24,7 +24,7 @@
     };
     var snorky = new Snorky(WebSocket, address, services, {debug: /debug/.test(location.hash)});
     showStatus(snorky);
-    return Promise.resolve(snorky);
+    return snorky;
   }
 
   function showStatus(snorky) {
