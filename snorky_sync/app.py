@@ -64,7 +64,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app = Flask("snorky_sync")
 
     broker = make_broker(settings.redis_url, settings.cluster_heartbeat, settings.cluster_expiry)
-    frontend = ServiceRegistry(broker)
+    frontend = ServiceRegistry(broker=broker)
     pubsub = PubSubService("pubsub")
     frontend.register_service(pubsub)
 
@@ -82,7 +82,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     cursors.MAX_CURSORS = settings.max_cursors
     datasync.MAX_PENDING = settings.max_pending_subscriptions
 
-    backend = ServiceRegistry(broker)
+    backend = ServiceRegistry(broker=broker)
     backend.register_service(PubSubBackend("pubsub_backend", pubsub))
     backend.register_service(DataSyncBackend("datasync_backend", datasync,
                                              timeout_interval=settings.datasync_timeout))

@@ -140,6 +140,11 @@ class Client:
         """Encode and queue one envelope (for single-recipient messages)."""
         self.send_frame(wire.encode_frame(service, message))
 
+    def send(self, msg: Any) -> None:
+        """Encode and queue a whole message (Snorky 0.1's ``Client.send``: ``msg``
+        is the JSON value sent, envelope included)."""
+        self.send_frame(wire.frame_text(wire.encode(msg)))
+
     def send_control(self, data: bytes) -> None:
         """Queue protocol bytes (ping, pong, close echo) even while closing."""
         if self.closed:

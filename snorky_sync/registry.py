@@ -8,9 +8,10 @@ the registry decodes it, checks the envelope (PROTOCOL.md §1) and passes the
 from __future__ import annotations
 
 import logging
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from . import wire
+from .hashable import make_hashable
 from .logs import RateLimitedLogger
 from .metrics import counters
 
@@ -23,13 +24,38 @@ _DecodeError = wire.DecodeError
 
 
 class ServiceRegistry:
-    """Tracks services by name and delivers messages to them."""
+    """Tracks services by name and delivers messages to them.
 
-    def __init__(self, broker=None) -> None:
-        """``broker`` (optional) connects this registry's services to other
-        processes (:mod:`snorky_sync.brokers`); default: this process only."""
+    ``ServiceRegistry(services=None, *, broker=None)``: as in Snorky 0.1, the
+    services given are registered in order.  ``broker`` (optional) connects
+    this registry's services to other processes (:mod:`snorky_sync.brokers`);
+    default: this process only.  Anything else than a list of services, or
+    than a broker, is refused with a TypeError.
+    """
+
+    def __init__(self, services: Iterable | None = None, *, broker=None) -> None:
+        from .brokers.base import Broker
+        from .services.base import Service
+
+        if isinstance(services, Broker):
+            raise TypeError("ServiceRegistry(services=None, *, broker=None): got a broker "
+                            f"({type(services).__name__}) as the services; pass it as broker=...")
+        if isinstance(services, (Service, str, bytes, dict)) or (
+                services is not None and not hasattr(services, "__iter__")):
+            raise TypeError("ServiceRegistry(services=None, *, broker=None): services is a list "
+                            f"of services, got {type(services).__name__}")
+        if broker is not None and not isinstance(broker, Broker):
+            raise TypeError("ServiceRegistry(broker=...) wants a snorky_sync.brokers.Broker, "
+                            f"got {type(broker).__name__}")
         self.services: dict[str, Any] = {}
         self.broker = broker
+        for service in services or ():
+            self.register_service(service)
+
+    @property
+    def registered_services(self) -> dict[str, Any]:
+        """The services by name (Snorky 0.1's name for :attr:`services`, the same dict)."""
+        return self.services
 
     def __repr__(self) -> str:
         return f"<ServiceRegistry {sorted(self.services)}>"
@@ -42,6 +68,12 @@ class ServiceRegistry:
 
     def register_service(self, service) -> None:
         """Add a service; its name must be unique in this registry."""
+        from .services.base import Service
+
+        if not isinstance(service, Service):
+            what = (f"the class {service.__name__} (instantiate it: {service.__name__}(name))"
+                    if isinstance(service, type) else type(service).__name__)
+            raise TypeError(f"register_service wants a Service instance, got {what}")
         if service.name in self.services:
             raise ValueError(f"a service named {service.name!r} is already registered")
         self.services[service.name] = service
@@ -83,7 +115,10 @@ class ServiceRegistry:
             _warn.warning("unknown-service", "message from %s for unknown service %.80r",
                           client.remote_address, name)
             return
-        service.process_message_from(client, msg["message"])
+        message = msg["message"]
+        if service.hashable_messages:
+            message = make_hashable(message)
+        service.process_message_from(client, message)
 
     def client_connected(self, client) -> None:
         """Tell every service about a new client."""

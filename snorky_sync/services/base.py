@@ -23,6 +23,7 @@ a database query) and must not hold the lock meanwhile; such a command takes
 from __future__ import annotations
 
 import inspect
+import json
 import logging
 import re
 from typing import Any, Callable, Iterable
@@ -36,7 +37,7 @@ from ..metrics import rpc_calls, rpc_errors
 
 __all__ = [
     "Service", "RPCService", "Request", "RPCError", "InvalidMessage",
-    "rpc_command", "rpc_asynchronous", "bounded_key",
+    "rpc_command", "rpc_asynchronous", "bounded_key", "RPCMeta", "ellipsis", "format_call",
 ]
 
 log = logging.getLogger("snorky_sync.services")
@@ -74,6 +75,11 @@ class Service:
     :meth:`client_connected` / :meth:`client_disconnected` (the disconnect is
     where per-client state must be cleaned up).
     """
+
+    hashable_messages = True
+    """As in Snorky 0.1, the messages this service receives are hashable
+    (:func:`snorky_sync.hashable.make_hashable`: lists and dicts can be used as
+    dict keys).  The built-in services turn it off: they key by canonical JSON."""
 
     def __init__(self, name: str) -> None:
         if not isinstance(name, str) or not name:
@@ -193,13 +199,34 @@ def rpc_asynchronous(func=None, *, name: str | None = None, lock: bool = True):
     return _declare(func, name=name, lock=lock, asynchronous=True)
 
 
-class Request:
-    """One RPC call.  Answered exactly once, by :meth:`reply` or :meth:`error`."""
+def ellipsis(string: str, max_length: int = 100) -> str:
+    """``string`` cut to ``max_length`` characters, ending in ``...`` if cut."""
+    if len(string) <= max_length:
+        return string
+    return string[:max_length - 3] + "..."
 
-    __slots__ = ("service", "client", "command", "params", "call_id", "resolved")
+
+def format_call(command: Any, params: Any) -> str:
+    """A short text for a call, e.g. ``add({"a": 1, "b": 2})`` (for logs)."""
+    try:
+        text = json.dumps(params, sort_keys=True, ensure_ascii=False, separators=(", ", ": "))
+    except (TypeError, ValueError):
+        text = repr(params)
+    return ellipsis(f"{command}({text})")
+
+
+class Request:
+    """One RPC call.  Answered exactly once, by :meth:`reply` or :meth:`error`.
+
+    ``debug`` (Snorky 0.1): when set, an unexpected exception in the command
+    propagates to the caller of :meth:`RPCService.process_request` instead of
+    being answered ``Internal error`` (for unit tests of services).
+    """
+
+    __slots__ = ("service", "client", "command", "params", "call_id", "resolved", "debug")
 
     def __init__(self, service: "RPCService", client, msg: Any) -> None:
-        if type(msg) is not dict or "command" not in msg or "params" not in msg:
+        if not isinstance(msg, dict) or "command" not in msg or "params" not in msg:
             raise InvalidMessage("an RPC message needs 'command' and 'params'")
         self.service = service
         self.client = client
@@ -207,6 +234,11 @@ class Request:
         self.params = msg["params"]
         self.call_id = msg.get("callId")
         self.resolved = False
+        self.debug = False
+
+    def format_call(self) -> str:
+        """A short text for this call (for logs)."""
+        return format_call(self.command, self.params)
 
     def __repr__(self) -> str:
         return f"<Request {self.service.name}.{self.command} callId={self.call_id!r}>"
@@ -262,28 +294,43 @@ class Request:
         self.resolved = True
 
 
-class RPCService(Service):
-    """A service whose messages are calls of its ``@rpc_command`` methods."""
+class CommandNames(frozenset):
+    """The wire names of a service's commands: a frozenset, as Snorky 0.1's
+    ``RPCService.rpc_commands`` was; calling it gives them sorted."""
 
-    _commands: dict[str, _CommandSpec] = {}
+    def __call__(self) -> list[str]:
+        return sorted(self)
 
-    def __init_subclass__(cls, **kwargs) -> None:
-        super().__init_subclass__(**kwargs)
-        by_attr: dict[str, _CommandSpec | None] = {}
+
+class RPCMeta(type):
+    """Metaclass of :class:`RPCService`: collects the ``@rpc_command`` methods of
+    a class and its bases into ``_commands`` and ``rpc_commands``.
+
+    When several attributes declare the same wire name (``create_cursor`` and
+    its 0.1 alias ``createCursor``), the one defined in the most derived class
+    wins; a plain attribute overriding a command removes it.
+    """
+
+    def __init__(cls, name, bases, namespace, **kwargs) -> None:
+        super().__init__(name, bases, namespace, **kwargs)
+        commands: dict[str, _CommandSpec] = {}
+        by_attr: dict[str, _CommandSpec] = {}
         for klass in reversed(cls.__mro__):
             for attr, value in vars(klass).items():
                 spec = getattr(value, "_rpc_spec", None)
                 if spec is not None:
-                    by_attr[attr] = _CommandSpec(value, *spec)
-                elif attr in by_attr:
-                    by_attr[attr] = None  # overridden by a plain attribute
-        commands = {s.wire_name: s for s in by_attr.values() if s is not None}
+                    command = _CommandSpec(value, *spec)
+                    commands[command.wire_name] = by_attr[attr] = command
+                elif attr in by_attr:  # overridden by a plain attribute
+                    old = by_attr.pop(attr)
+                    if commands.get(old.wire_name) is old:
+                        del commands[old.wire_name]
         cls._commands = commands
+        cls.rpc_commands = CommandNames(commands)
 
-    @classmethod
-    def rpc_commands(cls) -> list[str]:
-        """The wire names of this service's commands."""
-        return sorted(cls._commands)
+
+class RPCService(Service, metaclass=RPCMeta):
+    """A service whose messages are calls of its ``@rpc_command`` methods."""
 
     def process_message_from(self, client, msg: Any) -> None:
         try:
@@ -305,7 +352,7 @@ class RPCService(Service):
         key = (self.name, command)
         rpc_calls[key] += 1
         params = req.params
-        kwargs = spec.bind(params) if type(params) is dict else None
+        kwargs = spec.bind(params) if isinstance(params, dict) else None
         if kwargs is None:
             rpc_errors[key] += 1
             req.error("Invalid params")
@@ -323,8 +370,10 @@ class RPCService(Service):
             return
         except Exception:
             rpc_errors[key] += 1
-            log.exception("%s.%s raised (client %s)", self.name, command,
-                          req.client.remote_address)
+            if req.debug:
+                raise
+            log.exception("%s.%s raised (client %s): %s", self.name, command,
+                          req.client.remote_address, req.format_call())
             if not req.resolved:
                 req.error("Internal error")
             return

@@ -57,6 +57,8 @@ class ChatService(RPCService):
     """``join``, ``leave``, ``send``, ``read``; limits ``max_channels`` per
     connection and ``max_channel_size`` bytes of JSON per channel."""
 
+    hashable_messages = False  # keys by canonical JSON (wire.json_key)
+
     max_channels = 1000
     max_channel_size = 1024
 
@@ -71,9 +73,37 @@ class ChatService(RPCService):
         if broker.distributed:
             self.replica = Replica(self, broker, f"chat:{self.name}")
 
-    def _identity(self, client) -> Any:
+    # -- hooks (Snorky 0.1's names) ------------------------------------------------
+    def get_time(self) -> str:
+        """The timestamp put in messages, presence and read notifications
+        (ISO 8601 with the UTC offset)."""
+        return now_iso()
+
+    def check_identity(self, client) -> None:
+        """Raise ``Not authenticated`` unless the connection has an identity."""
         if client.identity is None:
             raise RPCError("Not authenticated")
+
+    def send_presence(self, channel: Any, client, status: str) -> None:
+        """Tell this process's connections in ``channel`` that ``client``'s
+        identity ``joined`` or ``left``."""
+        chan = self.channels.get(self._key(channel))
+        if chan is not None:
+            self.broadcast(chan.clients(), {"type": "presence", "from": client.identity,
+                                            "channel": channel, "status": status,
+                                            "timestamp": self.get_time()})
+
+    def do_leave(self, client, channel: Any) -> None:
+        """Make ``client`` leave ``channel`` (as the ``leave`` command; call it
+        under ``self.lock``, e.g. to kick a connection)."""
+        key = self._key(channel)
+        mine = self.client_channels.get(client)
+        if mine is None or key not in mine:
+            raise RPCError("Not joined")
+        self._leave(client, key, channel)
+
+    def _identity(self, client) -> Any:
+        self.check_identity(client)
         return client.identity
 
     def _key(self, channel: Any) -> Any:
@@ -105,10 +135,9 @@ class ChatService(RPCService):
         ikey = _json_key(identity)
         entry = chan.members.get(ikey)
         if entry is None:
-            ts = now_iso()
             if ikey not in chan.remote:  # present nowhere yet
-                self.broadcast(chan.clients(), {"type": "presence", "from": identity, "channel": channel,
-                                                "status": "joined", "timestamp": ts})
+                self.send_presence(channel, client, "joined")
+            ts = self.get_time()
             entry = chan.members[ikey] = (identity, {})
             if self.replica is not None:
                 self.replica.add([channel, identity, ts])
@@ -118,12 +147,7 @@ class ChatService(RPCService):
 
     @rpc_command
     def leave(self, req, channel):
-        client = req.client
-        key = self._key(channel)
-        mine = self.client_channels.get(client)
-        if mine is None or key not in mine:
-            raise RPCError("Not joined")
-        self._leave(client, key, channel)
+        self.do_leave(req.client, channel)
 
     @rpc_command
     def send(self, req, channel, body):
@@ -133,7 +157,7 @@ class ChatService(RPCService):
         if mine is None or key not in mine:
             raise RPCError("Not joined")
         msg = {"type": "message", "from": client.identity, "channel": channel, "body": body,
-               "timestamp": now_iso()}
+               "timestamp": self.get_time()}
         self.broadcast(self.channels[key].clients(), msg)
         if self.replica is not None:
             self.replica.publish({"op": "msg", "c": channel, "m": msg})
@@ -150,10 +174,10 @@ class ChatService(RPCService):
             if entry is not None:
                 others = [c for c in entry[1] if c is not client]
                 if others:
-                    msg = {"type": "read", "channel": channel, "timestamp": now_iso()}
+                    msg = {"type": "read", "channel": channel, "timestamp": self.get_time()}
                     self.broadcast(others, msg)
         if self.replica is not None:  # the identity's connections on other processes
-            msg = msg or {"type": "read", "channel": channel, "timestamp": now_iso()}
+            msg = msg or {"type": "read", "channel": channel, "timestamp": self.get_time()}
             self.replica.publish({"op": "read", "c": channel, "i": identity, "m": msg})
         return None
 
@@ -169,7 +193,7 @@ class ChatService(RPCService):
         if conns:
             return
         del chan.members[ikey]
-        ts = now_iso()
+        ts = self.get_time()
         if self.replica is not None:
             self.replica.delete([channel, identity, ts])
         if not chan.members:
@@ -178,8 +202,7 @@ class ChatService(RPCService):
             return
         if ikey in chan.remote:  # still present on another process
             return
-        self.broadcast(chan.clients(), {"type": "presence", "from": identity, "channel": channel,
-                                        "status": "left", "timestamp": ts})
+        self.send_presence(channel, client, "left")
 
     # -- replication (Replica calls these under self.lock) -----------------------------
     @staticmethod
@@ -187,7 +210,7 @@ class ChatService(RPCService):
         return (_json_key(fact[0]), _json_key(fact[1]))
 
     def local_facts(self) -> list:
-        ts = now_iso()
+        ts = self.get_time()
         return [[chan.value, ident, ts] for chan in self.channels.values()
                 for ident, _ in chan.members.values()]
 
@@ -223,7 +246,7 @@ class ChatService(RPCService):
             if not chan.remote:
                 del self.channels[ckey]
             return
-        ts = event[2] if event is not None else now_iso()
+        ts = event[2] if event is not None else self.get_time()
         self.broadcast(chan.clients(), {"type": "presence", "from": entry[0], "channel": chan.value,
                                         "status": "left", "timestamp": ts})
 

@@ -21,6 +21,7 @@ and a cursor whose handle another process took meanwhile gets a new one
 from __future__ import annotations
 
 import hashlib
+import inspect
 import logging
 import random
 from typing import Any
@@ -31,11 +32,46 @@ from ..metrics import counters
 from .base import RPCError, RPCService, bounded_key, rpc_command
 from .replica import Replica
 
-__all__ = ["CursorsService"]
+__all__ = ["CursorsService", "Cursor"]
 
 _json_key = wire.json_key
 _random = random.SystemRandom()
 log = logging.getLogger("snorky_sync.services.cursors")
+
+
+class Cursor(dict):
+    """One cursor: Snorky 0.1's ``Cursor(private_handle, public_handle,
+    document, position, status, owner)``.
+
+    It *is* its JSON form (``for_json()`` returns itself: ``publicHandle``,
+    ``document``, ``position``, ``status``, ``owner`` = the owner's
+    identity), so the service sends it without copying; the attributes read
+    and write that form.  ``private_handle`` and ``owner`` (the Client) are
+    kept beside it.
+    """
+
+    __slots__ = ("private_handle", "owner")
+
+    def __init__(self, private_handle: Any, public_handle: int, document: Any, position: Any,
+                 status: Any, owner) -> None:
+        super().__init__(publicHandle=public_handle, document=document, position=position,
+                         status=status, owner=getattr(owner, "identity", None))
+        self.private_handle = private_handle
+        self.owner = owner
+
+    def for_json(self) -> dict:
+        """The cursor as sent to the other connections of the document."""
+        return self
+
+    public_handle = property(lambda self: self["publicHandle"])
+    document = property(lambda self: self["document"])
+    position = property(lambda self: self["position"],
+                        lambda self, value: self.__setitem__("position", value))
+    status = property(lambda self: self["status"],
+                      lambda self, value: self.__setitem__("status", value))
+
+    def __repr__(self) -> str:
+        return f"<Cursor {self.public_handle} of {self['owner']!r} in {self.document!r}>"
 
 
 class _Document:
@@ -50,6 +86,8 @@ class _Document:
 class CursorsService(RPCService):
     """``join``, ``leave``, ``createCursor``, ``updateCursor``, ``removeCursor``."""
 
+    hashable_messages = False  # keys by canonical JSON (wire.json_key)
+
     MAX_CURSORS = 16
     """Cursors per connection, across all its documents (``Too many cursors``)."""
 
@@ -58,6 +96,10 @@ class CursorsService(RPCService):
 
     def __init__(self, name: str) -> None:
         super().__init__(name)
+        # Snorky 0.1's hook took (client); this one takes (client, document)
+        hook = inspect.signature(self.check_new_cursor_allowed).parameters
+        self._hook_takes_document = len(hook) >= 2 or any(
+            p.kind is p.VAR_POSITIONAL for p in hook.values())
         self.documents: dict[Any, _Document] = {}
         self.client_documents: dict[Any, dict[Any, Any]] = {}   # client -> {doc key: doc value}
         # client -> {private handle key: (doc key, public handle)}
@@ -75,11 +117,32 @@ class CursorsService(RPCService):
             self.replica = Replica(self, broker, f"cursors:{self.name}")
 
     # -- hooks -----------------------------------------------------------------
-    def check_new_cursor_allowed(self, client, document: Any) -> None:
+    def check_new_cursor_allowed(self, client, document: Any = None) -> None:
         """Raise RPCError to refuse a new cursor.  Default: at most ``MAX_CURSORS``
-        per connection (``Too many cursors``)."""
+        per connection (``Too many cursors``).  An override may take
+        ``(client)`` only, as in Snorky 0.1."""
         if len(self.client_cursors.get(client, ())) >= self.MAX_CURSORS:
             raise RPCError("Too many cursors")
+
+    def check_identity(self, client) -> None:
+        """Raise ``Not authenticated`` unless the connection has an identity."""
+        if client.identity is None:
+            raise RPCError("Not authenticated")
+
+    def do_leave(self, client, document: Any) -> None:
+        """Make ``client`` leave ``document``, removing its cursors there (as the
+        ``leave`` command; call it under ``self.lock``)."""
+        key = self._doc_key(document)
+        mine = self.client_documents.get(client)
+        if mine is None or key not in mine:
+            raise RPCError("Not joined")
+        self._leave(client, key)
+
+    def do_remove_cursor(self, client, private_handle: Any) -> None:
+        """Remove one of ``client``'s cursors (as ``removeCursor``; under ``self.lock``)."""
+        key, handle = self._owned(client, private_handle)
+        self._remove(client, _json_key(private_handle), key, handle)
+        self._release()
 
     # -- helpers -----------------------------------------------------------------
     def _doc_key(self, document: Any) -> Any:
@@ -148,8 +211,7 @@ class CursorsService(RPCService):
 
     def _join(self, req, document):
         client = req.client
-        if client.identity is None:
-            raise RPCError("Not authenticated")
+        self.check_identity(client)
         key = self._doc_key(document)
         mine = self.client_documents.get(client)
         if mine is not None and key in mine:
@@ -169,12 +231,7 @@ class CursorsService(RPCService):
 
     @rpc_command
     def leave(self, req, document):
-        client = req.client
-        key = self._doc_key(document)
-        mine = self.client_documents.get(client)
-        if mine is None or key not in mine:
-            raise RPCError("Not joined")
-        self._leave(client, key)
+        self.do_leave(req.client, document)
 
     @rpc_command(lock=False)  # with Redis it waits for the handle's claim, without the lock
     def create_cursor(self, req, private_handle, document, position, status):
@@ -187,10 +244,13 @@ class CursorsService(RPCService):
             pkey = _json_key(private_handle)
             if pkey in self.client_cursors.get(client, ()):
                 raise RPCError("Reused handle")
-            self.check_new_cursor_allowed(client, document)
+            if self._hook_takes_document:
+                self.check_new_cursor_allowed(client, document)
+            else:
+                self.check_new_cursor_allowed(client)
             if self.replica is None:
                 return self._install(client, pkey, key, mine[key], self._new_handle(self.documents[key]),
-                                     position, status)
+                                     position, status, private_handle)
         handle, token = self._claim_handle(client, key)
         with self.lock:
             self._reserved.discard((key, handle))
@@ -199,14 +259,15 @@ class CursorsService(RPCService):
                 self.broker.release([(self._claim_key(key, handle), token)])
                 raise RPCError("Not joined")
             self.tokens[(key, handle)] = token
-            handle = self._install(client, pkey, key, mine[key], handle, position, status)
+            handle = self._install(client, pkey, key, mine[key], handle, position, status,
+                                   private_handle)
         self.broker.flush()  # the cursor reaches Redis before the caller hears back
         return handle
 
-    def _install(self, client, pkey, key, document, handle: int, position, status) -> int:
+    def _install(self, client, pkey, key, document, handle: int, position, status,
+                 private_handle=None) -> int:
         doc = self.documents[key]
-        cursor = {"publicHandle": handle, "document": document, "position": position,
-                  "status": status, "owner": client.identity}
+        cursor = Cursor(private_handle, handle, document, position, status, client)
         doc.cursors[handle] = cursor
         self.client_cursors.setdefault(client, {})[pkey] = (key, handle)
         self.broadcast(self._others(doc, client), {"type": "cursorAdded", "cursor": cursor})
@@ -232,10 +293,12 @@ class CursorsService(RPCService):
 
     @rpc_command
     def remove_cursor(self, req, private_handle):
-        client = req.client
-        key, handle = self._owned(client, private_handle)
-        self._remove(client, _json_key(private_handle), key, handle)
-        self._release()
+        self.do_remove_cursor(req.client, private_handle)
+
+    # Snorky 0.1's method names (the same commands)
+    createCursor = create_cursor
+    updateCursor = update_cursor
+    removeCursor = remove_cursor
 
     # -- state changes ---------------------------------------------------------------
     def _remove(self, client, pkey, key, handle) -> None:

@@ -35,6 +35,8 @@ log = logging.getLogger("snorky_sync.services.messaging")
 class MessagingService(RPCService):
     """``registerParticipant``, ``unregisterParticipant``, ``listParticipants``, ``send``."""
 
+    hashable_messages = False  # keys by canonical JSON (wire.json_key)
+
     max_names_per_client = 100
     max_name_size = 256
 
@@ -131,6 +133,11 @@ class MessagingService(RPCService):
         if self.remote:
             return sorted(set(self.participants).union(self.remote))
         return sorted(self.participants)
+
+    # Snorky 0.1's method names (the same commands)
+    registerParticipant = register_participant
+    unregisterParticipant = unregister_participant
+    listParticipants = list_participants
 
     @rpc_command(lock=False)  # an unknown destination may wait for the broker, without the lock
     def send(self, req, sender, dest, body):

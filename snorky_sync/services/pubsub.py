@@ -24,6 +24,8 @@ class PubSubService(RPCService):
     bytes of JSON per channel (``Channel too long``).
     """
 
+    hashable_messages = False  # keys by canonical JSON (wire.json_key)
+
     max_subscriptions = 1000
     max_channel_size = 1024
 
@@ -109,6 +111,8 @@ class PubSubService(RPCService):
 
 class PubSubBackend(RPCService):
     """Backend PubSub: ``publish`` to the frontend service, no authorization hook."""
+
+    hashable_messages = False  # keys by canonical JSON (wire.json_key)
 
     def __init__(self, name: str, frontend: PubSubService) -> None:
         super().__init__(name)

@@ -65,7 +65,7 @@ logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name
 
 broker = make_broker(os.environ.get("SNORKY_REDIS_URL"))
 broker.start()
-frontend = ServiceRegistry(broker)
+frontend = ServiceRegistry(broker=broker)
 pubsub = PubSubService("pubsub")
 frontend.register_service(pubsub)
 frontend.register_service(CalculatorService("calc"))
@@ -87,7 +87,7 @@ frontend.register_service(MessagingService("messaging"))
 datasync = DataSyncService("datasync", [TodosByList, AllTodos, TodosFilter])
 frontend.register_service(datasync)
 
-backend = ServiceRegistry(broker)
+backend = ServiceRegistry(broker=broker)
 backend.register_service(PubSubBackend("pubsub_backend", pubsub))
 backend.register_service(DataSyncBackend("datasync_backend", datasync))
 backend.register_service(CalculatorService("calc"))

@@ -17,6 +17,8 @@ class DataSyncBackend(RPCService):
     """Backend DataSync for ``frontend``; unacquired subscriptions expire
     after ``timeout_interval`` seconds."""
 
+    hashable_messages = False  # keys by canonical JSON (wire.json_key)
+
     def __init__(self, name: str, frontend: DataSyncService, timeout_interval: float = 120) -> None:
         super().__init__(name)
         self.frontend = frontend

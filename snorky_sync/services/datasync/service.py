@@ -35,6 +35,8 @@ class DataSyncService(RPCService):
     instances.
     """
 
+    hashable_messages = False  # keys by canonical JSON (wire.json_key)
+
     MAX_PENDING = 10000
     """Authorized subscriptions not yet acquired; beyond this
     ``authorizeSubscription`` answers ``Too many pending subscriptions``."""
