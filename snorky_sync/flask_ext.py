@@ -70,6 +70,10 @@ class Snorky:
         raising :class:`~snorky_sync.endpoints.websocket.Reject` refuses it.
         ``allowed_origins`` None allows every origin (as Snorky 0.1 did).
         """
+        _check_registry("websocket", registry)
+        if authenticate is not None and not callable(authenticate):
+            raise TypeError("websocket(authenticate=...) wants a callable taking the request, "
+                            f"got {type(authenticate).__name__}")
         s = self.settings
         opts = WebSocketOptions(
             ping_interval=ping_interval or s.ping_interval,
@@ -97,6 +101,7 @@ class Snorky:
         ``only_port``: serve it only to requests that arrived on that local
         port (bind the app to a public and a private port; see README).
         """
+        _check_registry("backend", registry)
         _check_key(api_key)
         view = make_backend_view(registry, api_key, max_body_size or self.settings.backend_max_body,
                                  only_port=only_port)
@@ -109,6 +114,14 @@ class Snorky:
         _check_key(api_key)
         self._route(path, endpoint or f"snorky_metrics_{path}", make_metrics_view(api_key, only_port, broker),
                     ["GET"], False)
+
+
+def _check_registry(method: str, registry) -> None:
+    from .registry import ServiceRegistry
+
+    if not isinstance(registry, ServiceRegistry):
+        raise TypeError(f"Snorky.{method}(path, registry): registry is a ServiceRegistry, "
+                        f"got {type(registry).__name__}")
 
 
 def _check_key(api_key) -> None:

@@ -27,7 +27,7 @@ class Settings:
     backend_host: str = "127.0.0.1"         # SNORKY_BACKEND_HOST (with SNORKY_BACKEND_PORT)
     backend_port: int = 0                   # SNORKY_BACKEND_PORT (0: backend on the main port)
     ping_interval: float = 90.0             # SNORKY_PING_INTERVAL (seconds)
-    max_frame_size: int = 1024 * 1024       # SNORKY_MAX_FRAME_SIZE (bytes)
+    max_frame_size: int = 10 * 1024 * 1024  # SNORKY_MAX_FRAME_SIZE (bytes; Tornado's limit, as in Snorky 0.1)
     max_queue_frames: int = 10000           # SNORKY_MAX_QUEUE_FRAMES
     max_queue_bytes: int = 16 * 1024 * 1024  # SNORKY_MAX_QUEUE_BYTES
     socket_sndbuf: int = 0                  # SNORKY_SOCKET_SNDBUF (bytes of kernel send buffer per socket; 0: OS default)
@@ -40,7 +40,7 @@ class Settings:
     max_cursors: int = 16                   # SNORKY_MAX_CURSORS (per connection)
     max_pending_subscriptions: int = 10000  # SNORKY_MAX_PENDING_SUBSCRIPTIONS (unacquired DataSync authorizations per process)
     max_channel_size: int = 1024            # SNORKY_MAX_CHANNEL_SIZE (bytes of JSON per channel / document name)
-    backend_max_body: int = 1024 * 1024     # SNORKY_BACKEND_MAX_BODY (bytes)
+    backend_max_body: int = 10 * 1024 * 1024  # SNORKY_BACKEND_MAX_BODY (bytes)
     workers: int = 1                        # SNORKY_WORKERS (gunicorn)
     worker_class: str = "gevent"            # SNORKY_WORKER_CLASS (gunicorn)
     worker_connections: int = 10000         # SNORKY_WORKER_CONNECTIONS (gunicorn)

@@ -69,7 +69,7 @@ def _json(status: int, body: Any) -> Response:
     return Response(wire.encode(body), status=status, mimetype="application/json")
 
 
-def make_backend_view(registry, api_key: str, max_body_size: int = 1024 * 1024,
+def make_backend_view(registry, api_key: str, max_body_size: int = 10 * 1024 * 1024,
                       reply_timeout: float = 30.0, only_port: int | None = None):
     """The Flask view serving ``registry`` to trusted HTTP callers.
 

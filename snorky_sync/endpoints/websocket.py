@@ -75,7 +75,7 @@ class WebSocketOptions:
     """Per-endpoint settings (defaults from :mod:`snorky_sync.settings`)."""
 
     ping_interval: float = 90.0
-    max_frame_size: int = 1024 * 1024
+    max_frame_size: int = 10 * 1024 * 1024  # Tornado's default, as Snorky 0.1 accepted
     allowed_origins: Sequence[str] | None = None
     authenticate: Callable[[Any], Any] | None = None
     max_queue_frames: int = 10000

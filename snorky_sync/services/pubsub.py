@@ -116,6 +116,9 @@ class PubSubBackend(RPCService):
 
     def __init__(self, name: str, frontend: PubSubService) -> None:
         super().__init__(name)
+        if not isinstance(frontend, PubSubService):
+            raise TypeError("PubSubBackend(name, frontend): frontend is the PubSubService it "
+                            f"publishes to, got {type(frontend).__name__}")
         self.frontend = frontend
 
     @rpc_command(lock=False)

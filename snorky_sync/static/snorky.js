@@ -12,28 +12,47 @@
  *   snorky.services.pubsub.messagePublished.add(function (msg) { ... });
  *   snorky.services.pubsub.subscribe({channel: "news"});
  *
+ * Snorky.js 0.1's whole public API is here, and code written for 0.1 runs
+ * unchanged: Snorky.Class (my.class semantics: constructor, STATIC, parent,
+ * mixins), Snorky.Signal (js-signals' API), a replaceable Snorky.Promise,
+ * Snorky.Service / RPCService (plain constructor functions, so
+ * `Snorky.RPCService.call(this, ...)` and
+ * `Snorky.RPCService.prototype.init.call(this)` work), the connectors
+ * PubSub, Chat, Messaging, Cursors (Document, Cursor, OwnCursor,
+ * ForeignCursor) and DataSync (CollectionDeltaProcessor, Collection,
+ * ArrayCollection, SingleItemCollection and their iterators), Snorky._,
+ * stableStringify / CycleError, with 0.1's error and warning texts.
+ *
  * Beyond Snorky 0.1: reconnection with exponential backoff and jitter; after
  * reconnecting, connectors restore what the page had (pubsub subscriptions,
  * chat channels, cursor documents and own cursors, messaging names); RPC
  * calls in flight when the connection drops reject with "Connection lost";
- * close() stops reconnecting.
+ * close() stops reconnecting; a listener that throws does not stop the other
+ * listeners of a signal.
  *
  * This Source Code Form is subject to the terms of the Mozilla Public
  * License, v. 2.0.
  */
 (function (root, factory) {
   "use strict";
-  var Snorky = factory();
+  var Snorky = factory(root);
   if (typeof module === "object" && module && module.exports) {
     module.exports = Snorky;
   }
   if (root) {
     root.Snorky = Snorky;
+    // Snorky 0.1's bundle also defined these globals (my.class, js-signals,
+    // its stable stringify); pages written for it may use them.
+    if (root.my === undefined) { root.my = {Class: Snorky.Class, extendClass: Snorky.Class.extendClass}; }
+    if (root.signals === undefined) { root.signals = Snorky.Signal; }
+    if (root.stableStringify === undefined) { root.stableStringify = Snorky.stableStringify; }
+    if (root.CycleError === undefined) { root.CycleError = Snorky.CycleError; }
   }
-})(typeof globalThis !== "undefined" ? globalThis : this, function () {
+})(typeof globalThis !== "undefined" ? globalThis : this, function (root) {
   "use strict";
 
-  var root = typeof globalThis !== "undefined" ? globalThis : {};
+  root = root || {};
+  var hasOwn = Object.prototype.hasOwnProperty;
 
   function logError() {
     if (typeof console !== "undefined" && console.error) {
@@ -41,73 +60,394 @@
     }
   }
 
-  /* JSON with sorted object keys: the client-side identity of a channel or
-   * document (the server compares them by value). */
-  function stableStringify(value) {
-    if (value === null || typeof value !== "object") {
-      return JSON.stringify(value);
+  /* ------------------------------------------------------------------ */
+  /* Class: my.class semantics (Snorky 0.1's class library).             */
+  /*                                                                     */
+  /*   Class(body) / Class(Parent, body) / Class(Parent, Mixin..., body)  */
+  /* body.constructor is the constructor (default: call the parent's);   */
+  /* body.STATIC holds static members; the parent's statics are copied   */
+  /* (unless redefined), and so are the mixins' prototype members that   */
+  /* the class does not already have.  Klass.Super is the parent.        */
+
+  function extend(target, source, override) {
+    var prop;
+    if (override === false) {
+      for (prop in source) {
+        if (!(prop in target)) { target[prop] = source[prop]; }
+      }
+    } else {
+      for (prop in source) { target[prop] = source[prop]; }
+      if (source.toString !== Object.prototype.toString) { target.toString = source.toString; }
     }
-    if (Array.isArray(value)) {
-      return "[" + value.map(stableStringify).join(",") + "]";
+  }
+
+  function extendClass(Klass, extension, override) {
+    var members = {};
+    for (var key in extension) {
+      if (key !== "STATIC" && key !== "constructor") { members[key] = extension[key]; }
     }
-    return "{" + Object.keys(value).sort().map(function (k) {
-      return JSON.stringify(k) + ":" + stableStringify(value[k]);
-    }).join(",") + "}";
+    if (hasOwn.call(extension, "toString")) { members.toString = extension.toString; }
+    if (extension.STATIC) { extend(Klass, extension.STATIC, override); }
+    extend(Klass.prototype, members, override);
+  }
+
+  function describe(value) {
+    if (value === null) { return "null"; }
+    if (typeof value === "function") { return "function " + (value.name || "(anonymous)"); }
+    if (typeof value === "string") { return JSON.stringify(value); }
+    return typeof value;
+  }
+
+  function Class() {
+    var len = arguments.length;
+    var body = arguments[len - 1];
+    var Parent = len > 1 ? arguments[0] : null;
+    if (!body || typeof body !== "object") {
+      throw new TypeError("Snorky.Class: the last argument must be the class body (an object), got " +
+                          describe(body));
+    }
+    if (len > 1 && typeof Parent !== "function") {
+      throw new TypeError("Snorky.Class: the parent class must be a constructor function, got " +
+                          describe(Parent));
+    }
+    var Klass;
+    if (hasOwn.call(body, "constructor") && body.constructor !== Object) {
+      Klass = body.constructor;
+      if (typeof Klass !== "function") {
+        throw new TypeError("Snorky.Class: constructor must be a function, got " + describe(Klass));
+      }
+    } else if (Parent) {
+      Klass = function () { return Parent.apply(this, arguments); };
+    } else {
+      Klass = function () {};
+    }
+    if (Parent) {
+      Klass.prototype = Object.create(Parent.prototype);
+      Object.defineProperty(Klass.prototype, "constructor",
+                            {value: Klass, writable: true, configurable: true});
+      Klass.Super = Parent;
+      extend(Klass, Parent, false);  // inherit static members
+    }
+    for (var i = 1; i < len - 1; i++) {
+      if (typeof arguments[i] !== "function") {
+        throw new TypeError("Snorky.Class: mixin " + i + " must be a class, got " + describe(arguments[i]));
+      }
+      extend(Klass.prototype, arguments[i].prototype, false);
+    }
+    extendClass(Klass, body);
+    return Klass;
+  }
+  Class.extendClass = extendClass;
+
+  /* true when `self` is a class's prototype object rather than an instance
+   * (0.1's docs call `Snorky.RPCService.prototype.init()` without .call). */
+  function isPrototypeObject(self) {
+    return !self || (typeof self.constructor === "function" && self.constructor.prototype === self);
   }
 
   /* ------------------------------------------------------------------ */
-  /* Signals: small event objects (add / addOnce / remove / dispatch).   */
+  /* Snorky._: 0.1's minimal lodash-style helpers.                        */
 
-  class Signal {
-    constructor() {
-      this._listeners = [];
-    }
-
-    add(fn, ctx) {
-      if (typeof fn !== "function") {
-        throw new TypeError("Signal.add: listener must be a function");
+  var _ = {
+    each: function (collection, callback, thisArg) {
+      for (var key in collection) {
+        if (callback.call(thisArg, collection[key], key, collection) === false) { break; }
       }
-      this._listeners.push({fn: fn, ctx: ctx, once: false});
-      return this;
-    }
-
-    addOnce(fn, ctx) {
-      this.add(fn, ctx);
-      this._listeners[this._listeners.length - 1].once = true;
-      return this;
-    }
-
-    remove(fn, ctx) {
-      this._listeners = this._listeners.filter(function (l) {
-        return !(l.fn === fn && (ctx === undefined || l.ctx === ctx));
+    },
+    assign: function (object, source) {
+      for (var key in source) { object[key] = source[key]; }
+      return object;
+    },
+    defaults: function (object, source) {
+      object = object || {};
+      for (var key in source) {
+        if (!(key in object)) { object[key] = source[key]; }
+      }
+      return object;
+    },
+    map: function (array, callback, thisArg) {
+      var out = [];
+      _.each(array, function (value) { out.push(callback.call(thisArg, value)); });
+      return out;
+    },
+    keys: function (object) {
+      var out = [];
+      for (var key in object) { out.push(key); }
+      return out;
+    },
+    findIndex: function (array, callback, thisArg) {
+      var found;
+      _.each(array, function (value, index) {
+        if (callback.call(thisArg, value)) { found = index; return false; }
       });
-      return this;
+      return found;
+    },
+    find: function (array, callback, thisArg) {
+      var index = _.findIndex(array, callback, thisArg);
+      return index === undefined ? undefined : array[index];
+    },
+    remove: function (array, callback, thisArg) {
+      var removed = [];
+      for (var i = 0; i < array.length; i++) {
+        if (callback.call(thisArg, array[i])) {
+          removed.push(array[i]);
+          array.splice(i--, 1);
+        }
+      }
+      return removed;
+    },
+    isArray: function (thing) {
+      return Object.prototype.toString.call(thing) === "[object Array]";
+    },
+    indexOf: function (haystack, needle) {
+      for (var i = 0; i < haystack.length; i++) {
+        if (haystack[i] === needle) { return i; }
+      }
+      return -1;
+    },
+    "in": function (haystack, needle) {
+      return _.isArray(haystack) ? _.indexOf(haystack, needle) !== -1 : (needle in haystack);
+    },
+    subset: function (object, allowedKeys, errorFn) {
+      errorFn = errorFn || function () {};
+      _.each(object, function (value, key) {
+        if (!_["in"](allowedKeys, key)) { errorFn(key, value); }
+      });
+    },
+    /* Replaces the elements for which callback() is true with newValue;
+     * returns the (last) element replaced. */
+    replace: function (array, newValue, callback, thisArg) {
+      var replaced;
+      _.each(array, function (value, index) {
+        if (callback.call(thisArg, value)) {
+          array[index] = newValue;
+          replaced = value;
+        }
+      });
+      return replaced;
+    },
+    /* A predicate: does an object have the same `fieldName` as `object`? */
+    field: function (fieldName, object) {
+      return function (other) {
+        return other[fieldName] == object[fieldName];  // eslint-disable-line eqeqeq
+      };
+    },
+    replaceOnField: function (fieldName, array, newValue) {
+      return _.replace(array, newValue, _.field(fieldName, newValue));
+    },
+    removeOnField: function (fieldName, array, needle) {
+      return _.remove(array, _.field(fieldName, needle));
+    },
+    /* true if every key of smallObject has the same value in bigObject */
+    isEqualRight: function (bigObject, smallObject) {
+      for (var key in smallObject) {
+        if (bigObject[key] !== smallObject[key]) { return false; }
+      }
+      return true;
     }
+  };
 
-    removeAll() {
-      this._listeners = [];
-      return this;
+  /* ------------------------------------------------------------------ */
+  /* stableStringify: JSON with sorted object keys, the client-side      */
+  /* identity of a channel or document (the server compares by value).   */
+
+  function CycleError() {
+    this.name = "CycleError";
+    this.message = "Cycles are not allowed";
+    this.stack = (new Error(this.message)).stack;
+  }
+  CycleError.prototype = Object.create(Error.prototype);
+  CycleError.prototype.constructor = CycleError;
+
+  function stableStringify(value) {
+    var ancestors = [];
+    function walk(node, inArray) {
+      if (node && typeof node.toJSON === "function") { node = node.toJSON(); }
+      if (node === undefined || typeof node === "function" || typeof node === "symbol") {
+        return inArray ? "null" : undefined;
+      }
+      if (node === null || typeof node !== "object") { return JSON.stringify(node); }
+      if (ancestors.indexOf(node) !== -1) { throw new CycleError(); }
+      ancestors.push(node);
+      try {
+        if (Array.isArray(node)) {
+          return "[" + node.map(function (item) { return walk(item, true); }).join(",") + "]";
+        }
+        var items = [];
+        Object.keys(node).sort().forEach(function (key) {
+          var text = walk(node[key], false);
+          if (text !== undefined) { items.push(JSON.stringify(key) + ":" + text); }
+        });
+        return "{" + items.join(",") + "}";
+      } finally {
+        ancestors.pop();
+      }
     }
+    return walk(value, false);
+  }
 
-    getNumListeners() {
-      return this._listeners.length;
+  /* ------------------------------------------------------------------ */
+  /* Signals: js-signals' API (what Snorky 0.1 used).                    */
+
+  function validateListener(listener, fnName) {
+    if (typeof listener !== "function") {
+      throw new Error("listener is a required param of {fn}() and should be a Function.".replace("{fn}", fnName));
     }
+  }
 
-    /* Calls every listener with the arguments.  A listener that throws is
-     * reported on the console and does not stop the others. */
-    dispatch() {
-      var args = arguments;
-      var listeners = this._listeners.slice();
-      this._listeners = this._listeners.filter(function (l) { return !l.once; });
-      listeners.forEach(function (l) {
+  function SignalBinding(signal, listener, isOnce, listenerContext, priority) {
+    this._listener = listener;
+    this._isOnce = isOnce;
+    this.context = listenerContext;
+    this._signal = signal;
+    this._priority = priority || 0;
+  }
+  SignalBinding.prototype = {
+    constructor: SignalBinding,
+    active: true,
+    params: null,
+    /* Calls the listener.  A listener that throws is reported on the
+     * console and does not stop the signal's other listeners. */
+    execute: function (paramsArr) {
+      var result;
+      if (this.active && this._listener) {
+        var params = this.params ? this.params.concat(paramsArr) : paramsArr;
+        var listener = this._listener;
+        var context = this.context;
+        if (this._isOnce) { this.detach(); }
         try {
-          l.fn.apply(l.ctx, args);
+          result = listener.apply(context, params);
         } catch (err) {
           logError("snorky: a signal listener threw", err);
         }
-      });
+      }
+      return result;
+    },
+    detach: function () {
+      return this.isBound() ? this._signal.remove(this._listener, this.context) : null;
+    },
+    isBound: function () { return !!this._signal && !!this._listener; },
+    isOnce: function () { return this._isOnce; },
+    getListener: function () { return this._listener; },
+    getSignal: function () { return this._signal; },
+    _destroy: function () {
+      delete this._signal;
+      delete this._listener;
+      delete this.context;
+    },
+    toString: function () {
+      return "[SignalBinding isOnce:" + this._isOnce + ", isBound:" + this.isBound() +
+        ", active:" + this.active + "]";
     }
+  };
+
+  function Signal() {
+    this._bindings = [];
+    this._prevParams = null;
+    // dispatch always works on this signal, even passed around as a callback
+    var self = this;
+    this.dispatch = function () { Signal.prototype.dispatch.apply(self, arguments); };
   }
+  Signal.prototype = {
+    constructor: Signal,
+    VERSION: "1.0.0",
+    memorize: false,
+    _shouldPropagate: true,
+    active: true,
+
+    _registerListener: function (listener, isOnce, listenerContext, priority) {
+      var index = this._indexOfListener(listener, listenerContext);
+      var binding;
+      if (index !== -1) {
+        binding = this._bindings[index];
+        if (binding.isOnce() !== isOnce) {
+          throw new Error("You cannot add" + (isOnce ? "" : "Once") + "() then add" + (!isOnce ? "" : "Once") +
+                          "() the same listener without removing the relationship first.");
+        }
+      } else {
+        binding = new SignalBinding(this, listener, isOnce, listenerContext, priority);
+        this._addBinding(binding);
+      }
+      if (this.memorize && this._prevParams) { binding.execute(this._prevParams); }
+      return binding;
+    },
+
+    _addBinding: function (binding) {
+      // higher priority first; equal priorities in the order they were added
+      var i = this._bindings.length;
+      while (i > 0 && this._bindings[i - 1]._priority < binding._priority) { i--; }
+      this._bindings.splice(i, 0, binding);
+    },
+
+    _indexOfListener: function (listener, context) {
+      for (var i = this._bindings.length - 1; i >= 0; i--) {
+        var b = this._bindings[i];
+        if (b._listener === listener && b.context === context) { return i; }
+      }
+      return -1;
+    },
+
+    has: function (listener, context) {
+      return this._indexOfListener(listener, context) !== -1;
+    },
+
+    /* add(listener, context, priority) -> SignalBinding */
+    add: function (listener, listenerContext, priority) {
+      validateListener(listener, "add");
+      return this._registerListener(listener, false, listenerContext, priority);
+    },
+
+    addOnce: function (listener, listenerContext, priority) {
+      validateListener(listener, "addOnce");
+      return this._registerListener(listener, true, listenerContext, priority);
+    },
+
+    remove: function (listener, context) {
+      validateListener(listener, "remove");
+      var i = this._indexOfListener(listener, context);
+      if (i !== -1) {
+        this._bindings[i]._destroy();
+        this._bindings.splice(i, 1);
+      }
+      return listener;
+    },
+
+    removeAll: function () {
+      for (var i = this._bindings.length - 1; i >= 0; i--) { this._bindings[i]._destroy(); }
+      this._bindings.length = 0;
+    },
+
+    getNumListeners: function () { return this._bindings.length; },
+
+    /* Stops the dispatch in progress (the remaining listeners are skipped). */
+    halt: function () { this._shouldPropagate = false; },
+
+    /* Calls every listener with the arguments, highest priority first; a
+     * listener returning false stops the dispatch. */
+    dispatch: function () {
+      if (!this.active) { return; }
+      var params = Array.prototype.slice.call(arguments);
+      if (this.memorize) { this._prevParams = params; }
+      var bindings = this._bindings.slice();
+      this._shouldPropagate = true;
+      for (var i = 0; i < bindings.length && this._shouldPropagate; i++) {
+        if (bindings[i].execute(params) === false) { break; }
+      }
+    },
+
+    forget: function () { this._prevParams = null; },
+
+    dispose: function () {
+      this.removeAll();
+      delete this._bindings;
+      delete this._prevParams;
+    },
+
+    toString: function () {
+      return "[Signal active:" + this.active + " numListeners:" + this.getNumListeners() + "]";
+    }
+  };
+  Signal.Signal = Signal;  // js-signals' namespace alias (signals.Signal)
 
   /* ------------------------------------------------------------------ */
   /* The connection.                                                     */
@@ -120,56 +460,81 @@
     protocols: undefined      // WebSocket sub-protocols, if any
   };
 
-  class Snorky {
-    /* new Snorky(WebSocketClass, url, {name: ServiceClass, ...}, options)
-     *  url: a ws:// or wss:// address, or a function returning one or a
-     *       Promise of one (called at every (re)connection, e.g. to fetch a
-     *       fresh connection token).
+  function isServiceClass(value) {
+    var Base = Snorky.Service;
+    return typeof value === "function" && (value === Base || value.prototype instanceof Base);
+  }
+
+  var Snorky = Class({
+    /* new Snorky(socketClass, address, {name: ServiceClass, ...}, options)
+     *  socketClass: WebSocket, SockJS, or any class with that interface.
+     *  address: a ws:// or wss:// address (http(s):// for SockJS), or a
+     *       function returning one or a Promise of one (called at every
+     *       (re)connection, e.g. to fetch a fresh connection token).
      *  options: {debug, reconnect, reconnectDelay, maxReconnectDelay,
-     *       protocols}; a boolean is taken as `debug` (Snorky 0.1). */
-    constructor(socketClass, address, services, options) {
+     *       protocols}; a boolean is taken as `debug` (as early 0.1 did). */
+    constructor: function (socketClass, address, services, options) {
       if (typeof socketClass !== "function") {
         throw new TypeError("Snorky: the first argument is the WebSocket class");
       }
       if (typeof options === "boolean") {
         options = {debug: options};
       }
-      this.options = Object.assign({}, DEFAULTS, options || {});
+      if (services !== undefined && services !== null && typeof services !== "object") {
+        throw new TypeError("Snorky: services must be an object {name: ServiceClass}, got " +
+                            describe(services));
+      }
+      var name;
+      for (name in services || {}) {
+        if (hasOwn.call(services, name) && !isServiceClass(services[name])) {
+          throw new TypeError('Snorky: service "' + name + '" is not a Snorky.Service class (got ' +
+                              describe(services[name]) + ")");
+        }
+      }
+      this.options = _.assign(_.assign({}, DEFAULTS), options || {});
       this.socketClass = socketClass;
       this.address = address;
       this.debug = !!this.options.debug;
 
-      this.connected = new Signal();     // dispatch(isReconnection)
-      this.disconnected = new Signal();  // dispatch({code, reason, willReconnect})
-
       this.isConnected = false;
-      this.isConnecting = false;
-      this.closed = false;               // close() was called
+      this.isConnecting = false;       // a socket is being opened
+      this.isReconnecting = false;     // lost: waiting to try again
+      this.closed = false;             // close() was called
       this.reconnectAttempts = 0;
-      this.connectionCount = 0;          // successful opens so far
+      this.connectionCount = 0;        // successful opens so far
 
       this._socket = null;
-      this._queue = [];
+      this._queuedMessages = [];
       this._timer = null;
 
+      this.connected = new Snorky.Signal();     // dispatch(isReconnection)
+      this.disconnected = new Snorky.Signal();  // dispatch({code, reason, willReconnect})
+
       this.services = {};
-      for (var name in services || {}) {
-        if (Object.prototype.hasOwnProperty.call(services, name)) {
+      for (name in services || {}) {
+        if (hasOwn.call(services, name)) {
           this.services[name] = new services[name](name, this);
         }
       }
-      this.connect();
-    }
+      this._connect();
+    },
 
-    logDebug() {
+    /* console.debug(...) when debug is on (a format string works). */
+    logDebug: function () {
       if (this.debug && typeof console !== "undefined") {
         var out = console.debug || console.log;
-        out.apply(console, ["snorky:"].concat(Array.prototype.slice.call(arguments)));
+        if (out) { out.apply(console, arguments); }
       }
-    }
+    },
 
-    /* Opens the socket (the constructor calls it; so does reconnection). */
-    connect() {
+    /* Opens the connection (the constructor does).  After close() /
+     * disconnect(), connect() opens a new one. */
+    connect: function () {
+      this.closed = false;
+      this._connect();
+    },
+
+    _connect: function () {
       if (this._socket || this.closed) {
         return;
       }
@@ -182,26 +547,24 @@
       this.isConnecting = true;
       if (url && typeof url.then === "function") {
         // an address function may answer later, e.g. after fetching a fresh token
-        this._socket = {pending: true, close: function () {}};
-        var placeholder = this._socket;
+        var placeholder = this._socket = {pending: true, close: function () {}};
         url.then(function (resolved) {
           if (self._socket !== placeholder) { return; }  // closed meanwhile
           self._socket = null;
           self._open(resolved);
         }, function (err) {
           if (self._socket !== placeholder) { return; }
-          self.logDebug("the address function failed", err);
+          self.logDebug("Snorky: the address function failed", err);
           self._socket = null;
           self._onClose({code: 1006, reason: "no address: " + (err && err.message)});
         });
         return;
       }
       this._open(url);
-    }
+    },
 
-    _open(url) {
+    _open: function (url) {
       var self = this;
-      this.logDebug("connecting to", url);
       var socket = this.options.protocols === undefined
         ? new this.socketClass(url)
         : new this.socketClass(url, this.options.protocols);
@@ -216,7 +579,7 @@
         if (self._socket === socket) { self._onClose(event || {}); }
       };
       socket.onerror = function () {
-        self.logDebug("socket error");
+        self.logDebug("Snorky socket error");
         // A connection that fails before opening: some WebSocket
         // implementations (Node 20's) fire no close event after it.
         if (self._socket === socket && !self.isConnected) {
@@ -224,12 +587,13 @@
           self._onClose({code: 1006, reason: "connection failed"});
         }
       };
-    }
+    },
 
-    /* Closes the connection for good: no reconnection, queued messages and
-     * pending calls are rejected with "Connection closed". */
-    close() {
+    /* Closes the connection for good: no reconnection; queued messages are
+     * dropped and pending calls reject with "Connection closed". */
+    close: function () {
       this.closed = true;
+      this.isReconnecting = false;
       if (this._timer) {
         clearTimeout(this._timer);
         this._timer = null;
@@ -241,41 +605,45 @@
         this._lost({code: 1000, reason: "closed by the client", willReconnect: false},
                    "Connection closed");
       }
-      this._failQueued("Connection closed");
-    }
+      this._closedForGood("Connection closed");
+    },
 
-    disconnect() {  // Snorky 0.1 name
+    disconnect: function () {  // Snorky 0.1's name
       this.close();
-    }
+    },
 
-    _onOpen() {
+    _eachService: function (method, arg) {
+      for (var name in this.services) {
+        try {
+          this.services[name][method](arg);
+        } catch (err) {
+          logError("snorky: service " + name + " failed in " + method, err);
+        }
+      }
+    },
+
+    _onOpen: function () {
       var isReconnection = this.connectionCount > 0;
       this.isConnected = true;
       this.isConnecting = false;
+      this.isReconnecting = false;
       this.reconnectAttempts = 0;
       this.connectionCount += 1;
-      this.logDebug(isReconnection ? "reconnected" : "connected");
-      var name;
+      this.logDebug(isReconnection ? "Reconnected to Snorky server." : "Connected to Snorky server.");
       // Restore first (pubsub subscriptions, chat channels, ...), then send
       // what the page queued while offline, in order.
-      for (name in this.services) {
-        try {
-          this.services[name]._connectionOpened(isReconnection);
-        } catch (err) {
-          logError("snorky: service " + name + " failed to restore", err);
-        }
-      }
-      var queue = this._queue;
-      this._queue = [];
+      this._eachService("_connectionOpened", isReconnection);
+      var queue = this._queuedMessages;
+      this._queuedMessages = [];
       for (var i = 0; i < queue.length; i++) {
-        this._socket.send(queue[i].raw);
-        if (queue[i].onSent) { queue[i].onSent(); }
+        this._socket.send(queue[i]);
       }
+      this._eachService("_queueFlushed");
       this.connected.dispatch(isReconnection);
-      if (typeof this.onConnected === "function") { this.onConnected(); }
-    }
+      if (typeof this.onConnected === "function") { Snorky.emitEvent(this.onConnected.bind(this)); }
+    },
 
-    _onMessage(event) {
+    _onMessage: function (event) {
       var packet;
       try {
         packet = JSON.parse(event.data);
@@ -287,16 +655,15 @@
         logError("snorky: frame is not an envelope", packet);
         return;
       }
-      this.logDebug("received", packet);
-      var service = this.services[packet.service];
+      var service = hasOwn.call(this.services, packet.service) ? this.services[packet.service] : null;
       if (service) {
         service.packetReceived.dispatch(packet.message);
       } else {
-        this.logDebug("frame for an unknown service", packet.service);
+        this.logDebug("Snorky: frame for an unknown service", packet.service);
       }
-    }
+    },
 
-    _onClose(event) {
+    _onClose: function (event) {
       this._socket = null;
       var willReconnect = !this.closed && this.options.reconnect;
       this._lost({code: event.code, reason: event.reason, willReconnect: willReconnect},
@@ -304,185 +671,206 @@
       if (willReconnect) {
         this._scheduleReconnect();
       } else {
-        this._failQueued("Connection closed");
+        this._closedForGood("Connection closed");
       }
-    }
+    },
 
-    _lost(info, errorText) {
+    _lost: function (info, errorText) {
       var wasConnected = this.isConnected;
       this.isConnected = false;
       this.isConnecting = false;
-      for (var name in this.services) {
-        this.services[name]._connectionLost(errorText);
-      }
-      this.logDebug("disconnected", info);
+      this._eachService("_connectionLost", errorText);
+      this.logDebug("Snorky disconnected", info);
       // a failed reconnection attempt is not news; the end of a connection,
       // or of trying, is
       if (wasConnected || !info.willReconnect) {
         this.disconnected.dispatch(info);
-        if (typeof this.onDisconnected === "function") { this.onDisconnected(); }
+        if (typeof this.onDisconnected === "function") { Snorky.emitEvent(this.onDisconnected.bind(this)); }
       }
-    }
+    },
 
-    _failQueued(errorText) {
-      var queue = this._queue;
-      this._queue = [];
-      queue.forEach(function (item) {
-        if (item.reject) { item.reject(new Error(errorText)); }
-      });
-    }
+    _closedForGood: function (errorText) {
+      this.isReconnecting = false;
+      this._queuedMessages = [];
+      this._eachService("_connectionClosed", errorText);
+    },
 
     /* Delay before reconnection attempt n: exponential, capped, with jitter
      * (half fixed, half random) so that thousands of pages reconnecting
      * after a restart do not arrive in one burst. */
-    nextReconnectDelay() {
+    nextReconnectDelay: function () {
       var base = this.options.reconnectDelay * Math.pow(2, this.reconnectAttempts);
       var capped = Math.min(this.options.maxReconnectDelay, base);
       return Math.round(capped / 2 + Math.random() * capped / 2);
-    }
+    },
 
-    _scheduleReconnect() {
+    _scheduleReconnect: function () {
       var delay = this.nextReconnectDelay();
       var self = this;
       this.reconnectAttempts += 1;
-      this.isConnecting = true;
-      this.logDebug("reconnecting in", delay, "ms");
+      this.isReconnecting = true;
+      this.logDebug("Snorky: reconnecting in", delay, "ms");
       this._timer = setTimeout(function () {
         self._timer = null;
-        self.connect();
+        self._connect();
       }, delay);
-    }
+    },
 
     /* Sends an envelope now, or queues it until the socket is open.
-     * `reject` (optional) is called if the message can never be sent. */
-    _sendServiceMessage(serviceName, message, reject, onSent) {
+     * Returns true if it was sent now. */
+    _sendServiceMessage: function (serviceName, message) {
       var raw = JSON.stringify({service: serviceName, message: message});
       if (this.isConnected) {
-        this.logDebug("sending", raw);
+        this.logDebug("Snorky: sending", raw);
         this._socket.send(raw);
         return true;
       }
-      if (this.closed) {
-        if (reject) { reject(new Error("Connection closed")); }
-        return false;
+      if (!this.closed) {
+        this._queuedMessages.push(raw);
+      } else {
+        this.logDebug("Snorky: closed, message dropped", raw);
       }
-      this._queue.push({raw: raw, reject: reject, onSent: onSent});
       return false;
-    }
+    },
 
-    /* ws(s)://<this page's host><path>: the usual address in a browser. */
-    static defaultUrl(path) {
-      var loc = root.location;
-      return (loc.protocol === "https:" ? "wss://" : "ws://") + loc.host + (path || "/ws");
+    STATIC: {
+      /* ws(s)://<this page's host><path>: the usual address in a browser. */
+      defaultUrl: function (path) {
+        var loc = root.location;
+        return (loc.protocol === "https:" ? "wss://" : "ws://") + loc.host + (path || "/ws");
+      }
     }
+  });
+
+  Snorky.Class = Class;
+  Snorky._ = _;
+  Snorky.Signal = Signal;
+  Snorky.SignalBinding = SignalBinding;
+  // Replaceable (e.g. by an Angular $q adapter): read at every call.
+  Snorky.Promise = root.Promise;
+  Snorky.stableStringify = stableStringify;
+  Snorky.CycleError = CycleError;
+  Snorky.version = "0.2.0";
+
+  /* Calls a user callback (onConnected, onMessagePublished, ...).  A
+   * framework may replace it to wrap callbacks (e.g. in a digest cycle). */
+  Snorky.emitEvent = function (callback) {
+    var args = Array.prototype.slice.call(arguments, 1);
+    if (typeof callback === "function") { callback.apply(undefined, args); }
+  };
+
+  function newPromise(executor) {
+    var P = Snorky.Promise;
+    return new P(executor);
+  }
+
+  function resolved(value) {
+    return newPromise(function (resolve) { resolve(value); });
   }
 
   /* ------------------------------------------------------------------ */
   /* Services.                                                           */
 
-  class Service {
-    constructor(name, snorky) {
+  Snorky.Service = Class({
+    constructor: function (name, snorky) {
       if (typeof name !== "string" || !snorky) {
-        throw new TypeError("Service(name, snorky): bad arguments");
+        throw new TypeError("Bad arguments for service constructor");
       }
       this.name = name;
       this.snorky = snorky;
-      this.packetReceived = new Signal();
-      this.packetReceived.add(this.onMessage, this);
+      this.packetReceived = new Snorky.Signal();
+      this._prepare();
       this.init();
-    }
+    },
 
-    init() {}
+    /* Wires the service's own listeners before init() runs. */
+    _prepare: function () {
+      var self = this;
+      this.packetReceived.add(function (message) { self.onMessage(message); });
+    },
 
-    sendMessage(message) {
+    /* Initialization hook for subclasses (listen to events, create
+     * attributes...). */
+    init: function () {},
+
+    sendMessage: function (message) {
       return this.snorky._sendServiceMessage(this.name, message);
-    }
+    },
 
-    onMessage(message) {}
+    /* Every message for a plain Service (RPC services use onPacket). */
+    onMessage: function (message) {},
 
     /* Called on every open; isReconnection is true after a reconnection.
-     * Connectors override it to restore their state. */
-    _connectionOpened(isReconnection) {
+     * Connectors override restore() to restore their state. */
+    _connectionOpened: function (isReconnection) {
       if (isReconnection) { this.restore(); }
-    }
+    },
+    restore: function () {},
+    _queueFlushed: function () {},
+    _connectionLost: function (errorText) {},
+    _connectionClosed: function (errorText) {}
+  });
+  var Service = Snorky.Service;
 
-    restore() {}
-
-    _connectionLost(errorText) {}
-  }
-
-  class RPCService extends Service {
-    init() {
+  Snorky.RPCService = Class(Service, {
+    _prepare: function () {
       this.nextCallId = 0;
-      this.calls = {};  // callId -> {resolve, reject, command}
-      this.notificationReceived = new Signal();
-      this.notificationReceived.add(this.onNotification, this);
-    }
+      this.calls = {};  // callId -> {resolve, reject, command, sent}
+      this.notificationReceived = new Snorky.Signal();
+      this.packetReceived.add(this.onPacket, this);
+    },
 
-    /* Calls `command` with `params` (an object); the Promise resolves with
-     * the response's data or rejects with an Error whose message is the
-     * server's error text (e.g. "Already subscribed"), or "Connection lost"
-     * when the connection drops before the answer.  A call made while
-     * offline is queued and sent when the connection opens. */
-    rpcCall(command, params) {
+    /* 0.1's subclasses call `Snorky.RPCService.prototype.init.call(this)`
+     * from their init(); the state is already there (and that call is
+     * harmless on the prototype itself, as 0.1's doc example makes it). */
+    init: function () {
+      if (isPrototypeObject(this)) { return; }
+      if (!hasOwn.call(this, "calls")) {
+        this.nextCallId = 0;
+        this.calls = {};
+      }
+      if (!hasOwn.call(this, "notificationReceived")) { this.notificationReceived = new Snorky.Signal(); }
+      if (!hasOwn.call(this, "packetReceived")) { this.packetReceived = new Snorky.Signal(); }
+      this.packetReceived.add(this.onPacket, this);  // once: same listener and context
+    },
+
+    /* Calls `command` with `params` (an object).  Returns a Snorky.Promise
+     * fulfilled with the response's data, or rejected with an Error whose
+     * message is the server's error text (e.g. "Already subscribed"), or
+     * "Connection lost" when the connection drops before the answer.  A
+     * call made while offline is queued and sent when the connection opens. */
+    rpcCall: function (command, params) {
       var self = this;
-      return new Promise(function (resolve, reject) {
+      return newPromise(function (resolve, reject) {
         var callId = self.nextCallId++;
-        var entry = {resolve: resolve, command: command, sent: false};
-        entry.reject = function (err) {
-          delete self.calls[callId];
-          reject(err);
-        };
+        var entry = {resolve: resolve, reject: reject, command: command, sent: false};
         self.calls[callId] = entry;
-        entry.sent = self.snorky._sendServiceMessage(self.name, {
-          command: command,
-          params: params || {},
-          callId: callId
-        }, entry.reject, function () { entry.sent = true; });
+        self.sendMessage({command: command, params: params || {}, callId: callId});
+        var snorky = self.snorky;
+        if (snorky && snorky.isConnected) {
+          entry.sent = true;
+        } else if (snorky && snorky.closed) {
+          delete self.calls[callId];
+          reject(new Error("Connection closed"));
+        }
       });
-    }
+    },
 
-    /* rpcCall, then `onSuccess(data)` once it succeeded (connectors track
-     * what the page has, to restore it after a reconnection). */
-    _callThen(command, params, onSuccess) {
-      return this.rpcCall(command, params).then(function (data) {
-        onSuccess(data);
-        return data;
-      });
-    }
-
-    /* After a reconnection: call `command` again for every value of
-     * `tracked` (a ValueSet); a value the server refuses is forgotten. */
-    _replay(tracked, command, paramName, onSuccess) {
-      var self = this;
-      tracked.values().forEach(function (value) {
-        var params = {};
-        params[paramName] = value;
-        self.rpcCall(command, params).then(function (data) {
-          if (onSuccess) { onSuccess(value, data); }
-        }, function (err) {
-          tracked.delete(value);
-          logError("snorky: " + self.name + ": " + command + " after reconnecting failed for",
-                   value, err.message);
-        });
-      });
-    }
-
-    call(command, params) {  // Snorky 0.1 name
+    call: function (command, params) {  // name of early 0.1 releases
       return this.rpcCall(command, params);
-    }
+    },
 
-    onMessage(message) {
+    onPacket: function (message) {
       if (!message || typeof message !== "object" || !("type" in message)) {
-        logError('snorky: non-RPC message from service "' + this.name + '"', message);
+        logError('Non-RPC message received from service "%s"', this.name);
         return;
       }
       if (message.type === "response" || message.type === "error") {
-        var call = this.calls[message.callId];
-        if (!call) {
-          logError('snorky: answer to an unknown call from service "' + this.name + '"', message);
+        if (!hasOwn.call(this.calls, message.callId)) {
+          logError('Response for unknown call with id "%s" from service "%s"', message.callId, this.name);
           return;
         }
+        var call = this.calls[message.callId];
         delete this.calls[message.callId];
         if (message.type === "response") {
           call.resolve(message.data);
@@ -492,114 +880,192 @@
           call.reject(err);
         }
       } else {
+        // 0.1 connectors listen with notificationReceived.add(this.onNotification, this);
+        // a subclass that only overrides onNotification gets it called too.
+        if (!this.notificationReceived.has(this.onNotification, this)) {
+          this.onNotification(message);
+        }
         this.notificationReceived.dispatch(message);
       }
-    }
+    },
 
-    onNotification(message) {}
+    onMessage: function (message) {  // name of early 0.1 releases
+      this.onPacket(message);
+    },
 
-    _connectionLost(errorText) {
+    onNotification: function (message) {},
+
+    _queueFlushed: function () {
+      for (var id in this.calls) { this.calls[id].sent = true; }
+    },
+
+    /* Calls that were sent fail; calls still queued stay queued for the next
+     * connection. */
+    _connectionLost: function (errorText) {
       var calls = this.calls;
-      var pending = [];
-      for (var id in calls) { pending.push(calls[id]); }
-      // calls still queued (never sent) stay queued for the next connection
-      pending.forEach(function (call) {
-        if (call.sent) { call.reject(new Error(errorText)); }
-      });
-    }
-
-    static addRPCMethods(methods) {
-      var cls = this;
-      methods.forEach(function (method) {
-        if (method in cls.prototype) {
-          throw new Error('Method "' + method + '" already exists; refusing to overwrite it');
+      Object.keys(calls).forEach(function (id) {
+        var call = calls[id];
+        if (call && call.sent) {
+          delete calls[id];
+          call.reject(new Error(errorText));
         }
-        cls.prototype[method] = function (params) {
-          return this.rpcCall(method, params || {});
-        };
       });
+    },
+
+    _connectionClosed: function (errorText) {
+      var calls = this.calls;
+      this.calls = {};
+      Object.keys(calls).forEach(function (id) { calls[id].reject(new Error(errorText)); });
+    },
+
+    /* rpcCall, then `onSuccess(data)` once it succeeded (connectors track
+     * what the page has, to restore it after a reconnection). */
+    _callThen: function (command, params, onSuccess) {
+      return this.rpcCall(command, params).then(function (data) {
+        onSuccess(data);
+        return data;
+      });
+    },
+
+    /* After a reconnection: call `command` again for every value of
+     * `tracked` (a ValueSet); a value the server refuses is forgotten. */
+    _replay: function (tracked, command, paramName, onSuccess) {
+      var self = this;
+      tracked.values().forEach(function (value) {
+        var params = {};
+        params[paramName] = value;
+        self.rpcCall(command, params).then(function (data) {
+          if (onSuccess) { onSuccess(value, data); }
+        }, function (err) {
+          tracked["delete"](value);
+          logError("snorky: " + self.name + ": " + command + " after reconnecting failed for",
+                   value, err.message);
+        });
+      });
+    },
+
+    STATIC: {
+      /* Adds one method per command name to the class: method(params)
+       * returns rpcCall(command, params || {}).  Refuses to overwrite a
+       * method the class (or a parent) has. */
+      addRPCMethods: function (methods) {
+        var cls = this;
+        if (typeof cls !== "function" || !cls.prototype) {
+          throw new TypeError("addRPCMethods must be called on a service class");
+        }
+        if (!_.isArray(methods)) {
+          throw new TypeError("addRPCMethods expects an array of command names, got " + describe(methods));
+        }
+        methods.forEach(function (method) {
+          if (typeof method !== "string") {
+            throw new TypeError("addRPCMethods: a command name must be a string, got " + describe(method));
+          }
+          if (method in cls.prototype) {
+            throw new Error('Method "' + method + '" already exists in the ' +
+                            "class. Refusing to overwrite it.");
+          }
+          cls.prototype[method] = function (params) {
+            return this.rpcCall(method, params || {});
+          };
+        });
+      }
     }
-  }
+  });
+  var RPCService = Snorky.RPCService;
 
   /* Tracks values (channels, documents) by value, as the server does. */
-  class ValueSet {
-    constructor() { this.map = new Map(); }
-    add(value, extra) { this.map.set(stableStringify(value), {value: value, extra: extra}); }
-    delete(value) { this.map.delete(stableStringify(value)); }
-    has(value) { return this.map.has(stableStringify(value)); }
-    get(value) { var e = this.map.get(stableStringify(value)); return e && e.extra; }
-    values() { return Array.from(this.map.values()).map(function (e) { return e.value; }); }
-    get size() { return this.map.size; }
-    clear() { this.map.clear(); }
+  function ValueSet() { this.map = {}; }
+  ValueSet.prototype = {
+    add: function (value, extra) { this.map[stableStringify(value)] = {value: value, extra: extra}; },
+    "delete": function (value) { delete this.map[stableStringify(value)]; },
+    has: function (value) { return hasOwn.call(this.map, stableStringify(value)); },
+    get: function (value) { var e = this.map[stableStringify(value)]; return e && e.extra; },
+    values: function () {
+      var map = this.map;
+      return Object.keys(map).map(function (k) { return map[k].value; });
+    },
+    clear: function () { this.map = {}; }
+  };
+  Object.defineProperty(ValueSet.prototype, "size", {
+    get: function () { return Object.keys(this.map).length; }
+  });
+
+  function unknownType(serviceLabel, type) {
+    logError("Unknown message type in " + serviceLabel + " service: " + type);
   }
 
   /* PubSub ------------------------------------------------------------ */
 
-  class PubSub extends RPCService {
-    init() {
-      super.init();
-      this.messagePublished = new Signal();  // dispatch({type, channel, message})
+  Snorky.PubSub = Class(RPCService, {
+    init: function () {
+      RPCService.prototype.init.call(this);
+      this.notificationReceived.add(this.onNotification, this);
+      this.messagePublished = new Snorky.Signal();  // dispatch({type, channel, message})
       this.subscriptions = new ValueSet();
-    }
+    },
 
-    subscribe(params) {
+    subscribe: function (params) {
       var subs = this.subscriptions;
       return this._callThen("subscribe", params, function () { subs.add(params.channel); });
-    }
+    },
 
-    unsubscribe(params) {
+    unsubscribe: function (params) {
       var subs = this.subscriptions;
-      return this._callThen("unsubscribe", params, function () { subs.delete(params.channel); });
-    }
+      return this._callThen("unsubscribe", params, function () { subs["delete"](params.channel); });
+    },
 
-    onNotification(message) {
+    onNotification: function (message) {
       if (message.type === "message") {
         this.messagePublished.dispatch(message);
-        if (typeof this.onMessagePublished === "function") { this.onMessagePublished(message); }
+        if (typeof this.onMessagePublished === "function") {
+          Snorky.emitEvent(this.onMessagePublished.bind(this), message);
+        }
       } else {
-        logError("snorky: unknown pubsub notification " + message.type);
+        unknownType("messaging", message.type);  // 0.1's text, "messaging" included
       }
-    }
+    },
 
-    restore() {
+    restore: function () {
       this._replay(this.subscriptions, "subscribe", "channel");
     }
-  }
-  PubSub.addRPCMethods(["publish"]);
+  });
+  Snorky.PubSub.addRPCMethods(["publish"]);
 
   /* Chat --------------------------------------------------------------- */
 
-  class Chat extends RPCService {
-    init() {
-      super.init();
-      this.messageReceived = new Signal();   // {from, channel, body, timestamp}
-      this.presenceReceived = new Signal();  // {from, channel, status, timestamp}
-      this.readReceived = new Signal();      // {channel, timestamp}
-      this.membersChanged = new Signal();    // (channel, members): join, presence, rejoin
-      this.channels = new ValueSet();        // joined channel -> members array
-    }
+  Snorky.Chat = Class(RPCService, {
+    init: function () {
+      RPCService.prototype.init.call(this);
+      this.notificationReceived.add(this.onNotification, this);
+      this.messageReceived = new Snorky.Signal();   // {from, channel, body, timestamp}
+      this.presenceReceived = new Snorky.Signal();  // {from, channel, status, timestamp}
+      this.readReceived = new Snorky.Signal();      // {channel, timestamp}
+      this.membersChanged = new Snorky.Signal();    // (channel, members): join, presence, rejoin
+      this.channels = new ValueSet();               // joined channel -> members array
+    },
 
-    join(params) {
+    join: function (params) {
       var self = this;
       return this._callThen("join", params, function (data) { self._joined(params.channel, data); });
-    }
+    },
 
-    leave(params) {
+    leave: function (params) {
       var channels = this.channels;
-      return this._callThen("leave", params, function () { channels.delete(params.channel); });
-    }
+      return this._callThen("leave", params, function () { channels["delete"](params.channel); });
+    },
 
-    _joined(channel, data) {
-      this.channels.add(channel, data.members.slice());
-      this.membersChanged.dispatch(channel, data.members.slice());
-    }
+    _joined: function (channel, data) {
+      var members = (data && data.members) || [];
+      this.channels.add(channel, members.slice());
+      this.membersChanged.dispatch(channel, members.slice());
+    },
 
     /* The members of a joined channel as this page knows them. */
-    members(channel) {
+    members: function (channel) {
       return (this.channels.get(channel) || []).slice();
-    }
+    },
 
-    onNotification(message) {
+    onNotification: function (message) {
       if (message.type === "message") {
         this.messageReceived.dispatch(message);
       } else if (message.type === "presence") {
@@ -615,142 +1081,166 @@
       } else if (message.type === "read") {
         this.readReceived.dispatch(message);
       } else {
-        logError("snorky: unknown chat notification " + message.type);
+        unknownType("messaging", message.type);  // 0.1's text
       }
-    }
+    },
 
-    restore() {
+    restore: function () {
       this._replay(this.channels, "join", "channel", this._joined.bind(this));
     }
-  }
-  Chat.addRPCMethods(["send", "read"]);
+  });
+  Snorky.Chat.addRPCMethods(["send", "read"]);
 
   /* Cursors ------------------------------------------------------------ */
 
-  class ForeignCursor {
-    constructor(data) { Object.assign(this, data); }
-  }
-  ForeignCursor.prototype.isMine = false;
+  var Cursor = Class({});
 
-  class OwnCursor {
-    constructor(document, data) {
+  var ForeignCursor = Class(Cursor, {
+    constructor: function (data) {
+      _.assign(this, data);
+    },
+    isMine: false
+  });
+
+  var OwnCursor = Class(Cursor, {
+    constructor: function (document, data) {
       this.document = document;
       this.removed = false;
-      this.publicHandle = null;
-      this.pendingPromiseCount = 1;  // the create call
-      Object.assign(this, data);
-    }
+      _.assign(this, data);
+      this.pendingPromiseCount = 1;  // the create call is still pending
+    },
 
-    /* newData: {position, status} (either); resolves when the server has it. */
-    update(newData) {
-      var service = this.document.service;
+    isMine: true,
+
+    /* newData: {position, status} (either).  Changes the cursor at once;
+     * the promise is fulfilled when the server has it.  An update that
+     * changes nothing is not sent. */
+    update: function (newData) {
       var self = this;
-      Object.keys(newData).forEach(function (key) {
-        if (key !== "position" && key !== "status") {
-          throw new Error("Can't update '" + key + "' of a cursor");
-        }
+      var service = this.document.service;
+      newData = newData || {};
+      _.subset(newData, ["position", "status"], function (key) {
+        throw new Error("Can't update '" + key + "' of cursor.");
       });
-      Object.assign(this, newData);
+      if (_.isEqualRight(this, newData)) {
+        return resolved(undefined);
+      }
+      _.assign(this, newData);
       this.pendingPromiseCount += 1;
       return service.rpcCall("updateCursor", {
-        privateHandle: this.privateHandle, newData: newData
-      }).finally(function () { self.pendingPromiseCount -= 1; });
-    }
+        privateHandle: this.privateHandle,
+        newData: newData
+      }).then(function () {
+        self.pendingPromiseCount -= 1;
+      }, function (err) {
+        self.pendingPromiseCount -= 1;
+        throw err;
+      });
+    },
 
-    remove() {
-      var service = this.document.service;
+    remove: function () {
       var self = this;
-      this.removed = true;
+      var service = this.document.service;
       this.pendingPromiseCount += 1;
+      this.removed = true;
       delete service.ownCursors[this.privateHandle];
-      this.document._forget(function (c) { return c === self; });
-      return service.rpcCall("removeCursor", {privateHandle: this.privateHandle})
-        .finally(function () { self.pendingPromiseCount -= 1; });
-    }
+      _.remove(this.document.cursors, function (c) { return c === self; });
+      return service.rpcCall("removeCursor", {
+        privateHandle: this.privateHandle
+      }).then(function () {
+        self.pendingPromiseCount -= 1;
+      }, function (err) {
+        self.pendingPromiseCount -= 1;
+        throw err;
+      });
+    },
 
-    isSynchronized() {
+    isSynchronized: function () {
       return this.pendingPromiseCount === 0;
     }
-  }
-  OwnCursor.prototype.isMine = true;
+  });
 
-  class CursorDocument {
-    constructor(service, name, cursors) {
+  var CursorDocument = Class({
+    constructor: function (service, name, cursors) {
       this.service = service;
       this.name = name;
-      this.cursors = (cursors || []).map(function (c) { return new ForeignCursor(c); });
-      this.cursorAdded = new Signal();    // (cursor)
-      this.cursorUpdated = new Signal();  // (cursor)
-      this.cursorRemoved = new Signal();  // ({publicHandle, document})
-    }
+      this.cursors = _.map(cursors || [], function (cursor) {
+        cursor.document = this;
+        return new ForeignCursor(cursor);
+      }, this);
+      this.cursorAdded = new Snorky.Signal();    // (cursor)
+      this.cursorUpdated = new Snorky.Signal();  // (cursor)
+      this.cursorRemoved = new Snorky.Signal();  // ({publicHandle, document})
+    },
 
-    foreignCursors() {
+    foreignCursors: function () {
       return this.cursors.filter(function (c) { return !c.isMine; });
-    }
+    },
 
-    _forget(predicate) {
-      this.cursors = this.cursors.filter(function (c) { return !predicate(c); });
-    }
+    onCursorAdded: function (data) {
+      var cursor = new ForeignCursor(data);
+      this.cursors.push(cursor);
+      this.cursorAdded.dispatch(cursor);
+    },
 
-    /* createCursor({position, status}) -> [cursor, promise of its publicHandle] */
-    createCursor(params) {
+    /* Updates the foreign cursor in place and dispatches it. */
+    onCursorUpdated: function (data) {
+      var found = _.find(this.cursors, function (c) {
+        return !c.isMine && c.publicHandle === data.publicHandle;
+      });
+      if (found) {
+        _.assign(found, data);
+      } else {
+        found = new ForeignCursor(data);
+        this.cursors.push(found);
+      }
+      this.cursorUpdated.dispatch(found);
+    },
+
+    onCursorRemoved: function (data) {
+      _.remove(this.cursors, function (c) { return !c.isMine && c.publicHandle === data.publicHandle; });
+      this.cursorRemoved.dispatch(data);
+    },
+
+    /* createCursor({position, status}) -> [cursor, promise]: the cursor
+     * exists at once; the promise is fulfilled with its publicHandle when
+     * the server has created it. */
+    createCursor: function (params) {
       var service = this.service;
       var handle = service.getFreePrivateHandle();
-      var cursor = new OwnCursor(this, {
+      var cursor = new Snorky.Cursors.OwnCursor(this, {
         privateHandle: handle, position: params.position, status: params.status
       });
-      service.ownCursors[handle] = cursor;
-      this.cursors.push(cursor);
       var promise = service.rpcCall("createCursor", {
         privateHandle: handle, document: this.name,
         position: params.position, status: params.status
       }).then(function (publicHandle) {
         cursor.publicHandle = publicHandle;
+        cursor.pendingPromiseCount -= 1;
         return publicHandle;
-      }).finally(function () { cursor.pendingPromiseCount -= 1; });
-      return [cursor, promise];
-    }
-
-    leave() {
-      return this.service.leave({document: this.name});
-    }
-
-    _onAdded(data) {
-      var cursor = new ForeignCursor(data);
-      this.cursors.push(cursor);
-      this.cursorAdded.dispatch(cursor);
-    }
-
-    _onUpdated(data) {
-      var found = null;
-      this.cursors.forEach(function (c) {
-        if (!c.isMine && c.publicHandle === data.publicHandle) {
-          Object.assign(c, data);
-          found = c;
-        }
+      }, function (err) {
+        cursor.pendingPromiseCount -= 1;
+        throw err;
       });
-      if (!found) {
-        found = new ForeignCursor(data);
-        this.cursors.push(found);
-      }
-      this.cursorUpdated.dispatch(found);
-    }
+      service.ownCursors[handle] = cursor;
+      this.cursors.push(cursor);
+      return [cursor, promise];
+    },
 
-    _onRemoved(data) {
-      this._forget(function (c) { return !c.isMine && c.publicHandle === data.publicHandle; });
-      this.cursorRemoved.dispatch(data);
-    }
+    leave: function () {
+      return this.service.leave({document: this.name});
+    },
 
     /* After a reconnection: the server's current cursors replace the old
      * foreign ones (listeners see removals and additions); own cursors are
      * created again with their last position and status. */
-    _rejoined(cursors) {
+    _rejoined: function (cursors) {
       var self = this;
       this.foreignCursors().forEach(function (c) {
-        self._forget(function (x) { return x === c; });
-        self.cursorRemoved.dispatch({publicHandle: c.publicHandle, document: c.document});
+        _.remove(self.cursors, function (x) { return x === c; });
+        self.cursorRemoved.dispatch({publicHandle: c.publicHandle, document: self.name});
       });
-      cursors.forEach(function (c) { self._onAdded(c); });
+      (cursors || []).forEach(function (c) { self.onCursorAdded(c); });
       this.cursors.filter(function (c) { return c.isMine && !c.removed; }).forEach(function (own) {
         own.pendingPromiseCount += 1;
         self.service.rpcCall("createCursor", {
@@ -758,281 +1248,322 @@
           position: own.position, status: own.status
         }).then(function (publicHandle) {
           own.publicHandle = publicHandle;
+          own.pendingPromiseCount -= 1;
         }, function (err) {
+          own.pendingPromiseCount -= 1;
           logError("snorky: could not recreate cursor", err.message);
-        }).finally(function () { own.pendingPromiseCount -= 1; });
+        });
       });
     }
-  }
+  });
 
-  class Cursors extends RPCService {
-    init() {
-      super.init();
-      this.documents = new ValueSet();  // name -> CursorDocument
-      this.ownCursors = {};             // privateHandle -> OwnCursor
-    }
+  Snorky.Cursors = Class(RPCService, {
+    init: function () {
+      RPCService.prototype.init.call(this);
+      this.notificationReceived.add(this.onNotification, this);
+      this.documents = {};   // stableStringify(name) -> Document
+      this.ownCursors = {};  // privateHandle -> OwnCursor
+    },
 
-    /* join({document}) -> Promise of a CursorDocument */
-    join(params) {
+    /* join({document}) -> promise of a Snorky.Cursors.Document */
+    join: function (params) {
       var self = this;
-      return this.rpcCall("join", params).then(function (data) {
-        var doc = new CursorDocument(self, params.document, data.cursors);
-        self.documents.add(params.document, doc);
+      return this.rpcCall("join", params).then(function (documentData) {
+        var name = params.document;
+        var doc = new Snorky.Cursors.Document(self, name, documentData && documentData.cursors);
+        self.documents[stableStringify(name)] = doc;
         return doc;
       });
-    }
+    },
 
-    leave(params) {
+    leave: function (params) {
       var self = this;
       return this.rpcCall("leave", params).then(function (data) {
-        var doc = self.documents.get(params.document);
+        var key = stableStringify(params.document);
+        var doc = self.documents[key];
         if (doc) {
           doc.cursors.forEach(function (c) {
             if (c.isMine) { delete self.ownCursors[c.privateHandle]; }
           });
-          self.documents.delete(params.document);
+          delete self.documents[key];
         }
         return data;
       });
-    }
+    },
 
-    onNotification(message) {
-      var cursor = message.cursor || {};
-      var doc = this.documents.get(cursor.document);
+    onNotification: function (notification) {
+      var cursor = notification.cursor || {};
+      var doc = this.documents[stableStringify(cursor.document)];
       if (!doc) {
-        logError("snorky: cursor notification for an unknown document", message);
-        return;
+        throw new Error("Notification for unknown document: " + stableStringify(cursor.document));
       }
-      if (message.type === "cursorAdded") { doc._onAdded(cursor); }
-      else if (message.type === "cursorUpdated") { doc._onUpdated(cursor); }
-      else if (message.type === "cursorRemoved") { doc._onRemoved(cursor); }
-      else { logError("snorky: unknown cursors notification " + message.type); }
-    }
+      if (notification.type === "cursorAdded") { doc.onCursorAdded(cursor); }
+      else if (notification.type === "cursorUpdated") { doc.onCursorUpdated(cursor); }
+      else if (notification.type === "cursorRemoved") { doc.onCursorRemoved(cursor); }
+      else { unknownType("cursors", notification.type); }
+    },
 
-    getFreePrivateHandle() {
-      for (var h = 0; h < 1 << 30; h++) {
-        if (!(h in this.ownCursors)) { return h; }
+    getFreePrivateHandle: function () {
+      if (_.keys(this.ownCursors).length > 100) {
+        throw new Error("Too many cursors (thrown at client side)");
       }
-      throw new Error("No free cursor handle");
-    }
+      var handle = 0;
+      while (hasOwn.call(this.ownCursors, handle)) { handle++; }
+      return handle;
+    },
 
-    restore() {
-      var documents = this.documents;
-      this._replay(documents, "join", "document", function (name, data) {
-        documents.get(name)._rejoined(data.cursors);
+    restore: function () {
+      var self = this;
+      Object.keys(this.documents).forEach(function (key) {
+        var doc = self.documents[key];
+        self.rpcCall("join", {document: doc.name}).then(function (data) {
+          doc._rejoined(data && data.cursors);
+        }, function (err) {
+          delete self.documents[key];
+          logError("snorky: " + self.name + ": join after reconnecting failed for", doc.name, err.message);
+        });
       });
     }
-  }
-  Cursors.Document = CursorDocument;
-  Cursors.OwnCursor = OwnCursor;
-  Cursors.ForeignCursor = ForeignCursor;
+  });
+  Snorky.Cursors.Document = CursorDocument;
+  Snorky.Cursors.Cursor = Cursor;
+  Snorky.Cursors.OwnCursor = OwnCursor;
+  Snorky.Cursors.ForeignCursor = ForeignCursor;
 
   /* Messaging ---------------------------------------------------------- */
 
-  class Messaging extends RPCService {
-    init() {
-      super.init();
-      this.participantMessage = new Signal();  // {sender, dest, body}
-      this.participants = new ValueSet();      // names registered by this page
-    }
+  Snorky.Messaging = Class(RPCService, {
+    init: function () {
+      RPCService.prototype.init.call(this);
+      this.notificationReceived.add(this.onNotification, this);
+      this.messageReceived = new Snorky.Signal();        // {type, sender, dest, body}
+      this.participantMessage = this.messageReceived;    // the same signal, earlier name
+      this.participants = new ValueSet();                // names registered by this page
+    },
 
-    registerParticipant(params) {
+    registerParticipant: function (params) {
       var names = this.participants;
       return this._callThen("registerParticipant", params, function () { names.add(params.name); });
-    }
+    },
 
-    unregisterParticipant(params) {
+    unregisterParticipant: function (params) {
       var names = this.participants;
-      return this._callThen("unregisterParticipant", params, function () { names.delete(params.name); });
-    }
+      return this._callThen("unregisterParticipant", params, function () { names["delete"](params.name); });
+    },
 
-    onNotification(message) {
+    onNotification: function (message) {
       if (message.type === "message") {
-        this.participantMessage.dispatch(message);
-        if (typeof this.onParticipantMessage === "function") { this.onParticipantMessage(message); }
+        this.messageReceived.dispatch(message);
+        if (typeof this.onParticipantMessage === "function") {
+          Snorky.emitEvent(this.onParticipantMessage.bind(this), message);
+        }
       } else {
-        logError("snorky: unknown messaging notification " + message.type);
+        unknownType("messaging", message.type);
       }
-    }
+    },
 
-    restore() {
+    restore: function () {
       this._replay(this.participants, "registerParticipant", "name");
     }
-  }
-  Messaging.addRPCMethods(["listParticipants", "send"]);
+  });
+  Snorky.Messaging.addRPCMethods(["listParticipants", "send"]);
 
   /* DataSync ----------------------------------------------------------- */
 
-  class DataSync extends RPCService {
-    init() {
-      super.init();
-      this.deltaReceived = new Signal();      // (delta)
-      this.subscriptionsLost = new Signal();  // (tokens) after a reconnection
-      this.acquired = new Set();
-    }
+  Snorky.DataSync = Class(RPCService, {
+    init: function () {
+      RPCService.prototype.init.call(this);
+      this.notificationReceived.add(this.onNotification, this);
+      this.deltaReceived = new Snorky.Signal();      // (delta)
+      this.subscriptionsLost = new Snorky.Signal();  // (tokens) after a reconnection
+      this.acquired = new ValueSet();
+    },
 
-    acquireSubscription(params) {
-      var self = this;
-      return this.rpcCall("acquireSubscription", params).then(function (data) {
-        self.acquired.add(params.token);
-        return data;
-      });
-    }
+    acquireSubscription: function (params) {
+      var acquired = this.acquired;
+      return this._callThen("acquireSubscription", params, function () { acquired.add(params.token); });
+    },
 
-    cancelSubscription(params) {
-      var self = this;
-      self.acquired.delete(params.token);
+    cancelSubscription: function (params) {
+      this.acquired["delete"](params && params.token);
       return this.rpcCall("cancelSubscription", params);
-    }
+    },
 
-    onNotification(message) {
+    onNotification: function (message) {
       if (message.type === "delta") {
         this.deltaReceived.dispatch(message.delta);
-        if (typeof this.onDelta === "function") { this.onDelta(message.delta); }
+        if (typeof this.onDelta === "function") { Snorky.emitEvent(this.onDelta.bind(this), message.delta); }
       } else {
-        logError("snorky: unknown datasync notification " + message.type);
+        unknownType("DataSync", message.type);
       }
-    }
+    },
 
     /* The server cancels a connection's subscriptions when it drops, and a
      * token is single-use: the page must fetch its data and a new token
      * again (listen to subscriptionsLost). */
-    restore() {
-      var tokens = Array.from(this.acquired);
+    restore: function () {
+      var tokens = this.acquired.values();
       this.acquired.clear();
       if (tokens.length) { this.subscriptionsLost.dispatch(tokens); }
     }
-  }
+  });
+  var DataSync = Snorky.DataSync;
 
-  /* Collections kept up to date by deltas. */
+  /* Collections kept up to date by deltas.  A collection has insert(value)
+   * and getIterator(); an iterator has hasNext(), next(), update(value) and
+   * remove(). */
 
-  class Collection {}
+  var Collection = DataSync.Collection = Class({});
+  var Iterator = DataSync.Iterator = Class({});
 
-  class ArrayIterator {
-    constructor(array, options) {
+  DataSync.ArrayIterator = Class(Iterator, {
+    constructor: function (array, options) {
       this.array = array;
       this.options = options;
       this.index = -1;
       this.deleted = false;
-    }
-    hasNext() { return this.index < this.array.length - 1; }
-    next() {
+    },
+    hasNext: function () { return this.index < this.array.length - 1; },
+    next: function () {
       if (!this.hasNext()) { throw new Error("Busted iterator"); }
       this.deleted = false;
       return this.array[++this.index];
+    },
+    checkSafe: function () {
+      if (this.deleted) {
+        throw new Error("Iterator pointing to a deleted item! (call next())");
+      } else if (this.index === -1) {
+        throw new Error("Iterator not pointing to an item! (call next())");
+      }
+    },
+    remove: function () {
+      this.checkSafe();
+      this.array.splice(this.index--, 1);
+      this.deleted = true;
+    },
+    update: function (newVal) {
+      this.checkSafe();
+      this.array[this.index] = this.options.transformItem(newVal);
     }
-    _check() {
-      if (this.deleted) { throw new Error("Iterator points to a deleted item (call next())"); }
-      if (this.index < 0) { throw new Error("Iterator points to no item (call next())"); }
-    }
-    remove() { this._check(); this.array.splice(this.index--, 1); this.deleted = true; }
-    update(value) { this._check(); this.array[this.index] = this.options.transformItem(value); }
-  }
+  });
 
   /* An array (yours, e.g. bound to a view) that deltas insert into, update
    * and delete from.  options.transformItem(data) turns delta data into the
    * item stored (e.g. a model object). */
-  class ArrayCollection extends Collection {
-    constructor(array, options) {
-      super();
+  DataSync.ArrayCollection = Class(Collection, {
+    constructor: function (array, options) {
       this.array = array || [];
-      this.options = Object.assign({transformItem: function (item) { return item; }}, options || {});
+      this.options = _.defaults(_.assign({}, options || {}), {
+        transformItem: function (item) { return item; }
+      });
+    },
+    insert: function (val) {
+      this.array.push(this.options.transformItem(val));
+    },
+    getIterator: function () {
+      return new DataSync.ArrayIterator(this.array, this.options);
     }
-    insert(value) { this.array.push(this.options.transformItem(value)); }
-    getIterator() { return new ArrayIterator(this.array, this.options); }
-  }
+  });
 
-  class SingleItemIterator {
-    constructor(collection) { this.collection = collection; this.fetched = false; }
-    hasNext() { return !this.fetched; }
-    next() {
+  DataSync.SingleItemIterator = Class(Iterator, {
+    constructor: function (collection) {
+      this.fetched = false;
+      this.collection = collection;
+    },
+    hasNext: function () { return !this.fetched; },
+    next: function () {
       if (this.fetched) { throw new Error("Busted iterator"); }
       this.fetched = true;
       return this.collection.readHandler();
-    }
-    remove() {
-      if (!this.fetched) { throw new Error("Iterator points to no item (call next())"); }
+    },
+    remove: function () {
+      if (!this.fetched) { throw new Error("Iterator not pointing to an item! (call next())"); }
       this.collection.removeHandler();
+    },
+    update: function (newVal) {
+      if (!this.fetched) { throw new Error("Iterator not pointing to an item! (call next())"); }
+      this.collection.updateHandler(newVal);
     }
-    update(value) {
-      if (!this.fetched) { throw new Error("Iterator points to no item (call next())"); }
-      this.collection.updateHandler(value);
-    }
-  }
+  });
 
   /* One item (e.g. the record a detail page shows), read, updated and
    * removed through your handlers. */
-  class SingleItemCollection extends Collection {
-    constructor(readHandler, updateHandler, removeHandler) {
-      super();
+  DataSync.SingleItemCollection = Class(Collection, {
+    constructor: function (readHandler, updateHandler, removeHandler) {
       this.readHandler = readHandler;
       this.updateHandler = updateHandler;
       this.removeHandler = removeHandler || function () {};
+    },
+    item: null,
+    insert: function (val) {
+      logError("Received insert() request in SingleItemCollection");
+    },
+    getIterator: function () {
+      return new DataSync.SingleItemIterator(this);
     }
-    insert() { logError("snorky: insert delta for a SingleItemCollection ignored"); }
-    getIterator() { return new SingleItemIterator(this); }
+  });
+
+  function isCollection(thing) {
+    return thing instanceof DataSync.Collection ||
+      (!!thing && typeof thing.insert === "function" && typeof thing.getIterator === "function");
   }
 
-  /* Applies deltas to collections: {ModelName: collection, ...}.
-   * Items are matched by options.itemsAreEqual(item, data), default by `id`.
+  /* Applies deltas to collections.  collections: {Model: collection}, or
+   * tagged, {Model: {tag: collection, ...}} (deltas carry `tag`).  Items
+   * are matched by itemsAreEqual(item, data, delta), by default on `id`.
    * Use: datasync.deltaReceived.add(processor.processDelta, processor) */
-  class CollectionDeltaProcessor {
-    constructor(collections, options) {
+  DataSync.CollectionDeltaProcessor = Class({
+    constructor: function (collections, options) {
       this.collections = collections || {};
-      this.processed = new Signal();  // (delta, collection) after each delta
-      if (options && options.itemsAreEqual) { this.itemsAreEqual = options.itemsAreEqual; }
-    }
+      options = options || {};
+      if (options.itemsAreEqual) { this.itemsAreEqual = options.itemsAreEqual; }
+      this.processed = new Snorky.Signal();  // (delta, collection) after each delta applied
+    },
 
-    itemsAreEqual(item, other) {
-      return item.id === other.id;
-    }
+    itemsAreEqual: function (item, other, delta) {
+      return item.id == other.id;  // eslint-disable-line eqeqeq
+    },
 
-    _find(iter, data) {
-      while (iter.hasNext()) {
-        if (this.itemsAreEqual(iter.next(), data)) { return true; }
-      }
-      return false;
-    }
-
-    processDelta(delta) {
-      var collection = this.collections[delta.model];
-      if (!collection) {
-        logError("snorky: delta for an unregistered model: " + delta.model);
+    processDelta: function (delta) {
+      if (!delta || !hasOwn.call(this.collections, delta.model)) {
+        logError("Received delta for unregistered model: " + (delta && delta.model));
         return;
+      }
+      var collection = this.collections[delta.model];
+      if (!isCollection(collection)) {
+        // a dictionary tag -> collection
+        if (!collection || typeof collection !== "object" || !hasOwn.call(collection, delta.tag)) {
+          logError("Received delta with unregistered tag: " + delta.tag + " (model: " + delta.model + ")");
+          return;
+        }
+        collection = collection[delta.tag];
       }
       var iter;
       if (delta.type === "insert") {
         collection.insert(delta.data);
       } else if (delta.type === "update") {
         iter = collection.getIterator();
-        if (this._find(iter, delta.oldData)) { iter.update(delta.newData); }
+        while (iter.hasNext()) {
+          if (this.itemsAreEqual(iter.next(), delta.oldData, delta)) {
+            iter.update(delta.newData);
+            break;
+          }
+        }
       } else if (delta.type === "delete") {
         iter = collection.getIterator();
-        if (this._find(iter, delta.data)) { iter.remove(); }
+        while (iter.hasNext()) {
+          if (this.itemsAreEqual(iter.next(), delta.data, delta)) {
+            iter.remove();
+            break;
+          }
+        }
       } else {
-        logError("snorky: delta of unknown type: " + delta.type);
+        logError("Received delta of strange type: " + delta.type);
         return;
       }
       this.processed.dispatch(delta, collection);
     }
-  }
+  });
 
-  DataSync.Collection = Collection;
-  DataSync.ArrayCollection = ArrayCollection;
-  DataSync.ArrayIterator = ArrayIterator;
-  DataSync.SingleItemCollection = SingleItemCollection;
-  DataSync.SingleItemIterator = SingleItemIterator;
-  DataSync.CollectionDeltaProcessor = CollectionDeltaProcessor;
-
-  Snorky.Signal = Signal;
-  Snorky.Service = Service;
-  Snorky.RPCService = RPCService;
-  Snorky.PubSub = PubSub;
-  Snorky.Chat = Chat;
-  Snorky.Cursors = Cursors;
-  Snorky.Messaging = Messaging;
-  Snorky.DataSync = DataSync;
-  Snorky.stableStringify = stableStringify;
-  Snorky.version = "0.2.0";
   return Snorky;
 });

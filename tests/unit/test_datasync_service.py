@@ -456,9 +456,11 @@ def test_acquiring_stops_the_expiry_timer():
     front, back = make(timeout_interval=60, cls=ExpiryWatcher)
     token = authorize(back, [{"dealer": "allPlayers", "query": None}])
     timer = front.pending[token].timer
-    assert timer is not None and not timer.dead
+    assert timer is not None and not timer.greenlet.dead and not timer.cancelled
     acquire(front, FakeClient(), token)
-    assert timer.dead
+    assert timer.cancelled
+    gevent.sleep(0)  # let the kill land
+    assert timer.greenlet.dead
     assert front.subscriptions[token].timer is None
     front.client_disconnected(next(iter(front.subscriptions_by_client)))
     assert_empty(front)

@@ -15,19 +15,31 @@ __all__ = ["DataSyncBackend"]
 
 class DataSyncBackend(RPCService):
     """Backend DataSync for ``frontend``; unacquired subscriptions expire
-    after ``timeout_interval`` seconds."""
+    after ``timeout_interval`` seconds, timed by ``timeout_factory`` (default
+    :data:`snorky_sync.timeout.GeventTimeoutFactory`; as in Snorky 0.1, any
+    object whose ``call_later(delay, fn, *args)`` returns a handle with
+    ``cancel()``)."""
 
     hashable_messages = False  # keys by canonical JSON (wire.json_key)
 
-    def __init__(self, name: str, frontend: DataSyncService, timeout_interval: float = 120) -> None:
+    def __init__(self, name: str, frontend: DataSyncService, timeout_interval: float = 120,
+                 timeout_factory=None) -> None:
         super().__init__(name)
+        if not isinstance(frontend, DataSyncService):
+            raise TypeError("DataSyncBackend(name, frontend): frontend is the DataSyncService "
+                            f"it authorizes for, got {type(frontend).__name__}")
+        if timeout_factory is not None and not callable(getattr(timeout_factory, "call_later", None)):
+            raise TypeError("DataSyncBackend(timeout_factory=...) wants an object with "
+                            f"call_later(delay, fn, *args), got {type(timeout_factory).__name__}")
         self.frontend = frontend
         self.timeout_interval = timeout_interval
+        self.timeout_factory = timeout_factory
 
     @rpc_command(lock=False)
     def authorizeSubscription(self, req, items):
         """``items = [{"dealer": name, "query": q}, ...]`` -> token."""
-        return self.frontend.do_authorize_subscription(items, self.timeout_interval)
+        return self.frontend.do_authorize_subscription(items, self.timeout_interval,
+                                                       self.timeout_factory)
 
     @rpc_command(lock=False)
     def publishDeltas(self, req, deltas):

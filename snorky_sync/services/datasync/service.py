@@ -14,13 +14,13 @@ from __future__ import annotations
 import logging
 from typing import Any, Iterable
 
-import gevent
 
 from ... import wire
 from ...metrics import counters
+from ...timeout import GeventTimeoutFactory
 from ..base import RPCError, RPCService, rpc_command
 from .dealers import BadQuery, Dealer
-from .deltas import validate_deltas
+from .deltas import Delta, validate_deltas
 from .subscriptions import Subscription, SubscriptionItem, new_token
 
 __all__ = ["DataSyncService"]
@@ -58,13 +58,29 @@ class DataSyncService(RPCService):
         self.pending: dict[str, Subscription] = {}              # token -> not yet acquired
         self.subscriptions_by_client: dict[Any, dict[str, Subscription]] = {}
         self._outbox: dict[int, tuple[dict, list]] | None = None
+        # a subclass overriding deliver_delta (as 0.1 allowed) gets one call per
+        # client and delta instead of the encode-once batch
+        self._deliver_overridden = type(self).deliver_delta is not DataSyncService.deliver_delta
+        if isinstance(dealers, (str, bytes, dict)) or not hasattr(dealers, "__iter__"):
+            raise TypeError(f"DataSyncService(name, dealers): dealers is a list of Dealer classes "
+                            f"or instances, got {type(dealers).__name__}")
         for dealer in dealers:
             self.register_dealer(dealer)
 
     # -- dealers -------------------------------------------------------------
     def register_dealer(self, dealer: type[Dealer] | Dealer) -> Dealer:
         """Accept subscriptions for ``dealer`` (a class is instantiated); returns the instance."""
-        instance = dealer() if isinstance(dealer, type) else dealer
+        if isinstance(dealer, type):
+            if not issubclass(dealer, Dealer):
+                raise TypeError(f"register_dealer wants a Dealer class or instance, got the class "
+                                f"{dealer.__name__} (not a subclass of snorky_sync.services."
+                                "datasync.dealers.Dealer)")
+            instance = dealer()
+        elif isinstance(dealer, Dealer):
+            instance = dealer
+        else:
+            raise TypeError(f"register_dealer wants a Dealer class or instance, got "
+                            f"{type(dealer).__name__}")
         name = instance.name
         model = getattr(instance, "model", None)
         if not isinstance(name, str) or not name:
@@ -93,7 +109,8 @@ class DataSyncService(RPCService):
                 del self.dealers_by_model[dealer.model]
 
     # -- called by the backend -------------------------------------------------
-    def do_authorize_subscription(self, items: Any, timeout_interval: float) -> str:
+    def do_authorize_subscription(self, items: Any, timeout_interval: float,
+                                  timeout_factory=None) -> str:
         """Register a pending subscription for ``items``; returns its token.
 
         Raises RPCError with the protocol's texts.  A refused authorization
@@ -114,7 +131,7 @@ class DataSyncService(RPCService):
             token = new_token()
             while token in self.subscriptions:  # practically never
                 token = new_token()
-            self._register(token, pairs, timeout_interval)
+            self._register(token, pairs, timeout_interval, timeout_factory)
         if self._distributed:
             self._announce({"op": "auth", "token": token, "timeout": timeout_interval,
                             "items": [{"dealer": d, "query": q} for d, q in pairs]})
@@ -146,7 +163,8 @@ class DataSyncService(RPCService):
             pairs.append((dealer_name, query))
         return pairs
 
-    def _register(self, token: str, pairs: list[tuple[str, Any]], timeout_interval: float) -> Subscription:
+    def _register(self, token: str, pairs: list[tuple[str, Any]], timeout_interval: float,
+                  timeout_factory=None) -> Subscription:
         """Create the pending subscription (all items or none); caller holds the lock."""
         parsed: list[SubscriptionItem] = []
         for dealer_name, query in pairs:
@@ -168,7 +186,8 @@ class DataSyncService(RPCService):
             raise
         self.subscriptions[token] = sub
         self.pending[token] = sub
-        sub.timer = gevent.spawn_later(timeout_interval, self._expire, sub)
+        sub.timer = (timeout_factory or GeventTimeoutFactory).call_later(
+            timeout_interval, self._expire, sub)
         return sub
 
     def do_publish_deltas(self, deltas: Any) -> None:
@@ -225,7 +244,7 @@ class DataSyncService(RPCService):
         op = event.get("op")
         mine = event.get("from") == self._origin
         if op == "deltas":
-            self._deliver_all(event["deltas"])
+            self._deliver_all([Delta.from_json(d) for d in event["deltas"]])
         elif op == "auth" and not mine:
             with self.lock:
                 if event["token"] in self.subscriptions:
@@ -272,7 +291,7 @@ class DataSyncService(RPCService):
     def send_delta(self, client, delta: dict) -> None:
         """Queue ``delta`` for ``client`` (batched while a publish is delivering)."""
         outbox = self._outbox
-        if outbox is None:
+        if outbox is None or self._deliver_overridden:
             self.deliver_delta(client, delta)
             return
         entry = outbox.get(id(delta))

@@ -14,8 +14,6 @@ import secrets
 import string
 from typing import TYPE_CHECKING, Any, Iterable
 
-import gevent
-
 if TYPE_CHECKING:  # pragma: no cover
     from .dealers import Dealer
     from .service import DataSyncService
@@ -65,7 +63,7 @@ class Subscription:
         for item in self.items:
             item.subscription = self
         self.buffer: list[dict] = []
-        self.timer: gevent.Greenlet | None = None
+        self.timer = None  # the expiry timer's handle (snorky_sync.timeout)
         self.active = True
 
     def __repr__(self) -> str:
@@ -92,11 +90,22 @@ class Subscription:
         buffered, self.buffer = self.buffer, []
         return buffered
 
+    def lost_client(self) -> None:
+        """Unlink from the client: later deltas are no longer delivered to it."""
+        self.client = None
+
+    def flush_awaited_client_buffer(self) -> None:
+        """Deliver the buffered deltas to the (now linked) client and empty the buffer."""
+        buffered, self.buffer = self.buffer, []
+        for delta in buffered:
+            self.deliver_delta(delta)
+
     def cancel_timeout(self) -> None:
-        """Stop the expiry timer (unless it is the greenlet running now)."""
+        """Stop the expiry timer (a handle from a :mod:`snorky_sync.timeout`
+        factory; from inside its own callback it is only forgotten)."""
         timer, self.timer = self.timer, None
-        if timer is not None and timer is not gevent.getcurrent():
-            timer.kill(block=False)
+        if timer is not None and not getattr(timer, "cancelled", False):
+            timer.cancel()
 
     def close(self) -> None:
         """Cancelled: no more deltas, no timer, no buffer, no client."""
