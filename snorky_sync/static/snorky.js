@@ -742,6 +742,11 @@
     }
   });
 
+  // the queue's name in earlier snorky_sync releases
+  Object.defineProperty(Snorky.prototype, "_queue", {
+    get: function () { return this._queuedMessages; }
+  });
+
   Snorky.Class = Class;
   Snorky._ = _;
   Snorky.Signal = Signal;
