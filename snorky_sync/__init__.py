@@ -21,6 +21,8 @@ __all__ = [
     "serve", "create_app",
 ]
 __version__ = "0.2.0"
+version = __version__
+"""Snorky 0.1's name for the version string."""
 
 
 def create_app(settings=None):

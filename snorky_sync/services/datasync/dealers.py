@@ -21,16 +21,24 @@ including the split of an update into insert/update/delete per item.
 from __future__ import annotations
 
 import abc
+import functools
 import logging
+from collections import namedtuple
 from typing import Any, Iterable
 
 from ... import wire
 from ...logs import RateLimitedLogger
 from .deltas import deletion_delta, insertion_delta
-from .filters import InvalidFilter, Predicate, compile_filter
+from .filters import (
+    InvalidFilter, Predicate, compile_filter, filter_matches, get_field, orderable_types,
+)
 from .subscriptions import SubscriptionItem
 
-__all__ = ["BadQuery", "Dealer", "BroadcastDealer", "SimpleDealer", "FilterDealer"]
+__all__ = ["BadQuery", "Dealer", "BroadcastDealer", "SimpleDealer", "FilterDealer",
+           # Snorky 0.1's filter functions, on the compiled filters of .filters
+           "FilterAssociation", "get_field", "false_on_raise", "orderable_types", "filter_eq",
+           "filter_lt", "filter_lte", "filter_gt", "filter_gte", "filter_not", "filter_and",
+           "filter_or", "operator_functions", "filter_matches"]
 
 log = logging.getLogger("snorky_sync.services.datasync")
 _warn = RateLimitedLogger(log)
@@ -180,3 +188,46 @@ class FilterDealer(Dealer):
 
     def get_subscription_items_for_model(self, data: Any) -> Iterable[SubscriptionItem]:
         return [item for item, matches in self.filters_by_item.items() if matches(data)]
+
+
+# -- Snorky 0.1's filter functions -----------------------------------------------
+# Each is one operator of the filter language (see .filters), evaluated by the
+# same compiled predicates FilterDealer uses: (data, field, value) for the
+# comparisons, (data, *filters) for and/or, (data, filter) for not.
+
+FilterAssociation = namedtuple("FilterAssociation", ("filter", "subscription_item"))
+
+
+def false_on_raise(function):
+    """Decorator: the function answers False instead of raising KeyError or TypeError."""
+    @functools.wraps(function)
+    def wrapper(*args):
+        try:
+            return function(*args)
+        except (KeyError, TypeError):
+            return False
+    return wrapper
+
+
+def _operator(op: str, doc: str):
+    def apply(data, *args):
+        return filter_matches(data, [op, *args])
+    apply.__name__ = apply.__qualname__ = "filter_" + {
+        "==": "eq", "<": "lt", "<=": "lte", ">": "gt", ">=": "gte"}.get(op, op)
+    apply.__doc__ = doc
+    return apply
+
+
+filter_eq = _operator("==", "``data[field] == value`` (JSON equality).")
+filter_lt = _operator("<", "``data[field] < value`` (numbers or strings).")
+filter_lte = _operator("<=", "``data[field] <= value``.")
+filter_gt = _operator(">", "``data[field] > value``.")
+filter_gte = _operator(">=", "``data[field] >= value``.")
+filter_not = _operator("not", "``data`` does not match the filter.")
+filter_and = _operator("and", "``data`` matches every filter.")
+filter_or = _operator("or", "``data`` matches some filter.")
+
+operator_functions = {
+    "==": filter_eq, "<": filter_lt, "<=": filter_lte, ">": filter_gt, ">=": filter_gte,
+    "and": filter_and, "or": filter_or, "not": filter_not,
+}

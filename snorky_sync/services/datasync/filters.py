@@ -24,7 +24,8 @@ from typing import Any, Callable
 
 __all__ = [
     "InvalidFilter", "Predicate", "compile_filter", "validate_filter",
-    "filter_matches", "json_equal", "COMPARISON_OPERATORS", "LOGICAL_OPERATORS", "MAX_DEPTH",
+    "filter_matches", "json_equal", "get_field", "orderable_types",
+    "COMPARISON_OPERATORS", "LOGICAL_OPERATORS", "MAX_DEPTH",
 ]
 
 Predicate = Callable[[Any], bool]
@@ -108,6 +109,20 @@ def _lookup(data: Any, path: tuple[str, ...]) -> Any:
         if data is _MISSING:
             return _MISSING
     return data
+
+
+def get_field(data: Any, name: str) -> Any:
+    """``data`` followed along the dotted path ``name`` (``"player.color"`` ->
+    ``data["player"]["color"]``); KeyError when a step is missing."""
+    value = _lookup(data, _parse_path(name))
+    if value is _MISSING:
+        raise KeyError(name)
+    return value
+
+
+def orderable_types(a: Any, b: Any) -> bool:
+    """Whether ``a < b`` is defined in the filter language: two numbers or two strings."""
+    return _orderable(a, b)
 
 
 def _is_number(value: Any) -> bool:

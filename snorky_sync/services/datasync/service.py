@@ -21,7 +21,8 @@ from ...timeout import GeventTimeoutFactory
 from ..base import RPCError, RPCService, rpc_command
 from .dealers import BadQuery, Dealer
 from .deltas import Delta, validate_deltas
-from .subscriptions import Subscription, SubscriptionItem, new_token
+from .managers import DealerManager, SubscriptionManager
+from .subscriptions import Subscription, SubscriptionItem
 
 __all__ = ["DataSyncService"]
 
@@ -52,11 +53,15 @@ class DataSyncService(RPCService):
 
     def __init__(self, name: str, dealers: Iterable[type[Dealer] | Dealer] = ()) -> None:
         super().__init__(name)
-        self.dealers_by_name: dict[str, Dealer] = {}
-        self.dealers_by_model: dict[str, list[Dealer]] = {}
-        self.subscriptions: dict[str, Subscription] = {}        # token -> every live subscription
-        self.pending: dict[str, Subscription] = {}              # token -> not yet acquired
-        self.subscriptions_by_client: dict[Any, dict[str, Subscription]] = {}
+        self.dm = DealerManager()
+        """The dealers (Snorky 0.1's dealer manager)."""
+        self.sm = SubscriptionManager()
+        """The subscriptions (Snorky 0.1's subscription manager)."""
+        self.dealers_by_name = self.dm.dealers_by_name
+        self.dealers_by_model = self.dm.dealers_by_model
+        self.subscriptions = self.sm.subscriptions_by_token     # token -> every live subscription
+        self.pending = self.sm.pending                          # token -> not yet acquired
+        self.subscriptions_by_client = self.sm.subscriptions_by_client
         self._outbox: dict[int, tuple[dict, list]] | None = None
         # a subclass overriding deliver_delta (as 0.1 allowed) gets one call per
         # client and delta instead of the encode-once batch
@@ -88,10 +93,7 @@ class DataSyncService(RPCService):
         if not isinstance(model, str):
             raise TypeError(f"{instance!r}: a dealer's model is a string")
         with self.lock:
-            if name in self.dealers_by_name:
-                raise ValueError(f"a dealer named {name!r} is already registered")
-            self.dealers_by_name[name] = instance
-            self.dealers_by_model.setdefault(model, []).append(instance)
+            self.dm.register_dealer(instance)
         return instance
 
     def unregister_dealer(self, dealer: Dealer) -> None:
@@ -102,11 +104,7 @@ class DataSyncService(RPCService):
             for sub in list(self.subscriptions.values()):
                 if any(item.dealer is dealer for item in sub.items):
                     self.do_cancel_subscription(sub)
-            del self.dealers_by_name[dealer.name]
-            same_model = self.dealers_by_model[dealer.model]
-            same_model.remove(dealer)
-            if not same_model:
-                del self.dealers_by_model[dealer.model]
+            self.dm.unregister_dealer(dealer)
 
     # -- called by the backend -------------------------------------------------
     def do_authorize_subscription(self, items: Any, timeout_interval: float,
@@ -128,10 +126,7 @@ class DataSyncService(RPCService):
                 log.warning("%s: %d subscriptions pending, authorization refused",
                             self.name, len(self.pending))
                 raise RPCError("Too many pending subscriptions")
-            token = new_token()
-            while token in self.subscriptions:  # practically never
-                token = new_token()
-            self._register(token, pairs, timeout_interval, timeout_factory)
+            token = self._register(None, pairs, timeout_interval, timeout_factory).token
         if self._distributed:
             self._announce({"op": "auth", "token": token, "timeout": timeout_interval,
                             "items": [{"dealer": d, "query": q} for d, q in pairs]})
@@ -163,29 +158,19 @@ class DataSyncService(RPCService):
             pairs.append((dealer_name, query))
         return pairs
 
-    def _register(self, token: str, pairs: list[tuple[str, Any]], timeout_interval: float,
+    def _register(self, token: str | None, pairs: list[tuple[str, Any]], timeout_interval: float,
                   timeout_factory=None) -> Subscription:
-        """Create the pending subscription (all items or none); caller holds the lock."""
-        parsed: list[SubscriptionItem] = []
-        for dealer_name, query in pairs:
-            item = SubscriptionItem(dealer_name, query)
-            item.dealer = self.dealers_by_name[dealer_name]
-            parsed.append(item)
-        sub = Subscription(parsed, self, token)
-        added: list[SubscriptionItem] = []
+        """Create the pending subscription (all items or none; a new token if
+        ``token`` is None); caller holds the lock."""
+        sub = Subscription([SubscriptionItem(d, q) for d, q in pairs], self, token)
         try:
-            for item in parsed:
-                item.dealer.add_subscription_item(item)
-                added.append(item)
+            self.dm.connect_subscription(sub)
         except BaseException as exc:
-            for item in added:
-                item.dealer.remove_subscription_item(item)
             sub.close()
             if isinstance(exc, BadQuery):
                 raise RPCError(str(exc) or "Invalid query") from None
             raise
-        self.subscriptions[token] = sub
-        self.pending[token] = sub
+        self.sm.register_subscription(sub)
         sub.timer = (timeout_factory or GeventTimeoutFactory).call_later(
             timeout_interval, self._expire, sub)
         return sub
@@ -215,9 +200,8 @@ class DataSyncService(RPCService):
     def _deliver_all(self, checked: list[dict]) -> None:
         with self.lock:
             for delta in checked:
-                dealers = self.dealers_by_model.get(delta["model"])
-                if dealers:  # a model no dealer handles reaches nobody
-                    self._deliver(delta, dealers)
+                if delta["model"] in self.dealers_by_model:  # else it reaches nobody
+                    self._deliver(delta)
 
     # -- many processes ---------------------------------------------------------
     _distributed = False
@@ -266,12 +250,12 @@ class DataSyncService(RPCService):
                     counters["datasync_acquired_elsewhere"] += 1
                     self.do_cancel_subscription(sub)
 
-    def _deliver(self, delta: dict, dealers: list[Dealer]) -> None:
+    def _deliver(self, delta: dict) -> None:
         # Dealers call Subscription.deliver_delta -> send_delta, which collects
         # the recipients of each outgoing delta so that it is encoded once.
         self._outbox = outbox = {}
         try:
-            for dealer in dealers:
+            for dealer in self.dm.get_dealers_for_model_class(delta["model"]):
                 try:
                     dealer.deliver_delta(delta)
                 except Exception:
@@ -335,17 +319,10 @@ class DataSyncService(RPCService):
         with self.lock:
             if self.subscriptions.get(token) is not subscription:
                 return
-            del self.subscriptions[token]
-            self.pending.pop(token, None)
-            client = subscription.client
-            if client is not None:
-                mine = self.subscriptions_by_client.get(client)
-                if mine is not None:
-                    mine.pop(token, None)
-                    if not mine:
-                        del self.subscriptions_by_client[client]
-            for item in subscription.items:
-                item.dealer.remove_subscription_item(item)
+            if subscription.client is not None:
+                self.sm.unlink_subscription_from_client(subscription)
+            self.sm.unregister_subscription(subscription)
+            self.dm.disconnect_subscription(subscription)
             subscription.close()
 
     # -- RPC commands -------------------------------------------------------------
@@ -371,11 +348,7 @@ class DataSyncService(RPCService):
         mine = self.subscriptions_by_client.get(client)
         if mine is not None and len(mine) >= self.MAX_SUBSCRIPTIONS_PER_CLIENT:
             raise RPCError("Too many subscriptions")
-        del self.pending[token]
-        if mine is None:
-            mine = self.subscriptions_by_client[client] = {}
-        mine[token] = sub
-        for delta in sub.got_client(client):
+        for delta in self.sm.link_subscription_to_client(sub, client):
             self.deliver_delta(client, delta)
         if self._distributed:  # other processes drop their pending copy (queued, no I/O here)
             self._announce({"op": "acquired", "token": token})
