@@ -43,14 +43,16 @@ export function freePort() {
 
 /** A snorky_sync test server; `restart()` stops it and starts a new process on the same port. */
 export class TestServer {
-  static async start(port) {
-    const s = new TestServer(port ?? await freePort());
+  /** `module`: the Python module whose `app` is served (default: the integration test app). */
+  static async start(port, { module = "tests.integration.testapp" } = {}) {
+    const s = new TestServer(port ?? await freePort(), module);
     await s._spawn();
     return s;
   }
 
-  constructor(port) {
+  constructor(port, module = "tests.integration.testapp") {
     this.port = port;
+    this.module = module;
     this.url = `http://127.0.0.1:${port}`;
     this.wsUrl = `ws://127.0.0.1:${port}`;
     this.log = "";
@@ -58,7 +60,7 @@ export class TestServer {
 
   async _spawn() {
     const code = "import sys; sys.path.insert(0, '.');" +
-      "from snorky_sync import serve; import tests.integration.testapp as m;" +
+      `from snorky_sync import serve; import ${this.module} as m;` +
       `serve(m.app, '127.0.0.1', ${this.port})`;
     this.proc = spawn(python(), ["-c", code], {
       cwd: ROOT,
