@@ -178,7 +178,13 @@ class _CommandSpec:
 
 def _declare(func=None, *, name: str | None = None, lock: bool = True, asynchronous: bool):
     def decorate(f):
-        f._rpc_spec = (name, asynchronous, lock)
+        # Stacked as in Snorky 0.1 (``@rpc_command @rpc_asynchronous``, either
+        # order): the declarations add up.
+        old_name, old_async, old_lock = getattr(f, "_rpc_spec", (None, False, True))
+        f._rpc_spec = (name or old_name, asynchronous or old_async, lock and old_lock)
+        f.is_rpc_command = True           # 0.1's markers
+        if f._rpc_spec[1]:
+            f.is_asynchronous = True
         return f
     return decorate(func) if func is not None else decorate
 
