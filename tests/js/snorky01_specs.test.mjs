@@ -6,7 +6,7 @@
 // snorky01_live.test.mjs.
 import { test, describe, beforeEach, afterEach } from "node:test";
 import assert from "node:assert/strict";
-import { Snorky } from "./helpers.mjs";
+import { Snorky, makeQ } from "./helpers.mjs";
 
 /** A jasmine-like spy: records calls; `impl` (optional) does the work. */
 function spy(impl) {
@@ -378,52 +378,6 @@ describe("A Snorky RPC service (rpc.spec.js)", () => {
     assert.throws(() => MockService.addRPCMethods([3]), TypeError);
   });
 });
-
-/** A Promises/A+-style deferred library without catch/finally, like the
- * Angular $q that 0.1's Angular addon put in Snorky.Promise. */
-function makeQ() {
-  const created = [];
-  function QPromise() { this._state = 0; this._value = undefined; this._handlers = []; created.push(this); }
-  QPromise.prototype.then = function (onOk, onErr) {
-    const d = defer();
-    this._handlers.push({ onOk, onErr, d });
-    if (this._state) this._flush();
-    return d.promise;
-  };
-  QPromise.prototype._settle = function (state, value) {
-    if (this._state) return;
-    if (state === 1 && value && typeof value.then === "function") {
-      value.then((v) => this._settle(1, v), (e) => this._settle(2, e));
-      return;
-    }
-    this._state = state;
-    this._value = value;
-    this._flush();
-  };
-  QPromise.prototype._flush = function () {
-    const handlers = this._handlers;
-    this._handlers = [];
-    queueMicrotask(() => handlers.forEach(({ onOk, onErr, d }) => {
-      const fn = this._state === 1 ? onOk : onErr;
-      if (typeof fn !== "function") {
-        (this._state === 1 ? d.resolve : d.reject)(this._value);
-        return;
-      }
-      try { d.resolve(fn(this._value)); } catch (err) { d.reject(err); }
-    }));
-  };
-  function defer() {
-    const promise = new QPromise();
-    return { promise, resolve: (v) => promise._settle(1, v), reject: (e) => promise._settle(2, e) };
-  }
-  // angular-snorky.js's adapter, in the same shape
-  function PromiseQAdapter(callback) {
-    const q = defer();
-    callback((value) => q.resolve(value), (reason) => q.reject(reason));
-    return q.promise;
-  }
-  return { PromiseQAdapter, QPromise, created };
-}
 
 describe("Promises (promises.spec.js) and a replaced Snorky.Promise", () => {
   let promise, success, error;
