@@ -99,3 +99,31 @@ def test_pubsub_backend_example_with_both_backend_clients():
         assert out.returncode != 0 and "Error from Snorky server: 404" in out.stderr
     finally:
         srv.stop()
+
+
+def test_pubsub_backend_demo_server_page_and_publish_script():
+    import requests
+
+    srv = ServerProcess(args=["examples/snorky01/pubsub_backend_demo/server.py"])
+    try:
+        page = requests.get(srv.url + "/", timeout=10)
+        assert page.status_code == 200 and "announcements.js" in page.text
+        assert requests.get(srv.url + "/announcements.js", timeout=10).status_code == 200
+        assert requests.get(srv.url + "/snorky_sync/static/snorky.js", timeout=10).status_code == 200
+        browser = SnorkyTestClient(srv.ws_url + "/ws")
+        browser.ok("pubsub", "subscribe", {"channel": "announcements"})
+        out = subprocess.run(
+            [sys.executable, "examples/snorky01/pubsub_backend_demo/publish.py", "Server restarts at 5"],
+            cwd=ROOT, timeout=60, capture_output=True, text=True,
+            env={"SNORKY_BACKEND_URL": srv.url + "/backend", "SNORKY_API_KEY": API_KEY, "PATH": "/usr/bin:/bin"})
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert browser.next_notification()["message"] == {
+            "type": "message", "channel": "announcements", "message": "Server restarts at 5"}
+        wrong = subprocess.run(
+            [sys.executable, "examples/snorky01/pubsub_backend_demo/publish.py", "x"],
+            cwd=ROOT, timeout=60, capture_output=True, text=True,
+            env={"SNORKY_BACKEND_URL": srv.url + "/backend", "SNORKY_API_KEY": "wrong-key-wrong-key",
+                 "PATH": "/usr/bin:/bin"})
+        assert wrong.returncode != 0   # a 401 body is not a service answer: the script fails
+    finally:
+        srv.stop()
