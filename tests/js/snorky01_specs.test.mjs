@@ -1058,3 +1058,12 @@ describe("Snorky.Signal (js-signals, 0.1's event library)", () => {
     assert.deepEqual(wrapped, [[{ type: "message", channel: "c", message: "m" }]]);
   });
 });
+
+describe("+ module forms (0.1 was a plain script defining the global Snorky)", () => {
+  test("CommonJS, the global and the ES module are one Snorky", async () => {
+    assert.equal(globalThis.Snorky, Snorky);
+    const mod = await import("../../snorky_sync/static/snorky.mjs");
+    assert.equal(mod.default, Snorky);
+    assert.equal(mod.Snorky, Snorky);
+  });
+});
