@@ -1,0 +1,99 @@
+"""Snorky 0.1's Django REST framework views: a list that hands out a DataSync
+subscription when the request asks for one (``X-Snorky: Subscribe`` ->
+``X-Subscription-Token`` on the response)::
+
+    from rest_framework import viewsets
+    import snorky_sync.backend.django.rest_framework as snorky
+
+    class TaskViewSet(snorky.ListSubscribeModelMixin, viewsets.ModelViewSet):
+        queryset = Task.objects.all()
+        serializer_class = TaskSerializer
+        dealer = "AllTasks"
+        dealer_query = None
+
+The token is authorized before the list is read, so a change committed
+while the list is being built reaches the page as a delta, never lost
+between the list and the subscription.
+"""
+from __future__ import annotations
+
+from functools import wraps
+
+from rest_framework import generics, mixins
+
+from . import authorize_subscription
+
+__all__ = ["SubscribeModelMixin", "ListSubscribeModelMixin", "ListSubscribeAPIView",
+           "ListSubscribeCreateAPIView", "subscription_in_response"]
+
+
+class SubscribeModelMixin:
+    """What a subscription of this view is made of: ``dealer`` and ``dealer_query``."""
+
+    dealer = None
+    """The dealer name; default: the model's class name."""
+    dealer_query = None
+    """The query sent to the dealer."""
+
+    def get_dealer(self) -> str:
+        """The dealer: ``dealer``, else the name of ``model`` (0.1) or of the queryset's model."""
+        if self.dealer:
+            return self.dealer
+        model = getattr(self, "model", None)
+        if model is None and getattr(self, "queryset", None) is not None:
+            model = self.queryset.model
+        if model is not None:
+            return model.__name__
+        raise AttributeError("Missing dealer")
+
+    def get_dealer_query(self):
+        """The query: ``dealer_query``."""
+        return self.dealer_query
+
+    def get_subscription_items(self) -> list[dict]:
+        """``[{"dealer": get_dealer(), "query": get_dealer_query()}]``."""
+        return [{"dealer": self.get_dealer(), "query": self.get_dealer_query()}]
+
+    def requested_subscription(self) -> bool:
+        """Whether the request carries ``X-Snorky: Subscribe``."""
+        return self.request.META.get("HTTP_X_SNORKY", "").lower() == "subscribe"
+
+
+def subscription_in_response(method):
+    """Decorates a view method: when the request asks for a subscription, the
+    response carries its token in ``X-Subscription-Token``."""
+    @wraps(method)
+    def _subscription_in_response(self, *args, **kwargs):
+        if self.requested_subscription():
+            token = authorize_subscription(self.get_subscription_items())
+            response = method(self, *args, **kwargs)
+            response["X-Subscription-Token"] = token
+            return response
+        return method(self, *args, **kwargs)
+    return _subscription_in_response
+
+
+class ListSubscribeModelMixin(SubscribeModelMixin, mixins.ListModelMixin):
+    """A ``list()`` that understands the ``X-Snorky`` header."""
+
+    @subscription_in_response
+    def list(self, request, *args, **kwargs):
+        return super().list(request, *args, **kwargs)
+
+
+class ListSubscribeAPIView(ListSubscribeModelMixin, generics.GenericAPIView):
+    """GET: the list (with a subscription on request)."""
+
+    def get(self, request, *args, **kwargs):
+        return self.list(request, *args, **kwargs)
+
+
+class ListSubscribeCreateAPIView(ListSubscribeModelMixin, mixins.CreateModelMixin,
+                                 generics.GenericAPIView):
+    """GET: the list (with a subscription on request); POST: create."""
+
+    def get(self, request, *args, **kwargs):
+        return self.list(request, *args, **kwargs)
+
+    def post(self, request, *args, **kwargs):
+        return self.create(request, *args, **kwargs)

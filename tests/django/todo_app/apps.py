@@ -1,0 +1,5 @@
+from django.apps import AppConfig
+
+
+class TodoAppConfig(AppConfig):
+    name = "todo_app"
