@@ -6,13 +6,18 @@ The flow every DataSync application follows (PROTOCOL.md §3):
    (``authorize_subscription``), *then* queries the database, and returns
    both: a change committed between the two is buffered by Snorky and
    delivered on acquisition, so the page misses nothing.
-2. ``POST`` / ``PATCH`` / ``DELETE`` change the database, commit, and
-   publish the matching delta (insert / update / delete) to every page.
+2. ``POST`` / ``PATCH`` / ``DELETE`` change the database and commit; the
+   model is :func:`~snorky_sync.integrations.sqlalchemy.subscribable`, so the
+   commit publishes the matching deltas (insert / update / delete) to every
+   page — no publishing code in the views.  ``GET`` with ``X-Snorky:
+   Subscribe`` also answers with ``X-Subscription-Token`` (0.1's convention).
 """
 from __future__ import annotations
 
 from flask import jsonify, request
 
+from ..integrations.flask_views import subscription_in_response
+from ..integrations.sqlalchemy import DeltaPublisher, subscribable
 from ..services.datasync import BroadcastDealer
 
 MODEL = "Todo"
@@ -32,6 +37,7 @@ def init_todos(app, bp, backend, datasync, database_url: str) -> None:
     app.config.setdefault("SQLALCHEMY_DATABASE_URI", database_url)
     db = SQLAlchemy(app)
 
+    @subscribable(model=MODEL)
     class Todo(db.Model):
         __tablename__ = "snorky_demo_todos"
         id = db.Column(db.Integer, primary_key=True)
@@ -41,6 +47,7 @@ def init_todos(app, bp, backend, datasync, database_url: str) -> None:
         def as_dict(self) -> dict:
             return {"id": self.id, "title": self.title, "completed": self.completed}
 
+    DeltaPublisher(backend).attach(db.session)
     with app.app_context():
         db.create_all()
     if AllTodos.name not in datasync.dealers_by_name:
@@ -56,6 +63,7 @@ def init_todos(app, bp, backend, datasync, database_url: str) -> None:
         return title.strip()
 
     @bp.get("/demos/todos/api")
+    @subscription_in_response(backend, [{"dealer": AllTodos.name, "query": None}])
     def todos_list():
         token = backend.authorize_subscription([{"dealer": AllTodos.name, "query": None}])
         todos = [t.as_dict() for t in db.session.execute(db.select(Todo).order_by(Todo.id)).scalars()]
@@ -69,14 +77,12 @@ def init_todos(app, bp, backend, datasync, database_url: str) -> None:
         todo = Todo(title=title, completed=False)
         db.session.add(todo)
         db.session.commit()
-        backend.publish_deltas([{"type": "insert", "model": MODEL, "data": todo.as_dict()}])
         return jsonify(todo.as_dict()), 201
 
     @bp.patch("/demos/todos/api/<int:todo_id>")
     def todos_update(todo_id):
         data = request.get_json(silent=True) or {}
         todo = db.get_or_404(Todo, todo_id)
-        old = todo.as_dict()
         if "title" in data:
             title = valid_title(data)
             if title is None:
@@ -87,16 +93,11 @@ def init_todos(app, bp, backend, datasync, database_url: str) -> None:
                 return bad("completed must be true or false")
             todo.completed = data["completed"]
         db.session.commit()
-        new = todo.as_dict()
-        if new != old:
-            backend.publish_deltas([{"type": "update", "model": MODEL, "oldData": old, "newData": new}])
-        return jsonify(new)
+        return jsonify(todo.as_dict())
 
     @bp.delete("/demos/todos/api/<int:todo_id>")
     def todos_delete(todo_id):
         todo = db.get_or_404(Todo, todo_id)
-        old = todo.as_dict()
         db.session.delete(todo)
         db.session.commit()
-        backend.publish_deltas([{"type": "delete", "model": MODEL, "data": old}])
         return "", 204
