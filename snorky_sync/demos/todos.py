@@ -11,6 +11,9 @@ The flow every DataSync application follows (PROTOCOL.md §3):
    commit publishes the matching deltas (insert / update / delete) to every
    page — no publishing code in the views.  ``GET`` with ``X-Snorky:
    Subscribe`` also answers with ``X-Subscription-Token`` (0.1's convention).
+   On PostgreSQL the table has a trigger instead
+   (:mod:`snorky_sync.integrations.postgres`): a row changed with ``psql``
+   shows up in the open pages too.
 """
 from __future__ import annotations
 
@@ -47,9 +50,24 @@ def init_todos(app, bp, backend, datasync, database_url: str) -> None:
         def as_dict(self) -> dict:
             return {"id": self.id, "title": self.title, "completed": self.completed}
 
-    DeltaPublisher(backend).attach(db.session)
     with app.app_context():
         db.create_all()
+        on_postgres = db.engine.dialect.name == "postgresql"
+        if on_postgres:
+            dsn = db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    if on_postgres:
+        # On PostgreSQL every change of the table is a delta, whoever makes it
+        # (this app, psql, a cron job): a trigger and the outbox relay.
+        from ..integrations import postgres
+
+        import psycopg
+
+        with psycopg.connect(dsn) as conn:
+            postgres.install(conn, Todo.__tablename__, MODEL, ["id", "title", "completed"])
+        postgres.OutboxRelay(dsn, backend, poll_interval=2.0).start()
+    else:
+        # Elsewhere the session's commits publish the changes made through it.
+        DeltaPublisher(backend).attach(db.session)
     if AllTodos.name not in datasync.dealers_by_name:
         datasync.register_dealer(AllTodos)
 

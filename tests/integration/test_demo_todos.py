@@ -5,6 +5,7 @@ fresh database per run, dropped afterwards.  Skipped only when no PostgreSQL
 answers there.
 """
 import secrets
+import subprocess
 
 import pytest
 import requests
@@ -40,17 +41,28 @@ def test_todos_demo_on_postgresql_emits_deltas(pg_database):
         first = requests.get(api, timeout=10).json()
         assert first["todos"] == []
         page = SnorkyTestClient(srv.ws_url + "/ws")
-        made = requests.post(api, json={"title": "in postgres"}, timeout=10).json()  # buffered
+        made = requests.post(api, json={"title": "in postgres"}, timeout=10).json()
         page.ok("datasync", "acquireSubscription", {"token": first["token"]})
-        assert page.notifications[-1]["message"] == {
+        # on PostgreSQL the deltas come from the table's trigger, through the outbox relay
+        assert page.wait_for(lambda m: m.get("type") == "delta", timeout=15) == {
             "type": "delta", "delta": {"type": "insert", "model": "Todo", "data": made}}
         requests.patch(f"{api}/{made['id']}", json={"completed": True}, timeout=10)
-        delta = page.recv()["message"]["delta"]
+        delta = page.wait_for(lambda m: m.get("type") == "delta", timeout=15)["delta"]
         assert delta["type"] == "update" and delta["newData"]["completed"] is True
         assert requests.get(api, timeout=10).json()["todos"] == [dict(made, completed=True)]
+        # a row inserted by hand, with psql, shows up too
+        dsn = pg_database.replace("postgresql+psycopg", "postgresql")
+        out = subprocess.run(["psql", dsn, "-qAtc",
+                              "INSERT INTO snorky_demo_todos (title, completed) VALUES ('by hand', false) "
+                              "RETURNING id"], capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0, out.stderr
+        delta = page.wait_for(lambda m: m.get("type") == "delta", timeout=15)["delta"]
+        assert delta == {"type": "insert", "model": "Todo",
+                         "data": {"id": int(out.stdout.strip()), "title": "by hand", "completed": False}}
+        page.expect_silence(1.0)      # each change once: the app's own commits are not published twice
         page.close()
     finally:
         srv.stop()
     with psycopg.connect(pg_database.replace("postgresql+psycopg", "postgresql")) as conn:
-        assert conn.execute("SELECT title, completed FROM snorky_demo_todos").fetchall() == [
-            ("in postgres", True)]
+        assert conn.execute("SELECT title, completed FROM snorky_demo_todos ORDER BY id").fetchall() == [
+            ("in postgres", True), ("by hand", False)]
