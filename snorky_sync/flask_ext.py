@@ -4,14 +4,17 @@
 
     snorky = Snorky(app)                      # or Snorky(); snorky.init_app(app)
     snorky.websocket("/ws", registry)
+    snorky.sockjs("/sockjs", registry)        # the same services for browsers without WebSocket
     snorky.backend("/backend", backend_registry, api_key=key)
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any, Callable, Sequence
 
 from .endpoints.backend_http import make_backend_view
+from .endpoints.sockjs import SockJSOptions, make_sockjs_view
 from .endpoints.metrics_http import make_metrics_view
 from .endpoints.websocket import WebSocketOptions, make_websocket_view
 from .settings import MIN_API_KEY_LENGTH, Settings
@@ -29,7 +32,7 @@ class Snorky:
     def __init__(self, app=None, settings: Settings | None = None) -> None:
         self.settings = settings or Settings.from_env()
         self.app = None
-        self._routes: list[tuple[str, str, Callable, list[str], bool]] = []
+        self._routes: list[tuple[str, str, Callable, list[str], bool, dict]] = []
         if app is not None:
             self.init_app(app)
 
@@ -46,12 +49,12 @@ class Snorky:
         for route in self._routes:
             self._add(*route)
 
-    def _add(self, path, endpoint, view, methods, websocket) -> None:
+    def _add(self, path, endpoint, view, methods, websocket, options=None) -> None:
         self.app.add_url_rule(path, endpoint=endpoint, view_func=view,
-                              methods=methods, websocket=websocket)
+                              methods=methods, websocket=websocket, **(options or {}))
 
-    def _route(self, path, endpoint, view, methods, websocket) -> None:
-        route = (path, endpoint, view, methods, websocket)
+    def _route(self, path, endpoint, view, methods, websocket, options=None) -> None:
+        route = (path, endpoint, view, methods, websocket, options)
         self._routes.append(route)
         if self.app is not None:
             self._add(*route)
@@ -63,7 +66,7 @@ class Snorky:
                   rate_limit: float | None = None, rate_burst: float | None = None,
                   max_connections: int | None = None,
                   max_connections_per_identity: int | None = None,
-                  endpoint: str | None = None) -> WebSocketOptions:
+                  endpoint: str | None = None, _mount: bool = True) -> WebSocketOptions:
         """Serve ``registry`` over WebSocket at ``path``.
 
         ``authenticate(request)`` returns the connection's identity (or None);
@@ -89,9 +92,58 @@ class Snorky:
             max_connections_per_identity=(max_connections_per_identity
                                           or s.max_connections_per_identity),
         )
+        if not _mount:
+            return opts
         view = make_websocket_view(registry, opts)
         self._route(path, endpoint or f"snorky_ws_{path}", view, ["GET"], True)
         return opts
+
+    def sockjs(self, path: str, registry, *, authenticate: Callable | None = None,
+               allowed_origins: Sequence[str] | None = _UNSET,
+               heartbeat: float | None = None, disconnect_delay: float | None = None,
+               response_limit: int | None = None, max_body_size: int | None = None,
+               cookie_needed: bool | None = None, websocket: bool = True,
+               sockjs_url: str | None = None, endpoint: str | None = None,
+               **limits) -> SockJSOptions:
+        """Serve ``registry`` over SockJS (protocol 0.3.3) under ``path``.
+
+        Takes :meth:`websocket`'s options (``authenticate`` sees the request
+        that opens the session, ``?token=`` works on the SockJS URL) plus
+        SockJS's: ``heartbeat`` and ``disconnect_delay`` (seconds),
+        ``response_limit`` (bytes per streaming response), ``max_body_size``
+        (of a send), ``cookie_needed`` (JSESSIONID), ``websocket`` (offer
+        that transport), ``sockjs_url`` (sockjs-client for the iframe page).
+        """
+        base = self.websocket(path + "/websocket", registry, authenticate=authenticate,
+                              allowed_origins=allowed_origins, endpoint=None, _mount=False,
+                              **limits)
+        s = self.settings
+        opts = SockJSOptions(
+            **{f.name: getattr(base, f.name) for f in dataclasses.fields(base)},
+            heartbeat=heartbeat or s.sockjs_heartbeat,
+            disconnect_delay=disconnect_delay or s.sockjs_disconnect_delay,
+            response_limit=response_limit or s.sockjs_response_limit,
+            max_body_size=max_body_size or s.sockjs_max_body,
+            cookie_needed=s.sockjs_cookie_needed if cookie_needed is None else cookie_needed,
+            websocket=websocket,
+            sockjs_url=sockjs_url or s.sockjs_url or SockJSOptions.sockjs_url,
+        )
+        self.mount_sockjs(path, registry, opts, endpoint)
+        return opts
+
+    def mount_sockjs(self, path: str, target, opts: SockJSOptions,
+                     endpoint: str | None = None) -> None:
+        """Mount a SockJS endpoint for ``target`` (a registry, or any object with
+        ``client_connected``, ``process_message_raw`` and ``client_disconnected``)."""
+        path = path.rstrip("/")
+        view, _ = make_sockjs_view(target, opts, path)
+        name = endpoint or f"snorky_sockjs_{path}"
+        methods = ["GET", "POST", "OPTIONS", "PUT", "DELETE", "PATCH"]
+        exact = {"merge_slashes": False, "strict_slashes": False}
+        self._route(path, name, view, methods, False, exact)
+        self._route(path + "/", name + "/", view, methods, False, exact)
+        self._route(path + "/<path:rest>", name + "/*", view, methods, False, exact)
+        self._route(path + "/<path:rest>", name + "/ws", view, ["GET"], True, exact)
 
     def backend(self, path: str, registry, *, api_key: str,
                 max_body_size: int | None = None, only_port: int | None = None,

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-__all__ = ["counters", "rpc_calls", "rpc_errors", "snapshot"]
+__all__ = ["counters", "rpc_calls", "rpc_errors", "transport_counters", "snapshot"]
 
 counters: defaultdict[str, int] = defaultdict(int)
 #: (service, command) -> calls / error answers.  Unknown commands count as "?".
 rpc_calls: defaultdict[tuple[str, str], int] = defaultdict(int)
 rpc_errors: defaultdict[tuple[str, str], int] = defaultdict(int)
+#: (name, SockJS transport) -> count: sessions_opened, sessions_closed, messages_in, messages_out
+transport_counters: defaultdict[tuple[str, str], int] = defaultdict(int)
 
 
 def snapshot() -> dict[str, int]:

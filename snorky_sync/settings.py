@@ -51,6 +51,12 @@ class Settings:
     redis_url: str | None = None            # SNORKY_REDIS_URL (unset: one process, in-memory)
     cluster_heartbeat: float = 1.0          # SNORKY_CLUSTER_HEARTBEAT (seconds between a process's heartbeats, with Redis)
     cluster_expiry: float = 5.0             # SNORKY_CLUSTER_EXPIRY (seconds without heartbeat before a process's chat/messaging/cursors state is dropped)
+    sockjs_heartbeat: float = 25.0          # SNORKY_SOCKJS_HEARTBEAT (seconds between SockJS heartbeat frames)
+    sockjs_disconnect_delay: float = 5.0    # SNORKY_SOCKJS_DISCONNECT_DELAY (seconds a SockJS session waits for a request)
+    sockjs_response_limit: int = 128 * 1024  # SNORKY_SOCKJS_RESPONSE_LIMIT (bytes per streaming response)
+    sockjs_max_body: int = 10 * 1024 * 1024  # SNORKY_SOCKJS_MAX_BODY (bytes of one xhr_send/jsonp_send)
+    sockjs_cookie_needed: bool = False      # SNORKY_SOCKJS_COOKIE_NEEDED (JSESSIONID cookie for sticky balancers)
+    sockjs_url: str | None = None           # SNORKY_SOCKJS_URL (sockjs-client for the iframe transports)
     shutdown_timeout: float = 5.0           # SNORKY_SHUTDOWN_TIMEOUT (seconds to wait for closes)
     log_level: str = "INFO"                 # SNORKY_LOG_LEVEL
     log_format: str = "text"                # SNORKY_LOG_FORMAT (text or json)

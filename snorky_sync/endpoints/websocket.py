@@ -40,7 +40,8 @@ from ..logs import RateLimitedLogger
 from ..metrics import counters
 from .handshake import HandshakeError, accept_handshake
 
-__all__ = ["WebSocketOptions", "make_websocket_view", "Reject", "close_all", "live_clients"]
+__all__ = ["WebSocketOptions", "make_websocket_view", "Reject", "close_all", "live_clients",
+           "track", "untrack"]
 
 log = logging.getLogger("snorky_sync.websocket")
 # websockets logs "connection open" at INFO for every handshake; keep it out.
@@ -188,9 +189,15 @@ def _check_access(opts: WebSocketOptions, environ) -> tuple[Any, Reject | None]:
     return identity, None
 
 
-def make_websocket_view(registry, opts: WebSocketOptions) -> Callable[[], Any]:
-    """The Flask view serving ``registry`` over WebSocket."""
+def make_websocket_view(registry, opts: WebSocketOptions, client_class: type[Client] = Client,
+                        process: Callable[[Client, bytes], None] | None = None) -> Callable[[], Any]:
+    """The Flask view serving ``registry`` over WebSocket.
+
+    ``client_class`` and ``process(client, data)`` (default: the registry's
+    ``process_message_raw``) let another framing ride on WebSocket (SockJS).
+    """
     pinger = _Pinger(opts)
+    serving = (registry, opts, pinger, client_class, process or registry.process_message_raw)
 
     def snorky_websocket():
         environ = request.environ
@@ -206,7 +213,7 @@ def make_websocket_view(registry, opts: WebSocketOptions) -> Callable[[], Any]:
                 return Response(status=204)
             adopted.closed = True  # gevent-websocket must not write its own close
             adopted.handler.close_connection = True  # nor read another request
-            _detach(registry, opts, pinger, sock, remote, identity)
+            _detach(serving, sock, remote, identity)
             return Response(status=204)
 
         sock = environ.get("snorky.socket") or environ.get("gunicorn.socket")
@@ -230,7 +237,7 @@ def make_websocket_view(registry, opts: WebSocketOptions) -> Callable[[], Any]:
             sock.sendall(answer)
         except OSError:
             return _Hijacked()
-        _detach(registry, opts, pinger, sock, remote, identity)
+        _detach(serving, sock, remote, identity)
         return _Hijacked()
 
     return snorky_websocket
@@ -246,8 +253,7 @@ def _refuse_after_upgrade(sock, remote: str, refusal: Reject) -> None:
         pass
 
 
-def _detach(registry, opts: WebSocketOptions, pinger: _Pinger, sock, remote: str,
-            identity: Any) -> None:
+def _detach(serving: tuple, sock, remote: str, identity: Any) -> None:
     """Serve the connection from a fresh greenlet that owns the descriptor.
 
     The socket object the server knows is detached (gevent's ``detach()``:
@@ -264,12 +270,40 @@ def _detach(registry, opts: WebSocketOptions, pinger: _Pinger, sock, remote: str
     except OSError:
         return
     mine = _socket_class(family, type_, proto, fileno=fd)
-    _spawn(_serve, registry, opts, pinger, mine, remote, identity)
+    _spawn(_serve, serving, mine, remote, identity)
 
 
-def _serve(registry, opts: WebSocketOptions, pinger: _Pinger, sock, remote: str,
-           identity: Any) -> None:
+def track(client: Client) -> Any:
+    """Count an open connection of this process (WebSocket or SockJS session):
+    shutdown closes it, the connection limits see it.  Returns the identity key."""
+    counters["connections_opened"] += 1
+    counters["connections_current"] += 1
+    _live.add(client)
+    _drained.clear()
+    identity = client.identity
+    ident_key = None if identity is None else wire.json_key(identity)
+    if ident_key is not None:
+        _per_identity[ident_key] = _per_identity.get(ident_key, 0) + 1
+    return ident_key
+
+
+def untrack(client: Client, ident_key: Any) -> None:
+    """The connection :func:`track` counted is gone."""
+    if client not in _live:
+        return
+    counters["connections_current"] -= 1
+    _live.discard(client)
+    if not _live:
+        _drained.set()
+    if ident_key is not None:
+        left = _per_identity.pop(ident_key) - 1
+        if left:
+            _per_identity[ident_key] = left
+
+
+def _serve(serving: tuple, sock, remote: str, identity: Any) -> None:
     """Run one connection until it ends: read, dispatch, clean up."""
+    registry, opts, pinger, client_class, process = serving
     try:  # writes are already batched per connection: Nagle would only add delay
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # (the embedded server left it on)
     except OSError:
@@ -279,32 +313,19 @@ def _serve(registry, opts: WebSocketOptions, pinger: _Pinger, sock, remote: str,
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, opts.socket_sndbuf)
         except OSError:
             pass
-    client = Client(sock, remote, identity, opts.max_queue_frames, opts.max_queue_bytes)
+    client = client_class(sock, remote, identity, opts.max_queue_frames, opts.max_queue_bytes)
     proto = Protocol(Side.SERVER, state=State.OPEN, max_size=opts.max_frame_size,
                      logger=_protocol_log)
-    counters["connections_opened"] += 1
-    counters["connections_current"] += 1
-    _live.add(client)
-    _drained.clear()
+    ident_key = track(client)
     pinger.add(client)
-    ident_key = None if identity is None else wire.json_key(identity)
-    if ident_key is not None:
-        _per_identity[ident_key] = _per_identity.get(ident_key, 0) + 1
     try:
         registry.client_connected(client)
-        _read_loop(registry, opts, client, sock, proto)
+        _read_loop(process, opts, client, sock, proto)
     except Exception:
         log.exception("connection %s failed", remote)
     finally:
-        counters["connections_current"] -= 1
-        _live.discard(client)
+        untrack(client, ident_key)
         pinger.discard(client)
-        if not _live:
-            _drained.set()
-        if ident_key is not None:
-            left = _per_identity.pop(ident_key) - 1
-            if left:
-                _per_identity[ident_key] = left
         registry.client_disconnected(client)
         client.flush(opts.close_timeout)
         client.mark_closed()
@@ -335,8 +356,7 @@ def _linger_close(sock, timeout: float, limit: int = 1 << 20) -> None:
             pass
 
 
-def _read_loop(registry, opts: WebSocketOptions, client: Client, sock, proto: Protocol) -> None:
-    process = registry.process_message_raw
+def _read_loop(process, opts: WebSocketOptions, client: Client, sock, proto: Protocol) -> None:
     max_size = opts.max_frame_size
     recv = sock.recv
     recv_size = opts.recv_size
@@ -400,13 +420,13 @@ def _read_loop(registry, opts: WebSocketOptions, client: Client, sock, proto: Pr
 
 
 def live_clients() -> list[Client]:
-    """The open WebSocket connections of this process."""
+    """The open connections of this process (WebSockets and SockJS sessions)."""
     return list(_live)
 
 
 def close_all(code: int = 1001, reason: str = "Server shutting down",
               timeout: float = 5.0, batch: int = 500) -> int:
-    """Close every WebSocket of this process (graceful shutdown).
+    """Close every WebSocket and SockJS session of this process (graceful shutdown).
 
     Each client gets a close frame (1001 "going away" by default) after what
     is already queued for it, in batches so the writers run in between; then

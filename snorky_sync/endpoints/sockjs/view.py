@@ -1,0 +1,270 @@
+"""The Flask view of a SockJS endpoint: routes every SockJS URL to its handler."""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import re
+import secrets
+from dataclasses import dataclass
+from typing import Any, Callable
+from urllib.parse import urlsplit
+
+import orjson
+from flask import Response, request
+
+from ...metrics import counters
+from ..websocket import WebSocketOptions, _check_access, _remote_address, make_websocket_view
+from . import protocol
+from .manager import SessionManager
+from .transports import LocalReceiver, process_messages, request_socket, stream
+from .websocket import SockJSWebSocketClient, make_process
+
+__all__ = ["SockJSOptions", "make_sockjs_view"]
+
+log = logging.getLogger("snorky_sync.sockjs")
+
+DEFAULT_SOCKJS_URL = "https://cdn.jsdelivr.net/npm/sockjs-client@1/dist/sockjs.min.js"
+
+
+@dataclass
+class SockJSOptions(WebSocketOptions):
+    """WebSocket options plus SockJS's own (defaults from :mod:`snorky_sync.settings`)."""
+
+    heartbeat: float = 25.0            # seconds between "h" frames on an idle receiver
+    disconnect_delay: float = 5.0      # seconds without a receiver before a session ends
+    response_limit: int = 128 * 1024   # bytes per streaming response before the client re-opens it
+    max_body_size: int = 10 * 1024 * 1024  # largest xhr_send / jsonp_send body (larger: 413)
+    cookie_needed: bool = False        # JSESSIONID cookie (for load balancers that stick on it)
+    websocket: bool = True             # offer the WebSocket transport
+    sockjs_url: str = DEFAULT_SOCKJS_URL  # sockjs-client loaded by the iframe page
+
+
+_COOKIE_OK = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+
+
+def _text(body: str, status: int, headers=()) -> Response:
+    return Response(body, status=status, headers=list(headers),
+                    content_type="text/plain; charset=UTF-8")
+
+
+def _empty(status: int, headers=()) -> Response:
+    resp = Response(b"", status=status, headers=list(headers))
+    del resp.headers["Content-Type"]
+    return resp
+
+
+def make_sockjs_view(target, opts: SockJSOptions, name: str) -> tuple[Callable[..., Any], SessionManager]:
+    """The view serving every URL under a SockJS base URL for ``target`` (a
+    ServiceRegistry, or any object with its three connection methods)."""
+    manager = SessionManager(target, opts, name)
+    broker = getattr(target, "broker", None)
+    if broker is not None and broker.distributed:
+        from .relay import Relay
+        manager.relay = Relay(manager, broker)
+    ws_session_view = make_websocket_view(target, opts, SockJSWebSocketClient, make_process(target))
+    ws_raw_view = make_websocket_view(target, opts)
+    # origins are checked here (Origin, else Referer, else same host); then the
+    # rest of the WebSocket endpoint's checks without its own origin test
+    access_opts = dataclasses.replace(opts, allowed_origins=None)
+    iframe_body, iframe_etag = protocol.iframe_page(opts.sockjs_url)
+    allowed = opts.allowed_origins
+    frame_ancestors = None
+    if allowed is not None:
+        frame_ancestors = "frame-ancestors 'self' " + " ".join(o for o in allowed if o != "null")
+
+    def origin_ok(environ) -> bool:
+        if allowed is None:
+            return True
+        origin = environ.get("HTTP_ORIGIN")
+        if origin is None:
+            ref = environ.get("HTTP_REFERER")
+            if ref:
+                parts = urlsplit(ref)
+                origin = f"{parts.scheme}://{parts.netloc}"
+        if origin is None:
+            return False
+        own = f"{environ.get('wsgi.url_scheme', 'http')}://{environ.get('HTTP_HOST', '')}"
+        return origin in allowed or origin == own
+
+    def cors(environ) -> list[tuple[str, str]]:
+        origin = environ.get("HTTP_ORIGIN")
+        headers = [("Access-Control-Allow-Credentials", "true"), ("Vary", "Origin")]
+        if allowed is None or origin in allowed or (origin and origin_ok(environ)):
+            headers.append(("Access-Control-Allow-Origin",
+                            origin if origin and origin != "null" else "*"))
+        asked = environ.get("HTTP_ACCESS_CONTROL_REQUEST_HEADERS")
+        if asked:
+            headers.append(("Access-Control-Allow-Headers", asked))
+        return headers
+
+    def no_cache() -> list[tuple[str, str]]:
+        return [("Cache-Control", protocol.NO_CACHE)]
+
+    def cookie(environ) -> list[tuple[str, str]]:
+        if not opts.cookie_needed:
+            return []
+        value = request.cookies.get("JSESSIONID", "dummy")
+        if not _COOKIE_OK.match(value):
+            value = "dummy"
+        return [("Set-Cookie", f"JSESSIONID={value}; Path=/")]
+
+    def options(environ, methods: str) -> Response:
+        return _empty(204, [*protocol.cache_forever(), ("Access-Control-Max-Age", str(protocol.YEAR)),
+                            ("Access-Control-Allow-Methods", methods), *cors(environ)])
+
+    def not_allowed(methods: str) -> Response:
+        return _empty(405, [("Allow", methods)])
+
+    def info(environ) -> Response:
+        body = orjson.dumps({"websocket": opts.websocket, "cookie_needed": opts.cookie_needed,
+                             "origins": ["*:*"], "entropy": secrets.randbits(32)})
+        return Response(body, headers=[*no_cache(), *cors(environ)],
+                        content_type="application/json; charset=UTF-8")
+
+    def iframe(environ) -> Response:
+        headers = [*protocol.cache_forever(), ("ETag", iframe_etag)]
+        if frame_ancestors:
+            headers.append(("Content-Security-Policy", frame_ancestors))
+        if environ.get("HTTP_IF_NONE_MATCH") == iframe_etag:
+            return _empty(304, headers)
+        return Response(iframe_body, headers=headers, content_type="text/html; charset=UTF-8")
+
+    def websocket(environ, raw: bool):
+        if not opts.websocket:
+            return _empty(404)
+        if environ.get("REQUEST_METHOD") != "GET":
+            return not_allowed("GET")
+        if "websocket" not in environ.get("HTTP_UPGRADE", "").lower():
+            return _text('Can "Upgrade" only to "WebSocket".', 400)
+        if "upgrade" not in environ.get("HTTP_CONNECTION", "").lower():
+            return _text('"Connection" must be "Upgrade".', 400)
+        if environ.get("HTTP_SEC_WEBSOCKET_VERSION", "").strip() in ("7", "8"):
+            environ["HTTP_SEC_WEBSOCKET_VERSION"] = "13"  # hybi-07/08: the same framing as RFC 6455
+        if not origin_ok(environ):
+            return _text("Origin not allowed", 403)
+        return ws_raw_view() if raw else ws_session_view()
+
+    def receive(environ, transport: str, sid: str) -> Response:
+        method, content_type = protocol.RECEIVERS[transport]
+        req_method = environ.get("REQUEST_METHOD")
+        if req_method == "OPTIONS" and method == "POST":
+            return options(environ, "OPTIONS, POST")
+        if req_method != method:
+            return not_allowed(method)
+        wrap = protocol.WRAPPERS.get(transport)
+        prelude = protocol.PRELUDES.get(transport)
+        if transport in ("htmlfile", "jsonp"):
+            callback = request.args.get("c") or request.args.get("callback")
+            if not callback:
+                return _text('"callback" parameter required', 500)
+            if not protocol.callback_ok(callback):
+                return _text('invalid "callback" parameter', 500)
+            if transport == "jsonp":
+                wrap = protocol.jsonp_wrapper(callback)
+            else:
+                prelude = protocol.htmlfile_prelude(callback)
+        if not origin_ok(environ):
+            return _text("Origin not allowed", 403, cors(environ))
+        headers = [*no_cache(), *cookie(environ)]
+        if method == "POST":
+            headers += cors(environ)
+        limit = 1 if transport in protocol.POLLING else opts.response_limit
+        relay = manager.relay
+        session = manager.get(sid)
+        source = session
+        timeout = None
+        if session is None:
+            owner = relay.claim(sid) if relay is not None else None
+            if owner is not None:  # another process holds the session: it serves this request
+                source = relay.remote_source(owner, sid)
+                timeout = opts.heartbeat * 2 + 5
+            else:
+                identity, refusal = _check_access(access_opts, environ)
+                if refusal is not None:
+                    counters["handshakes_refused"] += 1
+                    if relay is not None:
+                        relay.release(sid)
+                    log.info("refused SockJS session from %s: %s %s", _remote_address(environ),
+                             refusal.status, refusal.reason)
+                    return _text(refusal.reason, refusal.status, headers)
+                source = manager.create(sid, transport, _remote_address(environ), identity)
+                if relay is not None:
+                    relay.claimed(source)
+        if environ.get("SERVER_PROTOCOL") == "HTTP/1.0":
+            headers.append(("Connection", "close"))  # no length, no chunks: the close ends the body
+        receiver = LocalReceiver(transport, wrap, limit, request_socket(environ), timeout)
+        return Response(stream(receiver, source, prelude), headers=headers,
+                        content_type=content_type, direct_passthrough=True)
+
+    def send(environ, transport: str, sid: str) -> Response:
+        req_method = environ.get("REQUEST_METHOD")
+        if transport == "xhr_send" and req_method == "OPTIONS":
+            return options(environ, "OPTIONS, POST")
+        if req_method != "POST":
+            return not_allowed("POST")
+        headers = [*no_cache(), *cookie(environ)]
+        if transport == "xhr_send":
+            headers += cors(environ)
+        if not origin_ok(environ):
+            return _text("Origin not allowed", 403, headers)
+        length = request.content_length
+        if length is not None and length > opts.max_body_size:
+            return _text("Payload too large.", 413, headers)
+        body = request.stream.read(opts.max_body_size + 1)
+        if len(body) > opts.max_body_size:
+            return _text("Payload too large.", 413, headers)
+        if transport == "jsonp_send" and request.mimetype == "application/x-www-form-urlencoded":
+            from urllib.parse import parse_qs
+            body = (parse_qs(body.decode("utf-8", "replace")).get("d") or [""])[0].encode("utf-8")
+        try:
+            messages = protocol.decode_messages(body)
+        except protocol.BodyError as exc:
+            counters["frames_invalid"] += 1
+            return _text(str(exc), 500, headers)
+        session = manager.get(sid)
+        if session is None or session.closing is not None:
+            if session is None and manager.relay is not None:
+                status = manager.relay.send(sid, messages)
+                if status is not None:
+                    return _reply_sent(transport, status, headers)
+            return _text("Session not found.", 404, headers)
+        process_messages(manager, session, messages)
+        return _reply_sent(transport, 204, headers)
+
+    prefix_len = len(name)
+
+    def view(rest: str = "") -> Response:
+        environ = request.environ
+        # the path as sent (the router would forgive doubled slashes; the protocol does not)
+        rest = environ.get("PATH_INFO", "")[prefix_len:]
+        kind, sid = protocol.parse_path(rest[1:] if rest.startswith("/") else rest)
+        req_method = environ.get("REQUEST_METHOD")
+        if kind in protocol.RECEIVERS:
+            return receive(environ, kind, sid)
+        if kind in protocol.SENDERS:
+            return send(environ, kind, sid)
+        if kind == "websocket":
+            return websocket(environ, False)
+        if kind == "raw_websocket":
+            return websocket(environ, True)
+        if kind == "info":
+            if req_method == "OPTIONS":
+                return options(environ, "OPTIONS, GET")
+            return info(environ) if req_method == "GET" else not_allowed("OPTIONS, GET")
+        if kind == "greeting":
+            if req_method != "GET":
+                return not_allowed("GET")
+            return Response(protocol.WELCOME, content_type="text/plain; charset=UTF-8")
+        if kind == "iframe":
+            return iframe(environ) if req_method == "GET" else not_allowed("GET")
+        return _empty(404)
+
+    return view, manager
+
+
+def _reply_sent(transport: str, status: int, headers) -> Response:
+    if status != 204:
+        return _text("Session not found.", status, headers)
+    if transport == "jsonp_send":
+        return _text("ok", 200, headers)
+    return _text("", 204, headers)

@@ -1,0 +1,98 @@
+"""SockJS over WebSocket (``/<server>/<session>/websocket``).
+
+The connection is served by :mod:`snorky_sync.endpoints.websocket` itself
+(handshake, reader, pinger, limits); only the framing differs: the client
+sends JSON arrays of strings (broken JSON cuts the connection, as the
+protocol asks), the server sends ``o``, ``a[...]`` and ``c[...]`` text frames.
+The outbound queue holds the usual encode-once frames and is turned into one
+``a[...]`` frame per flush.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from ... import wire
+from ...client import Client, _schedule, close_frame as ws_close_frame
+from ...metrics import counters, transport_counters
+from . import protocol
+from .session import Raw, quoted
+
+__all__ = ["SockJSWebSocketClient", "make_process"]
+
+_frame_text = wire.frame_text
+_OPEN = Raw(_frame_text(protocol.OPEN))
+
+
+def _ws_code(code: int) -> int:
+    # a WebSocket close code must be 1000-1014 (the sendable ones) or 3000-4999
+    return code if (3000 <= code < 5000 or code in (1000, 1001, 1008, 1011, 1013)) else 1000
+
+
+class SockJSWebSocketClient(Client):
+    """A WebSocket connection speaking SockJS framing."""
+
+    __slots__ = ()
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        transport_counters["sessions_opened", "websocket"] += 1
+        self.send_control(_OPEN)
+
+    def send_control(self, data: bytes) -> None:
+        super().send_control(Raw(data))
+
+    def _take(self) -> bytes:
+        q = self._queue
+        self._queue = []
+        self._queued_bytes = 0
+        parts: list[bytes] = []
+        msgs: list[bytes] = []
+        n = 0
+        for item in q:
+            if type(item) is Raw:
+                if msgs:
+                    parts.append(_frame_text(protocol.message_frame(msgs)))
+                    msgs = []
+                parts.append(item)
+            else:
+                msgs.append(quoted(item))
+                n += 1
+        if msgs:
+            parts.append(_frame_text(protocol.message_frame(msgs)))
+        data = b"".join(parts)
+        counters["frames_out"] += n
+        counters["bytes_out"] += len(data)
+        transport_counters["messages_out", "websocket"] += n
+        return data
+
+    def close(self, code: int = 1000, reason: str = "", after_flush=None) -> None:
+        """``c[code,"reason"]``, then the WebSocket close frame."""
+        if self.closed or self._closing:
+            return
+        self._queue.append(Raw(_frame_text(protocol.close_frame(code, reason))))
+        self._queue.append(Raw(ws_close_frame(_ws_code(code), reason)))
+        self._closing = True
+        self._after_flush = after_flush or self._shutdown_write
+        transport_counters["sessions_closed", "websocket"] += 1
+        if not self._scheduled:
+            _schedule(self)
+
+
+def make_process(target) -> Callable[[Client, bytes], None]:
+    """The reader's handler: each string of a frame's array is one message."""
+    process = target.process_message_raw
+
+    def process_sockjs(client: Client, data: bytes) -> None:
+        if not data:
+            return  # the protocol: empty frames are ignored
+        try:
+            messages = protocol.decode_messages(data)
+        except protocol.BodyError:
+            counters["frames_invalid"] += 1
+            client.abort()  # the protocol: broken JSON terminates the connection
+            return
+        transport_counters["messages_in", "websocket"] += len(messages)
+        for message in messages:
+            process(client, message)
+
+    return process_sockjs
