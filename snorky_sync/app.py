@@ -1,6 +1,6 @@
 """create_app(): the default snorky_sync server, wired from settings.
 
-Frontend registry at ``/ws``: ``pubsub``, ``chat``, ``cursors``,
+Frontend registry at ``/ws`` (and over SockJS at ``/sockjs``): ``pubsub``, ``chat``, ``cursors``,
 ``messaging``, ``datasync``.  Backend registry at
 ``/backend`` (only when ``SNORKY_API_KEY`` is set): ``pubsub_backend``,
 ``datasync_backend``.  DataSync dealers come from ``SNORKY_DATASYNC_DEALERS``.
@@ -97,6 +97,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     if secret:
         authenticate = ConnectionTokens(secret, max_age=settings.token_max_age)
     snorky.websocket("/ws", frontend, authenticate=authenticate)
+    snorky.sockjs("/sockjs", frontend, authenticate=authenticate)  # browsers without WebSocket
     if settings.api_key:
         only = settings.backend_port or None
         snorky.backend("/backend", backend, api_key=settings.api_key, only_port=only)

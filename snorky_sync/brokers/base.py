@@ -93,6 +93,11 @@ class Broker:
         everything (there is nobody to compete with)."""
         return "local"
 
+    def owner(self, key: str) -> str | None:
+        """The origin (hex) of the live process owning ``key``, or None.
+        Raises :class:`BrokerUnavailable`.  In-process: nobody else."""
+        return None
+
     def claim_many(self, pairs: Iterable[tuple[str, str]]) -> list[bool]:
         """Re-assert ``(key, token)`` claims (after a reconnect): True for each
         still (or again) ours.  Raises :class:`BrokerUnavailable`."""

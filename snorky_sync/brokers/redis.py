@@ -60,6 +60,14 @@ if (not cur) or cur == ARGV[1] or string.sub(cur, 1, 16) == ARGV[2]
 end
 return 0
 """
+# KEYS: claimed key: the owner's origin if it is alive
+_OWNER = """
+local cur = redis.call('GET', KEYS[1])
+if cur and redis.call('EXISTS', '""" + PROC + """' .. string.sub(cur, 1, 16)) == 1 then
+  return string.sub(cur, 1, 16)
+end
+return false
+"""
 # KEYS: claimed key; ARGV: token
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -106,6 +114,7 @@ class RedisBroker(Broker):
         self._heart: gevent.Greenlet | None = None
         self._claim = self.client.register_script(_CLAIM)
         self._release = self.client.register_script(_RELEASE)
+        self._owner = self.client.register_script(_OWNER)
 
     def subscribe(self, topic: str, handler, echo: bool = False) -> None:
         super().subscribe(topic, handler, echo)
@@ -221,6 +230,14 @@ class RedisBroker(Broker):
             return [bool(r) for r in pipe.execute()]
         except self._redis_mod.RedisError as exc:
             raise BrokerUnavailable(str(exc)) from exc
+
+    def owner(self, key: str) -> str | None:
+        self._check_connected()
+        try:
+            found = self._owner(keys=[OWN + key])
+        except self._redis_mod.RedisError as exc:
+            raise BrokerUnavailable(str(exc)) from exc
+        return found.decode() if found else None
 
     def release(self, pairs, wait: bool = False) -> None:
         pairs = list(pairs)

@@ -6,7 +6,7 @@ Importing any of ``snorky_sync.request_handlers.http``, ``.websocket`` or
     0.1 (Tornado)                                   snorky_sync (Flask)
     SnorkyWebSocketHandler.get_route(registry, p)   Snorky(app).websocket(p, registry)
     (r"/backend", BackendHTTPHandler, {...})        Snorky(app).backend(p, registry, api_key=...)
-    SnorkySockJSHandler.get_routes(registry, p)     (SockJS endpoint: not built yet)
+    SnorkySockJSHandler.get_routes(registry, p)     Snorky(app).sockjs(p, registry)
 """
 from __future__ import annotations
 

@@ -2,5 +2,4 @@
 from . import tornado_only
 
 raise tornado_only("sockjs", "SnorkySockJSHandler",
-                   "snorky_sync.Snorky(app).websocket('/ws', registry) for now: the SockJS "
-                   "endpoint (Snorky(app).sockjs) is not built yet")
+                   "snorky_sync.Snorky(app).sockjs('/sockjs', registry)")

@@ -50,7 +50,7 @@ def test_every_01_name_is_importable_by_its_01_path(module, names):
 
 
 @pytest.mark.parametrize("module,equivalent", [
-    ("http", "Snorky(app).backend"), ("websocket", "Snorky(app).websocket"), ("sockjs", "SockJS")])
+    ("http", "Snorky(app).backend"), ("websocket", "Snorky(app).websocket"), ("sockjs", "Snorky(app).sockjs")])
 def test_tornado_request_handlers_raise_import_error_naming_the_flask_wiring(module, equivalent):
     with pytest.raises(ImportError) as exc:
         importlib.import_module(f"snorky_sync.request_handlers.{module}")

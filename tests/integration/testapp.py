@@ -101,6 +101,9 @@ snorky.websocket("/ws-token", frontend, authenticate=TOKENS)
 snorky.websocket("/ws-token-required", frontend,
                  authenticate=ConnectionTokens("integration-token-secret-0123456789", required=True))
 snorky.websocket("/ws-session", frontend, authenticate=session_identity("user_id", required=True))
+snorky.sockjs("/sockjs", frontend)
+snorky.sockjs("/sockjs-token", frontend, authenticate=TOKENS,
+              disconnect_delay=float(os.environ.get("SOCKJS_DISCONNECT_DELAY", "5")))
 
 
 @app.get("/login/<user>")
@@ -119,3 +122,8 @@ snorky.backend("/backend", backend, api_key=os.environ["SNORKY_API_KEY"],
 @app.get("/healthz")
 def healthz():
     return "ok"
+
+
+@app.get("/broker")
+def broker_state():
+    return broker.health()

@@ -39,9 +39,11 @@ class SessionManager:
     def get(self, sid: str) -> SockJSSession | None:
         return self.sessions.get(sid)
 
-    def create(self, sid: str, transport: str, remote: str, identity: Any) -> SockJSSession:
+    def create(self, sid: str, transport: str, remote: str, identity: Any,
+               claim: str | None = None) -> SockJSSession:
         """A new session (the caller checked access); services hear of it now."""
         session = SockJSSession(self, sid, transport, remote, identity)
+        session.claim = claim
         self.sessions[sid] = session
         self._ident_keys[session] = track(session)
         transport_counters["sessions_opened", transport] += 1

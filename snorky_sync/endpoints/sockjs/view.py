@@ -174,7 +174,7 @@ def make_sockjs_view(target, opts: SockJSOptions, name: str) -> tuple[Callable[.
         source = session
         timeout = None
         if session is None:
-            owner = relay.claim(sid) if relay is not None else None
+            owner, token = relay.claim(sid) if relay is not None else (None, None)
             if owner is not None:  # another process holds the session: it serves this request
                 source = relay.remote_source(owner, sid)
                 timeout = opts.heartbeat * 2 + 5
@@ -183,13 +183,11 @@ def make_sockjs_view(target, opts: SockJSOptions, name: str) -> tuple[Callable[.
                 if refusal is not None:
                     counters["handshakes_refused"] += 1
                     if relay is not None:
-                        relay.release(sid)
+                        relay.release(sid, token)
                     log.info("refused SockJS session from %s: %s %s", _remote_address(environ),
                              refusal.status, refusal.reason)
                     return _text(refusal.reason, refusal.status, headers)
-                source = manager.create(sid, transport, _remote_address(environ), identity)
-                if relay is not None:
-                    relay.claimed(source)
+                source = manager.create(sid, transport, _remote_address(environ), identity, token)
         if environ.get("SERVER_PROTOCOL") == "HTTP/1.0":
             headers.append(("Connection", "close"))  # no length, no chunks: the close ends the body
         receiver = LocalReceiver(transport, wrap, limit, request_socket(environ), timeout)

@@ -1,0 +1,227 @@
+"""SockJS sessions across processes without sticky sessions (with Redis).
+
+A session lives in the process that got its first request: that process
+claims ``sockjs:<endpoint>:<session id>`` in Redis (:meth:`Broker.claim`,
+which dies with the process).  A request for a session this process does
+not hold asks Redis for the owner (:meth:`Broker.owner`, cached) and is
+handed over through the broker, on the owner's topic
+``sockjs:<endpoint>:<origin>``:
+
+* a send (``xhr_send``, ``jsonp_send``) travels as its decoded messages; the
+  owner processes them in order under the session's lock and answers the
+  status (204, or 404 when it no longer has the session);
+* a receive request becomes a receiver on the owner (``attach``), which gets
+  SockJS frames exactly as a local one would; this process wraps them for
+  the transport and writes them, then says ``ready`` (so a slow reader still
+  leaves its frames in the owner's bounded queue) and finally ``detach``.
+
+The cost: each handed-over request is one Redis round trip to find the
+owner (then cached) plus two pub/sub hops per delivery (frames out,
+``ready`` back).  Requests that reach the owner cost nothing extra.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+
+import gevent
+import gevent.event
+import orjson
+
+from ...brokers.base import BrokerUnavailable
+from ...metrics import counters
+from . import protocol
+from .transports import process_messages
+
+__all__ = ["Relay"]
+
+log = logging.getLogger("snorky_sync.sockjs.relay")
+
+_loads = orjson.loads
+_dumps = orjson.dumps
+_monotonic = time.monotonic
+_rids = itertools.count(1)
+_OWNER_TTL = 2.0  # seconds an owner lookup is reused
+
+
+class _RemoteReceiver:
+    """On the owner: a receive request served by another process."""
+
+    __slots__ = ("relay", "topic", "rid", "polling", "ready", "session")
+
+    def __init__(self, relay, topic: str, rid: int, polling: bool, session) -> None:
+        self.relay, self.topic, self.rid = relay, topic, rid
+        self.polling = polling
+        self.ready = True
+        self.session = session
+
+    def deliver(self, frames: list[bytes], last: bool) -> None:
+        self.ready = False
+        self.relay.broker.publish(self.topic, _dumps(
+            {"op": "frames", "rid": self.rid, "frames": [f.decode() for f in frames], "last": last}))
+
+
+class _RemoteSource:
+    """On the process serving the request: the session, as far as the receiver sees it."""
+
+    __slots__ = ("relay", "topic", "sid", "rid", "receiver")
+
+    def __init__(self, relay, owner: str, sid: str) -> None:
+        self.relay = relay
+        self.topic = relay.topic_of(owner)
+        self.sid = sid
+        self.rid = next(_rids)
+        self.receiver = None
+
+    def _tell(self, **msg) -> None:
+        msg["rid"] = self.rid
+        msg["reply"] = self.relay.topic
+        self.relay.broker.publish(self.topic, _dumps(msg))
+
+    def attach(self, receiver) -> bool:
+        self.receiver = receiver
+        self.relay.waiting[self.rid] = self
+        counters["sockjs_relayed_out"] += 1
+        self._tell(op="attach", sid=self.sid, polling=receiver.polling)
+        return True
+
+    def receiver_ready(self, receiver) -> None:
+        self._tell(op="ready")
+
+    def detach(self, receiver, aborted: bool) -> None:
+        self.relay.waiting.pop(self.rid, None)
+        self._tell(op="detach", aborted=aborted)
+
+
+class Relay:
+    """Hands requests for sessions held elsewhere to their owner, and serves
+    the requests other processes hand to this one."""
+
+    def __init__(self, manager, broker) -> None:
+        self.manager = manager
+        self.broker = broker
+        self.prefix = "sockjs:" + manager.name + ":"
+        self.topic = self.topic_of(broker.origin.hex())
+        self.waiting: dict[int, _RemoteSource] = {}   # our requests served by an owner
+        self.remote: dict[tuple[str, int], _RemoteReceiver] = {}  # others' requests we serve
+        self.sends: dict[int, list] = {}
+        self.owners: dict[str, tuple[str, float]] = {}
+        broker.subscribe(self.topic, self._on_message)
+
+    def topic_of(self, origin_hex: str) -> str:
+        return self.prefix + origin_hex
+
+    # -- ownership -------------------------------------------------------------------
+    def _find(self, sid: str) -> str | None:
+        cached = self.owners.get(sid)
+        if cached is not None and cached[1] > _monotonic():
+            return cached[0]
+        owner = self.broker.owner(self.prefix + sid)
+        if owner is not None and owner != self.broker.origin.hex():
+            if len(self.owners) > 10000:
+                self.owners.clear()
+            self.owners[sid] = (owner, _monotonic() + _OWNER_TTL)
+            return owner
+        return None
+
+    def claim(self, sid: str) -> tuple[str | None, str | None]:
+        """Before creating a session: ``(owner, token)``: the origin of the
+        process holding it, or this process's new ownership token."""
+        try:
+            owner = self._find(sid)
+            if owner is not None:
+                return owner, None
+            token = self.broker.claim(self.prefix + sid)
+            if token is not None:
+                return None, token
+            return self._find(sid), None
+        except BrokerUnavailable:
+            log.warning("Redis unavailable: SockJS session %s is served by this process only", sid)
+            return None, None
+
+    def release(self, sid: str, token: str | None) -> None:
+        if token:
+            self.broker.release([(self.prefix + sid, token)])
+
+    def session_ended(self, session) -> None:
+        if session.claim:
+            self.broker.release([(self.prefix + session.sid, session.claim)])
+            session.claim = None
+
+    def remote_source(self, owner: str, sid: str) -> _RemoteSource:
+        return _RemoteSource(self, owner, sid)
+
+    def send(self, sid: str, messages: list[str], timeout: float = 5.0) -> int | None:
+        """Hand a send to the session's owner: its status, or None (no owner)."""
+        try:
+            owner = self._find(sid)
+        except BrokerUnavailable:
+            return None
+        if owner is None:
+            return None
+        rid = next(_rids)
+        done = gevent.event.AsyncResult()
+        self.sends[rid] = done
+        counters["sockjs_relayed_out"] += 1
+        try:
+            self.broker.publish(self.topic_of(owner), _dumps(
+                {"op": "send", "rid": rid, "sid": sid, "reply": self.topic, "msgs": messages}))
+            status = done.get(timeout=timeout)
+        except gevent.Timeout:
+            status = 503
+        finally:
+            self.sends.pop(rid, None)
+        if status == 404:
+            self.owners.pop(sid, None)
+        return status
+
+    # -- the broker's listener (must not block) ----------------------------------------------
+    def _on_message(self, data: bytes) -> None:
+        msg = _loads(data)
+        op = msg["op"]
+        rid = msg["rid"]
+        if op == "frames":
+            source = self.waiting.get(rid)
+            if source is not None and source.receiver is not None:
+                source.receiver.deliver([f.encode() for f in msg["frames"]], msg["last"])
+        elif op == "status":
+            done = self.sends.get(rid)
+            if done is not None:
+                done.set(msg["status"])
+        elif op == "attach":
+            counters["sockjs_relayed_in"] += 1
+            reply = msg["reply"]
+            session = self.manager.get(msg["sid"])
+            receiver = _RemoteReceiver(self, reply, rid, msg["polling"], session)
+            if session is None:
+                receiver.deliver([protocol.close_frame(1002, "Connection interrupted")], True)
+                return
+            self.remote[reply, rid] = receiver
+            session.attach(receiver)
+        elif op in ("ready", "detach"):
+            key = (msg["reply"], rid)
+            receiver = self.remote.get(key)
+            if receiver is None:
+                return
+            if op == "ready":
+                receiver.ready = True
+                receiver.session.receiver_ready(receiver)
+            else:
+                del self.remote[key]
+                receiver.session.detach(receiver, msg["aborted"])
+        elif op == "send":
+            counters["sockjs_relayed_in"] += 1
+            gevent.spawn(self._serve_send, msg)
+
+    def _serve_send(self, msg: dict) -> None:
+        session = self.manager.get(msg["sid"])
+        if session is None or session.closing is not None:
+            status = 404
+        else:
+            try:
+                process_messages(self.manager, session, msg["msgs"])
+            except Exception:
+                log.exception("relayed send for %r failed", session)
+            status = 204
+        self.broker.publish(msg["reply"], _dumps({"op": "status", "rid": msg["rid"], "status": status}))
