@@ -25,6 +25,10 @@ if ! node -e "process.exit(typeof WebSocket === 'function' ? 0 : 1)" 2>/dev/null
   npm install --silent --no-audit --no-fund --prefix tests/js
 fi
 
+# sockjs-client (1.x) for the SockJS browser tests, from the npm registry.
+[ -f tests/sockjs/node_modules/sockjs-client/dist/sockjs.min.js ] ||
+  npm install --silent --no-audit --no-fund --prefix tests/sockjs
+
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test,redis]"
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true  # the slow-consumer test opens 1,000+ sockets

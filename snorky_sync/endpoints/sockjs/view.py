@@ -166,7 +166,7 @@ def make_sockjs_view(target, opts: SockJSOptions, name: str) -> tuple[Callable[.
         if not origin_ok(environ):
             return _text("Origin not allowed", 403, cors(environ))
         headers = [*no_cache(), *cookie(environ)]
-        if method == "POST":
+        if method == "POST" or transport == "eventsource":  # XHR and EventSource need CORS
             headers += cors(environ)
         limit = 1 if transport in protocol.POLLING else opts.response_limit
         relay = manager.relay
