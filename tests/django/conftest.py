@@ -20,6 +20,10 @@ sys.path.insert(0, str(HERE))
 _tmp = tempfile.mkdtemp(prefix="snorky-django-")
 os.environ["TODO_SQLITE_PATH"] = os.path.join(_tmp, "todo.sqlite3")
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "todo_project.settings")
+# Playwright's sync API (tests/browser, same pytest process) leaves an asyncio
+# loop registered on this thread; Django would then refuse every query as
+# "async context".  These tests are synchronous code.
+os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "1"
 
 PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=3"
 _pg_name = None
