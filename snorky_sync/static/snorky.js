@@ -457,8 +457,25 @@
     reconnect: true,          // reconnect after an unexpected close
     reconnectDelay: 500,      // ms before the first retry
     maxReconnectDelay: 15000, // cap of the exponential backoff
-    protocols: undefined      // WebSocket sub-protocols, if any
+    protocols: undefined,     // WebSocket sub-protocols, if any
+    openTimeout: 10000,       // ms a socket may take to open before it counts as failed
+    // SockJS fallback, used when a WebSocket cannot be opened (refused, or no
+    // open within openTimeout): the SockJS class (default: the page's
+    // sockjs-client, window.SockJS) and its address (a string, or a function
+    // of the WebSocket address; default: same host, "/sockjs", same query
+    // string).  fallback: false turns it off.
+    fallback: true,
+    sockjsClass: undefined,
+    sockjsAddress: undefined,
+    sockjsOptions: undefined  // options for new SockJS(url, null, options), e.g. {transports: [...]}
   };
+
+  /* ws(s)://host/path?query -> http(s)://host/sockjs?query */
+  function sockjsAddressFor(url) {
+    var m = /^(wss?):\/\/([^\/?#]+)[^?#]*(\?[^#]*)?/.exec(String(url));
+    if (!m) { return url; }
+    return (m[1] === "wss" ? "https://" : "http://") + m[2] + "/sockjs" + (m[3] || "");
+  }
 
   function isServiceClass(value) {
     var Base = Snorky.Service;
@@ -506,6 +523,10 @@
       this._socket = null;
       this._queuedMessages = [];
       this._timer = null;
+      this._openTimer = null;
+      this.transport = null;           // "websocket", or "sockjs:<its transport>" once open
+      this.onFallback = false;         // true once a WebSocket failed and SockJS took over
+      this.transportChanged = new Snorky.Signal();  // dispatch(transport) on each open
 
       this.connected = new Snorky.Signal();     // dispatch(isReconnection)
       this.disconnected = new Snorky.Signal();  // dispatch({code, reason, willReconnect})
@@ -563,14 +584,45 @@
       this._open(url);
     },
 
+    /* The SockJS class to fall back to, or null. */
+    _fallbackClass: function () {
+      var opts = this.options;
+      if (opts.fallback === false) { return null; }
+      var cls = opts.sockjsClass || root.SockJS;
+      if (typeof cls !== "function" || cls === this.socketClass) { return null; }
+      return cls;
+    },
+
     _open: function (url) {
       var self = this;
-      var socket = this.options.protocols === undefined
-        ? new this.socketClass(url)
-        : new this.socketClass(url, this.options.protocols);
+      var socket;
+      if (this.onFallback) {
+        var Fallback = this._fallbackClass();
+        var addr = this.options.sockjsAddress;
+        var target = typeof addr === "function" ? addr(url) : (addr || sockjsAddressFor(url));
+        this.logDebug("Snorky: connecting with SockJS to", target);
+        socket = new Fallback(target, null, this.options.sockjsOptions);
+      } else {
+        socket = this.options.protocols === undefined
+          ? new this.socketClass(url)
+          : new this.socketClass(url, this.options.protocols);
+      }
       this._socket = socket;
+      if (this.options.openTimeout > 0) {
+        this._openTimer = setTimeout(function () {
+          self._openTimer = null;
+          if (self._socket === socket && !self.isConnected) {
+            self.logDebug("Snorky: no open within", self.options.openTimeout, "ms");
+            try { socket.close(); } catch (err) { /* never opened */ }
+            self._onClose({code: 1006, reason: "open timeout"});
+          }
+        }, this.options.openTimeout);
+      }
       socket.onopen = function () {
-        if (self._socket === socket) { self._onOpen(); }
+        if (self._socket === socket) {
+          self.transport = self.onFallback ? "sockjs:" + (socket.transport || "?") : "websocket";
+          self._onOpen();
+        }
       };
       socket.onmessage = function (event) {
         if (self._socket === socket) { self._onMessage(event); }
@@ -598,6 +650,7 @@
         clearTimeout(this._timer);
         this._timer = null;
       }
+      this._clearOpenTimer();
       var socket = this._socket;
       if (socket) {
         this._socket = null;
@@ -622,7 +675,15 @@
       }
     },
 
+    _clearOpenTimer: function () {
+      if (this._openTimer) {
+        clearTimeout(this._openTimer);
+        this._openTimer = null;
+      }
+    },
+
     _onOpen: function () {
+      this._clearOpenTimer();
       var isReconnection = this.connectionCount > 0;
       this.isConnected = true;
       this.isConnecting = false;
@@ -639,6 +700,8 @@
         this._socket.send(queue[i]);
       }
       this._eachService("_queueFlushed");
+      if (this.onFallback) { this.logDebug("Snorky: transport", this.transport); }
+      this.transportChanged.dispatch(this.transport);
       this.connected.dispatch(isReconnection);
       if (typeof this.onConnected === "function") { Snorky.emitEvent(this.onConnected.bind(this)); }
     },
@@ -664,7 +727,18 @@
     },
 
     _onClose: function (event) {
+      this._clearOpenTimer();
       this._socket = null;
+      if (!this.isConnected && !this.onFallback && !this.closed && this._fallbackClass()) {
+        // the WebSocket never opened (refused, blocked by a proxy, timed
+        // out): try SockJS at once, and keep using it from now on
+        this.onFallback = true;
+        this.isConnecting = false;
+        this.logDebug("Snorky: WebSocket failed (" + (event.reason || event.code) +
+                      "); falling back to SockJS");
+        this._connect();
+        return;
+      }
       var willReconnect = !this.closed && this.options.reconnect;
       this._lost({code: event.code, reason: event.reason, willReconnect: willReconnect},
                  "Connection lost");
