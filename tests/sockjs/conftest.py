@@ -7,7 +7,7 @@ from support.servers import WORKER_CLASSES, ServerProcess
 def sockjs_server(request):
     """tests/sockjs/protocol_server.py under each server kind."""
     srv = ServerProcess(request.param, app="tests.sockjs.protocol_server:app",
-                        env={"SOCKJS_DISCONNECT_DELAY": "1"})
+                        env={"SOCKJS_DISCONNECT_DELAY": "2"})
     yield srv
     srv.stop()
     if request.session.testsfailed:
