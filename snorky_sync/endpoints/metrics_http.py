@@ -13,7 +13,7 @@ from flask import Response, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily
 
-from ..metrics import rpc_calls, rpc_errors, snapshot
+from ..metrics import rpc_calls, rpc_errors, snapshot, transport_counters
 from . import local_port
 from .websocket import live_clients
 
@@ -36,6 +36,15 @@ class _SnorkyCollector:
             family = CounterMetricFamily(metric, text, labels=["service", "command"])
             for (service, command), value in sorted(source.items()):
                 family.add_metric([service, command], value)
+            yield family
+        by_name: dict[str, list] = {}
+        for (name, transport), value in sorted(transport_counters.items()):
+            by_name.setdefault(name, []).append((transport, value))
+        for name, rows in by_name.items():
+            family = CounterMetricFamily(f"snorky_sockjs_{name}", f"SockJS {name.replace('_', ' ')}",
+                                         labels=["transport"])
+            for transport, value in rows:
+                family.add_metric([transport], value)
             yield family
         if self.broker is not None:
             state = self.broker.health()["state"]
