@@ -3,3 +3,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def playwright_instance():
+    """One Playwright for the whole run (a second sync_playwright() in the same
+    process fails while the first is alive): tests/browser and tests/sockjs
+    launch their Chromiums from it."""
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as p:
+        yield p

@@ -50,24 +50,22 @@ def server():
 
 
 @pytest.fixture(scope="module")
-def context(server):
-    from playwright.sync_api import sync_playwright
+def context(server, playwright_instance):
     client = CLIENT.read_bytes()
-    with sync_playwright() as p:
-        # the test pages are fulfilled by Playwright, not loaded from a local address:
-        # Chromium's local-network checks would then block their WebSockets to 127.0.0.1
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                              args=[*FLAGS, "--disable-features=LocalNetworkAccessChecks"])
-        ctx = b.new_context()
-        # the test page and sockjs-client, served on the server's origin and on another one
-        for origin in (server.url, "http://other.test"):
-            ctx.route(origin + "/__page.html", lambda route: route.fulfill(
-                body=PAGE, content_type="text/html; charset=utf-8"))
-            ctx.route(origin + "/__sockjs.js", lambda route: route.fulfill(
-                body=client, content_type="application/javascript"))
-        yield ctx
-        ctx.close()
-        b.close()
+    # the test pages are fulfilled by Playwright, not loaded from a local address:
+    # Chromium's local-network checks would then block their WebSockets to 127.0.0.1
+    b = playwright_instance.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                            args=[*FLAGS, "--disable-features=LocalNetworkAccessChecks"])
+    ctx = b.new_context()
+    # the test page and sockjs-client, served on the server's origin and on another one
+    for origin in (server.url, "http://other.test"):
+        ctx.route(origin + "/__page.html", lambda route: route.fulfill(
+            body=PAGE, content_type="text/html; charset=utf-8"))
+        ctx.route(origin + "/__sockjs.js", lambda route: route.fulfill(
+            body=client, content_type="application/javascript"))
+    yield ctx
+    ctx.close()
+    b.close()
 
 
 @pytest.fixture(scope="module")
