@@ -584,10 +584,13 @@
       this._open(url);
     },
 
-    /* The SockJS class to fall back to, or null. */
+    /* The SockJS class to fall back to, or null: only for a page that asked
+     * for the browser's WebSocket (or named a sockjsClass), and only until a
+     * first connection has opened (a later failure is the server, not a proxy). */
     _fallbackClass: function () {
       var opts = this.options;
-      if (opts.fallback === false) { return null; }
+      if (opts.fallback === false || this.connectionCount > 0) { return null; }
+      if (!opts.sockjsClass && this.socketClass !== root.WebSocket) { return null; }
       var cls = opts.sockjsClass || root.SockJS;
       if (typeof cls !== "function" || cls === this.socketClass) { return null; }
       return cls;
@@ -620,7 +623,9 @@
       }
       socket.onopen = function () {
         if (self._socket === socket) {
-          self.transport = self.onFallback ? "sockjs:" + (socket.transport || "?") : "websocket";
+          // a SockJS socket names its transport once open (0.1's pages pass SockJS itself)
+          self.transport = typeof socket.transport === "string" ? "sockjs:" + socket.transport
+            : (self.onFallback ? "sockjs" : "websocket");
           self._onOpen();
         }
       };
