@@ -22,7 +22,20 @@
         .then(function (r) { return r.json(); })
         .then(function (body) { return url + "?token=" + encodeURIComponent(body.token); });
     };
-    var snorky = new Snorky(WebSocket, address, services, {debug: /debug/.test(location.hash)});
+    // ?transport=xhr-polling (or any sockjs-client transport) connects with
+    // SockJS on that transport, when the page has sockjs-client
+    var transport = new URLSearchParams(location.search).get("transport");
+    var options = {debug: /debug/.test(location.hash)};
+    var snorky;
+    if (transport && typeof SockJS === "function") {
+      var sockjsUrl = function (u) { return u.replace(/^ws/, "http").replace("/ws", "/sockjs"); };
+      var sockjsAddress = typeof address === "function"
+        ? function () { return address().then(sockjsUrl); } : sockjsUrl(address);
+      var Forced = function (u) { return new SockJS(u, null, {transports: [transport]}); };
+      snorky = new Snorky(Forced, sockjsAddress, services, options);
+    } else {
+      snorky = new Snorky(WebSocket, address, services, options);
+    }
     showStatus(snorky);
     return snorky;
   }
