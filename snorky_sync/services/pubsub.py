@@ -3,12 +3,24 @@
 A channel is any JSON value, compared by value (:func:`snorky_sync.wire.json_key`).
 :class:`PubSubBackend` lives in the backend registry and publishes without the
 ``can_publish`` check (PROTOCOL.md §3).
+
+With ``history_size`` (off by default: then the frames are exactly Snorky
+0.1's) every channel keeps its last messages (:mod:`.history`): each message
+notification carries ``offset`` and ``epoch``, ``subscribe`` answers
+``{"offset", "epoch"}``, and ``subscribe({channel, since: {offset, epoch}})``
+first replays every message after ``since`` and then answers
+``{"recovered": true, ...}`` — or replays nothing and answers
+``"recovered": false`` when the history cannot fill the gap.  No message is
+lost or delivered twice between the replay and live delivery.
 """
 from __future__ import annotations
 
 from typing import Any
 
 from .. import wire
+from ..brokers.base import BrokerUnavailable
+from ..metrics import counters
+from . import history as _history
 from .base import RPCError, RPCService, bounded_key, rpc_command
 
 __all__ = ["PubSubService", "PubSubBackend"]
@@ -29,10 +41,23 @@ class PubSubService(RPCService):
     max_subscriptions = 1000
     max_channel_size = 1024
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, history_size: int = 0, history_ttl: float = 300.0) -> None:
+        """``history_size``: messages kept per channel (0: no history, 0.1's
+        frames); ``history_ttl``: seconds a channel's history lives after its
+        last message."""
         super().__init__(name)
+        if not isinstance(history_size, int) or history_size < 0:
+            raise TypeError(f"PubSubService(history_size=...) is a count >= 0, got {history_size!r}")
+        if not isinstance(history_ttl, (int, float)) or history_ttl <= 0:
+            raise TypeError(f"PubSubService(history_ttl=...) is seconds > 0, got {history_ttl!r}")
         self.subscribers: dict[Any, dict] = {}   # channel key -> {client: None} (ordered set)
         self.subscriptions: dict[Any, set] = {}  # client -> channel keys
+        self.history_size = history_size
+        self.history_ttl = float(history_ttl)
+        self.history = _history.LocalHistory(history_size, self.history_ttl) if history_size else None
+        # channel key -> {client: [(offset, frame)]}: live messages held back while
+        # the client's subscribe replays the history (Redis mode)
+        self.recovering: dict[Any, dict] = {}
 
     def can_publish(self, client, channel: Any) -> bool:
         """Hook: may ``client`` publish to ``channel``?  Default: yes."""
@@ -41,17 +66,53 @@ class PubSubService(RPCService):
     def use_broker(self, broker) -> None:
         super().use_broker(broker)
         broker.subscribe(f"pubsub:{self.name}", self._deliver_routed)
+        if self.history is not None and broker.distributed:
+            topic = f"pubhist:{self.name}"
+            self.history = _history.RedisHistory(broker, f"pubsub:{self.name}", topic,
+                                                 self.history_size, self.history_ttl)
+            broker.subscribe(topic, self._deliver_history, echo=True)
 
     def do_publish(self, channel: Any, message: Any) -> int:
         """Deliver ``message`` to the channel's subscribers here and, through
-        the broker, in every other process; returns the local recipients."""
+        the broker, in every other process; returns the local recipients
+        (with Redis history: 0, every process delivers it from Redis)."""
         key = _json_key(channel)
+        history = self.history
+        if history is not None:
+            head = _history.envelope_head(self.name, {"type": "message", "channel": channel,
+                                                      "message": message})
+            if history.distributed:
+                try:
+                    history.append(key, head)  # published by Redis, in offset order
+                except BrokerUnavailable:
+                    counters["pubsub_history_unavailable"] += 1
+                    raise RPCError("History unavailable") from None
+                return 0
+            with self.lock:
+                offset, _, env = history.append(key, head)
+                frame = wire.frame_text(env)
+                self._hold_back(key, offset, frame)
+                return self.broadcast_frame(self.subscribers.get(key, ()), frame)
         frame = wire.encode_frame(self.name, {"type": "message", "channel": channel, "message": message})
         with self.lock:
             n = self.broadcast_frame(self.subscribers.get(key, ()), frame)
         if self.broker is not None:
             self.broker.publish(f"pubsub:{self.name}", wire.pack_routed(key, frame))
         return n
+
+    def _hold_back(self, key, offset: int, frame: bytes) -> None:
+        held = self.recovering.get(key)
+        if held:
+            for pending in held.values():
+                pending.append((offset, frame))
+
+    def _deliver_history(self, data: bytes) -> None:
+        """A message with history, from Redis (every process's, ours included)."""
+        key, offset, env = _history.RedisHistory.unpack(data)
+        frame = wire.frame_text(env)
+        with self.lock:
+            self._hold_back(key, offset, frame)
+            self.broadcast_frame(self.subscribers.get(key, ()), frame)
 
     def _deliver_routed(self, data: bytes) -> None:
         """A publish from another process: the same frame, to our subscribers."""
@@ -62,15 +123,76 @@ class PubSubService(RPCService):
     def _key(self, channel: Any):
         return bounded_key(channel, self.max_channel_size, "Channel too long")
 
-    @rpc_command
-    def subscribe(self, req, channel):
-        key = self._key(channel)
+    @rpc_command(lock=False)  # with Redis history it reads Redis, without the lock
+    def subscribe(self, req, channel, since=None):
         client = req.client
+        if self.history is None:
+            if since is not None:
+                raise RPCError("History not enabled")
+            with self.lock:
+                self._add(client, self._key(channel))
+            return None
+        key = self._key(channel)
+        if not self.history.distributed:
+            with self.lock:  # publishes take the lock too: nothing slips between
+                self._add(client, key)
+                current, epoch, entries = self.history.read(key)
+                return self._replay(client, since, current, epoch, entries)
+        with self.lock:
+            self._check_can_add(client, key)
+            self.recovering.setdefault(key, {})[client] = []
+        try:
+            current, epoch, entries = self.history.read(key)
+        except BrokerUnavailable:
+            with self.lock:
+                self._stop_holding(key, client)
+            counters["pubsub_history_unavailable"] += 1
+            raise RPCError("History unavailable") from None
+        with self.lock:
+            held = self._stop_holding(key, client)
+            if held is None:  # the client left meanwhile
+                raise RPCError("Not subscribed")
+            answer = self._replay(client, since, current, epoch, entries)
+            last = current
+            for offset, frame in held:  # arrived live while we read: only what is newer
+                if offset > last:
+                    client.send_frame(frame)
+                    last = offset
+            answer["offset"] = last
+            self._add(client, key)
+            return answer
+
+    def _replay(self, client, since, current: int, epoch: str, entries) -> dict:
+        if since is None:
+            return {"offset": current, "epoch": epoch}
+        missed = _history.recoverable_entries(entries, current, epoch, since)
+        if missed is None:
+            counters["pubsub_recoveries_failed"] += 1
+            return {"recovered": False, "offset": current, "epoch": epoch}
+        for frame in _history.frames(missed):
+            client.send_frame(frame)
+        counters["pubsub_recoveries"] += 1
+        return {"recovered": True, "offset": current, "epoch": epoch}
+
+    def _stop_holding(self, key, client):
+        held = self.recovering.get(key)
+        if held is None:
+            return None
+        pending = held.pop(client, None)
+        if not held:
+            del self.recovering[key]
+        return pending
+
+    def _check_can_add(self, client, key) -> None:
         mine = self.subscriptions.get(client)
-        if mine is not None and key in mine:
+        if mine is not None and key in mine or client in self.recovering.get(key, ()):
             raise RPCError("Already subscribed")
         if mine is not None and len(mine) >= self.max_subscriptions:
             raise RPCError("Too many subscriptions")
+
+    def _add(self, client, key) -> None:
+        self._check_can_add(client, key)
+        mine = self.subscriptions.get(client)
         if mine is None:
             mine = self.subscriptions[client] = set()
         mine.add(key)
@@ -107,6 +229,8 @@ class PubSubService(RPCService):
             mine = self.subscriptions.get(client)
             for key in list(mine or ()):
                 self._drop(client, key, mine)
+            for key in [k for k, held in self.recovering.items() if client in held]:
+                self._stop_holding(key, client)
 
 
 class PubSubBackend(RPCService):

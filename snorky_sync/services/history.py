@@ -1,0 +1,233 @@
+"""Per-channel history: offsets, an epoch, and the last N messages of a channel.
+
+Used by PubSub (and Chat) when a service is created with ``history_size``.
+Every message of a channel gets an ``offset`` (1 for the first, contiguous)
+and carries the channel's ``epoch`` (a random string that changes whenever
+the channel's history is lost: the process restarted, Redis restarted
+without persistence or was flushed, the channel was idle longer than
+``ttl``).  A client that knows ``(offset, epoch)`` of the last message it saw
+asks for what followed; the answer is every later message, in order, or
+"not recoverable" (other epoch, or the history no longer reaches back).
+
+Two stores with one interface:
+
+* :class:`LocalHistory` — in this process (the default, one process).
+* :class:`RedisHistory` — in Redis (``SNORKY_REDIS_URL``): offsets are
+  assigned by one Lua script that also publishes the message, so every
+  process receives a channel's messages in offset order and a client that
+  comes back on another process recovers from the same history.
+
+A stream keeps at most ``size`` messages and expires ``ttl`` seconds after
+its last message (then the next message starts a new epoch).
+
+What a store holds per message is the envelope's JSON text (``bytes``) with
+``offset`` and ``epoch`` in it: replaying sends the very bytes that were sent
+live.
+"""
+from __future__ import annotations
+
+import collections
+import hashlib
+import os
+import time
+from typing import Any, Iterable
+
+from .. import wire
+
+__all__ = ["LocalHistory", "RedisHistory", "Position", "envelope_head", "recoverable_entries"]
+
+Position = tuple  # (offset: int, epoch: str)
+
+
+def new_epoch() -> str:
+    """A fresh epoch: 16 hex characters (safe to splice into JSON)."""
+    return os.urandom(8).hex()
+
+
+def envelope_head(service: str, message: dict) -> bytes:
+    """The envelope's JSON without its closing ``}}``: offset and epoch are
+    appended after the message's last field (``..., "offset": N, "epoch": E}}``)."""
+    raw = wire.encode({"service": service, "message": message})
+    return raw[:-2]
+
+
+def finish_envelope(head: bytes, offset: int, epoch: str) -> bytes:
+    return head + b',"offset":%d,"epoch":"%s"}}' % (offset, epoch.encode())
+
+
+def recoverable_entries(entries: list[tuple[int, bytes]], current: int, epoch: str,
+                        since: Any) -> list[tuple[int, bytes]] | None:
+    """The entries after ``since`` (``{"offset", "epoch"}``), or None when the
+    gap cannot be filled (other epoch, entries gone, offset from the future)."""
+    if not isinstance(since, dict):
+        return None
+    offset, their_epoch = since.get("offset"), since.get("epoch")
+    if type(offset) is not int or offset < 0 or their_epoch != epoch or offset > current:
+        return None
+    if offset == current:
+        return []
+    if not entries or entries[0][0] > offset + 1:
+        return None
+    return [e for e in entries if e[0] > offset]
+
+
+class _Stream:
+    __slots__ = ("epoch", "offset", "entries", "touched")
+
+    def __init__(self, size: int) -> None:
+        self.epoch = new_epoch()
+        self.offset = 0
+        self.entries: collections.deque[tuple[int, bytes]] = collections.deque(maxlen=size)
+        self.touched = time.monotonic()
+
+
+class LocalHistory:
+    """Streams in this process's memory (callers hold the service lock)."""
+
+    distributed = False
+
+    def __init__(self, size: int, ttl: float) -> None:
+        self.size = size
+        self.ttl = ttl
+        self.streams: dict[Any, _Stream] = {}
+        self._sweep_at = time.monotonic() + ttl
+
+    def _stream(self, key, create: bool) -> _Stream | None:
+        now = time.monotonic()
+        if now >= self._sweep_at:  # forget idle streams (bounded memory)
+            self._sweep_at = now + self.ttl
+            for k in [k for k, s in self.streams.items() if now - s.touched > self.ttl]:
+                del self.streams[k]
+        stream = self.streams.get(key)
+        if stream is not None and now - stream.touched > self.ttl:
+            del self.streams[key]
+            stream = None
+        if stream is None and create:
+            stream = self.streams[key] = _Stream(self.size)
+        return stream
+
+    def append(self, key, head: bytes) -> tuple[int, str, bytes]:
+        """Give the next message of ``key`` its offset; returns (offset, epoch, envelope)."""
+        stream = self._stream(key, True)
+        stream.offset += 1
+        stream.touched = time.monotonic()
+        env = finish_envelope(head, stream.offset, stream.epoch)
+        stream.entries.append((stream.offset, env))
+        return stream.offset, stream.epoch, env
+
+    def read(self, key) -> tuple[int, str, list[tuple[int, bytes]]]:
+        """(current offset, epoch, entries) of ``key``; a channel without history
+        gets its epoch now (so a later ``since`` with it stays recoverable)."""
+        stream = self._stream(key, True)
+        return stream.offset, stream.epoch, list(stream.entries)
+
+    def recent(self, key, n: int) -> list[tuple[int, bytes]]:
+        stream = self._stream(key, False)
+        if stream is None or n <= 0:
+            return []
+        return list(stream.entries)[-n:]
+
+
+# KEYS: entries list, meta hash
+# ARGV: epoch candidate, size, ttl ms, envelope head, redis channel, routed prefix
+_APPEND = """
+local epoch = redis.call('HGET', KEYS[2], 'e')
+if not epoch then
+  epoch = ARGV[1]
+  redis.call('DEL', KEYS[1])
+  redis.call('HSET', KEYS[2], 'e', epoch, 'o', 0)
+end
+local offset = redis.call('HINCRBY', KEYS[2], 'o', 1)
+local env = ARGV[4] .. ',"offset":' .. offset .. ',"epoch":"' .. epoch .. '"}}'
+redis.call('RPUSH', KEYS[1], offset .. ' ' .. env)
+redis.call('LTRIM', KEYS[1], -tonumber(ARGV[2]), -1)
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+redis.call('PEXPIRE', KEYS[2], ARGV[3])
+redis.call('PUBLISH', ARGV[5], ARGV[6] .. offset .. ' ' .. env)
+return {offset, epoch}
+"""
+
+# KEYS: entries list, meta hash; ARGV: epoch candidate, ttl ms
+_READ = """
+local epoch = redis.call('HGET', KEYS[2], 'e')
+if not epoch then
+  epoch = ARGV[1]
+  redis.call('DEL', KEYS[1])
+  redis.call('HSET', KEYS[2], 'e', epoch, 'o', 0)
+  redis.call('PEXPIRE', KEYS[2], ARGV[2])
+end
+local offset = redis.call('HGET', KEYS[2], 'o')
+return {epoch, offset, redis.call('LRANGE', KEYS[1], 0, -1)}
+"""
+
+
+class RedisHistory:
+    """Streams in Redis, shared by every process of the service.
+
+    Messages are published by the append script itself on the broker's
+    channel for ``topic`` (with this process's origin), so every process —
+    this one included, the topic is subscribed with echo — receives them in
+    offset order.  Raises :class:`~snorky_sync.brokers.base.BrokerUnavailable`
+    when Redis cannot be reached.
+    """
+
+    distributed = True
+
+    def __init__(self, broker, namespace: str, topic: str, size: int, ttl: float) -> None:
+        from ..brokers.redis import PREFIX
+
+        self.broker = broker
+        self.size = size
+        self.ttl = ttl
+        self.ttl_ms = max(1, int(ttl * 1000))
+        self.namespace = f"{PREFIX}hist:{namespace}:"
+        self.channel = PREFIX + topic
+        client = broker.client
+        self._append = client.register_script(_APPEND)
+        self._read = client.register_script(_READ)
+
+    def _keys(self, key) -> list[str]:
+        digest = hashlib.sha1(wire.key_to_bytes(key)).hexdigest()
+        return [self.namespace + digest, self.namespace + digest + ":m"]
+
+    def _call(self, script, keys, args):
+        from ..brokers.base import BrokerUnavailable
+
+        try:
+            return script(keys=keys, args=args)
+        except self.broker._redis_mod.RedisError as exc:
+            raise BrokerUnavailable(str(exc)) from exc
+
+    def append(self, key, head: bytes) -> tuple[int, str]:
+        """Append and publish (to every process, in offset order); returns (offset, epoch)."""
+        kb = wire.key_to_bytes(key)
+        prefix = self.broker.origin + len(kb).to_bytes(4, "big") + kb
+        offset, epoch = self._call(self._append, self._keys(key),
+                                   [new_epoch(), self.size, self.ttl_ms, head, self.channel, prefix])
+        return int(offset), epoch.decode() if isinstance(epoch, bytes) else epoch
+
+    def read(self, key) -> tuple[int, str, list[tuple[int, bytes]]]:
+        epoch, offset, raw = self._call(self._read, self._keys(key), [new_epoch(), self.ttl_ms])
+        entries = []
+        for item in raw:
+            n, _, env = bytes(item).partition(b" ")
+            entries.append((int(n), env))
+        return int(offset), epoch.decode() if isinstance(epoch, bytes) else epoch, entries
+
+    def recent(self, key, n: int) -> list[tuple[int, bytes]]:
+        if n <= 0:
+            return []
+        return self.read(key)[2][-n:]
+
+    @staticmethod
+    def unpack(data: bytes) -> tuple[Any, int, bytes]:
+        """A published message: (channel key, offset, envelope)."""
+        n = int.from_bytes(data[:4], "big")
+        key = wire.key_from_bytes(data[4:4 + n])
+        num, _, env = bytes(data[4 + n:]).partition(b" ")
+        return key, int(num), env
+
+
+def frames(entries: Iterable[tuple[int, bytes]]) -> list[bytes]:
+    """WebSocket frames of stored envelopes."""
+    return [wire.frame_text(env) for _, env in entries]
