@@ -65,7 +65,8 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     broker = make_broker(settings.redis_url, settings.cluster_heartbeat, settings.cluster_expiry)
     frontend = ServiceRegistry(broker=broker)
-    pubsub = PubSubService("pubsub")
+    pubsub = PubSubService("pubsub", history_size=settings.pubsub_history_size,
+                           history_ttl=settings.pubsub_history_ttl)
     frontend.register_service(pubsub)
 
     chat = ChatService("chat")
