@@ -55,9 +55,13 @@ class PubSubService(RPCService):
         self.history_size = history_size
         self.history_ttl = float(history_ttl)
         self.history = _history.LocalHistory(history_size, self.history_ttl) if history_size else None
-        # channel key -> {client: [(offset, frame)]}: live messages held back while
-        # the client's subscribe replays the history (Redis mode)
+        # Redis mode: channel key -> {client: [(offset, frame)]}, live messages
+        # held back while the client's subscribe reads the history ...
         self.recovering: dict[Any, dict] = {}
+        # ... then channel key -> {client: offset}: the last offset it got.  A
+        # message already in the history read can still be on its way from
+        # Redis: the client joins the subscribers at the first newer offset.
+        self.catchup: dict[Any, dict] = {}
 
     def can_publish(self, client, channel: Any) -> bool:
         """Hook: may ``client`` publish to ``channel``?  Default: yes."""
@@ -112,6 +116,14 @@ class PubSubService(RPCService):
         frame = wire.frame_text(env)
         with self.lock:
             self._hold_back(key, offset, frame)
+            waiting = self.catchup.get(key)
+            if waiting:
+                subs = self.subscribers.setdefault(key, {})
+                for client in [c for c, last in waiting.items() if offset > last]:
+                    del waiting[client]
+                    subs[client] = None
+                if not waiting:
+                    del self.catchup[key]
             self.broadcast_frame(self.subscribers.get(key, ()), frame)
 
     def _deliver_routed(self, data: bytes) -> None:
@@ -159,7 +171,7 @@ class PubSubService(RPCService):
                     client.send_frame(frame)
                     last = offset
             answer["offset"] = last
-            self._add(client, key)
+            self._add(client, key, catchup_from=last)
             return answer
 
     def _replay(self, client, since, current: int, epoch: str, entries) -> dict:
@@ -190,13 +202,16 @@ class PubSubService(RPCService):
         if mine is not None and len(mine) >= self.max_subscriptions:
             raise RPCError("Too many subscriptions")
 
-    def _add(self, client, key) -> None:
+    def _add(self, client, key, catchup_from: int | None = None) -> None:
         self._check_can_add(client, key)
         mine = self.subscriptions.get(client)
         if mine is None:
             mine = self.subscriptions[client] = set()
         mine.add(key)
-        self.subscribers.setdefault(key, {})[client] = None
+        if catchup_from is None:
+            self.subscribers.setdefault(key, {})[client] = None
+        else:
+            self.catchup.setdefault(key, {})[client] = catchup_from
 
     @rpc_command
     def unsubscribe(self, req, channel):
@@ -223,6 +238,11 @@ class PubSubService(RPCService):
             subs.pop(client, None)
             if not subs:
                 del self.subscribers[key]
+        waiting = self.catchup.get(key)
+        if waiting is not None:
+            waiting.pop(client, None)
+            if not waiting:
+                del self.catchup[key]
 
     def client_disconnected(self, client) -> None:
         with self.lock:

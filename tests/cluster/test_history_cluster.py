@@ -1,0 +1,115 @@
+"""PubSub history across processes with a real Redis: offsets assigned once for
+the cluster, recovery on another process, a new epoch after a Redis restart."""
+import random
+import threading
+
+from .conftest import RedisServer, wait_broker
+
+ENV = {"SNORKY_PUBSUB_HISTORY_SIZE": "1000"}
+
+
+def messages(client, n):
+    return [client.wait_for(lambda m: m.get("type") == "message")["message"]
+            for _ in range(n)]
+
+
+def test_offsets_are_one_sequence_across_processes(cluster, connect):
+    a, b = cluster(2, **ENV)
+    sub_a, sub_b = connect(a), connect(b)
+    pos = sub_a.ok("pubsub", "subscribe", {"channel": "c"})
+    assert sub_b.ok("pubsub", "subscribe", {"channel": "c"}) == pos
+    pub_a, pub_b = connect(a), connect(b)
+    for i in range(50):
+        (pub_a if i % 2 else pub_b).ok("pubsub", "publish", {"channel": "c", "message": i})
+    for sub in (sub_a, sub_b):
+        got = [sub.wait_for(lambda m: m.get("type") == "message") for _ in range(50)]
+        assert [m["offset"] for m in got] == list(range(1, 51))          # in offset order, on both
+        assert [m["message"] for m in got] == list(range(50))
+        assert {m["epoch"] for m in got} == {pos["epoch"]}
+        sub.expect_silence(0.3)
+
+
+def test_recover_on_another_process_after_being_cut(cluster, connect):
+    a, b = cluster(2, **ENV)
+    first = connect(a)
+    epoch = first.ok("pubsub", "subscribe", {"channel": "r"})["epoch"]
+    pub = connect(b)
+    for i in range(10):
+        pub.ok("pubsub", "publish", {"channel": "r", "message": i})
+    seen = [m["offset"] for m in (first.wait_for(lambda m: m.get("type") == "message") for _ in range(4))]
+    first.close()                                          # cut after offset 4
+    for i in range(10, 15):
+        pub.ok("pubsub", "publish", {"channel": "r", "message": i})
+    back = connect(b)                                      # comes back on the other process
+    back.send("pubsub", {"command": "subscribe", "callId": 1,
+                         "params": {"channel": "r", "since": {"offset": seen[-1], "epoch": epoch}}})
+    replay = []
+    while True:
+        env = back.recv()["message"]
+        if env.get("type") == "response":
+            answer = env["data"]
+            break
+        replay.append(env)
+    assert [m["message"] for m in replay] == list(range(4, 15))
+    assert answer == {"recovered": True, "offset": 15, "epoch": epoch}
+
+
+def test_publishers_racing_a_recovering_subscribe_lose_and_repeat_nothing(cluster, connect):
+    a, b = cluster(2, **ENV)
+    watcher = connect(a)
+    epoch = watcher.ok("pubsub", "subscribe", {"channel": "race"})["epoch"]
+    stop = threading.Event()
+    total = []
+
+    def publish(srv):
+        p = connect(srv)
+        i = 0
+        while not stop.is_set() and i < 400:
+            p.ok("pubsub", "publish", {"channel": "race", "message": i})
+            i += 1
+        total.append(i)
+
+    threads = [threading.Thread(target=publish, args=(s,)) for s in (a, b)]
+    for t in threads:
+        t.start()
+    rng = random.Random(7)
+    last = 0
+    got = []
+    for round_ in range(6):                                # reconnect at random points mid-stream
+        c = connect(b if round_ % 2 else a)
+        c.send("pubsub", {"command": "subscribe", "callId": 1,
+                          "params": {"channel": "race", "since": {"offset": last, "epoch": epoch}}})
+        want = rng.randint(5, 40)
+        answered = False
+        while not answered or len([o for o in got if o > last]) < want:
+            env = c.recv(10)["message"]
+            if env.get("type") == "response":
+                assert env["data"]["recovered"] is True
+                answered = True
+            elif env.get("type") == "message":
+                got.append(env["offset"])
+                if len(got) > 1 and got[-1] <= got[-2]:
+                    raise AssertionError(f"round {round_} since {last}: {got[-10:]} answered={answered}")
+        last = got[-1]
+        c.close()
+    stop.set()
+    for t in threads:
+        t.join(30)
+    assert got == list(range(1, len(got) + 1))             # every offset once, in order
+
+
+def test_a_redis_restart_gives_a_new_epoch_and_says_recovered_false(cluster, connect, redis_server):
+    a, _ = cluster(2, **ENV)
+    c = connect(a)
+    old = c.ok("pubsub", "subscribe", {"channel": "e"})
+    c.ok("pubsub", "publish", {"channel": "e", "message": "before"})
+    c.wait_for(lambda m: m.get("type") == "message")
+    redis_server.kill()
+    RedisServer(port=redis_server.port).start()            # no persistence: the history is gone
+    wait_broker(a)
+    d = connect(a)
+    answer = d.ok("pubsub", "subscribe", {"channel": "e", "since": {"offset": 1, "epoch": old["epoch"]}})
+    assert answer["recovered"] is False and answer["epoch"] != old["epoch"] and answer["offset"] == 0
+    d.ok("pubsub", "publish", {"channel": "e", "message": "after"})
+    msg = d.wait_for(lambda m: m.get("type") == "message")
+    assert (msg["offset"], msg["epoch"]) == (1, answer["epoch"])
