@@ -1085,12 +1085,19 @@
       RPCService.prototype.init.call(this);
       this.notificationReceived.add(this.onNotification, this);
       this.messagePublished = new Snorky.Signal();  // dispatch({type, channel, message})
-      this.subscriptions = new ValueSet();
+      // With history on the server (PubSubService(history_size=N)): after a
+      // reconnection, dispatch(channel, recovered) per channel — true: every
+      // message published meanwhile was delivered (in order, once); false:
+      // some are gone, reload the channel's state.
+      this.recovered = new Snorky.Signal();
+      this.subscriptions = new ValueSet();  // channel -> {offset, epoch} (history) or undefined
     },
 
     subscribe: function (params) {
       var subs = this.subscriptions;
-      return this._callThen("subscribe", params, function () { subs.add(params.channel); });
+      return this._callThen("subscribe", params, function (data) {
+        subs.add(params.channel, positionOf(data));
+      });
     },
 
     unsubscribe: function (params) {
@@ -1100,6 +1107,13 @@
 
     onNotification: function (message) {
       if (message.type === "message") {
+        if (typeof message.offset === "number" && this.subscriptions.has(message.channel)) {
+          var pos = this.subscriptions.get(message.channel);
+          if (pos && pos.epoch === message.epoch && message.offset <= pos.offset) {
+            return;  // already delivered (never expected from the server; kept safe)
+          }
+          this.subscriptions.add(message.channel, {offset: message.offset, epoch: message.epoch});
+        }
         this.messagePublished.dispatch(message);
         if (typeof this.onMessagePublished === "function") {
           Snorky.emitEvent(this.onMessagePublished.bind(this), message);
@@ -1110,10 +1124,36 @@
     },
 
     restore: function () {
-      this._replay(this.subscriptions, "subscribe", "channel");
+      var self = this;
+      var subs = this.subscriptions;
+      subs.values().forEach(function (channel) {
+        var pos = subs.get(channel);
+        var params = pos ? {channel: channel, since: pos} : {channel: channel};
+        self.rpcCall("subscribe", params).then(function (data) {
+          var now = positionOf(data);
+          var got = subs.get(channel);  // replayed messages moved it forward already
+          if (now) {
+            subs.add(channel, got && got.epoch === now.epoch && got.offset > now.offset ? got : now);
+          }
+          if (pos) { self.recovered.dispatch(channel, !!(data && data.recovered)); }
+        }, function (err) {
+          subs["delete"](channel);
+          logError("snorky: " + self.name + ": subscribe after reconnecting failed for",
+                   channel, err.message);
+        });
+      });
     }
   });
   Snorky.PubSub.addRPCMethods(["publish"]);
+
+  /* {offset, epoch} of a subscribe/join answer with history, else undefined. */
+  function positionOf(data) {
+    if (data && typeof data === "object" && typeof data.offset === "number" &&
+        typeof data.epoch === "string") {
+      return {offset: data.offset, epoch: data.epoch};
+    }
+    return undefined;
+  }
 
   /* Chat --------------------------------------------------------------- */
 

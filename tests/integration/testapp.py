@@ -66,7 +66,7 @@ logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name
 broker = make_broker(os.environ.get("SNORKY_REDIS_URL"))
 broker.start()
 frontend = ServiceRegistry(broker=broker)
-pubsub = PubSubService("pubsub")
+pubsub = PubSubService("pubsub", history_size=int(os.environ.get("SNORKY_PUBSUB_HISTORY_SIZE", "0")))
 frontend.register_service(pubsub)
 frontend.register_service(CalculatorService("calc"))
 frontend.register_service(EchoService("echo"))
@@ -101,6 +101,12 @@ snorky.websocket("/ws-token", frontend, authenticate=TOKENS)
 snorky.websocket("/ws-token-required", frontend,
                  authenticate=ConnectionTokens("integration-token-secret-0123456789", required=True))
 snorky.websocket("/ws-session", frontend, authenticate=session_identity("user_id", required=True))
+# behind a reverse proxy that rewrites Host: the public origin is configured
+snorky.websocket("/ws-session-proxied", frontend, authenticate=session_identity("user_id"),
+                 public_origin="https://app.example")
+# the operator's allowlist wins over the same-origin rule
+snorky.websocket("/ws-session-allowed", frontend, authenticate=session_identity("user_id"),
+                 allowed_origins=["http://partner.example"])
 snorky.sockjs("/sockjs", frontend)
 snorky.sockjs("/sockjs-token", frontend, authenticate=TOKENS,
               disconnect_delay=float(os.environ.get("SOCKJS_DISCONNECT_DELAY", "5")))

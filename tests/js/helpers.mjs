@@ -44,15 +44,16 @@ export function freePort() {
 /** A snorky_sync test server; `restart()` stops it and starts a new process on the same port. */
 export class TestServer {
   /** `module`: the Python module whose `app` is served (default: the integration test app). */
-  static async start(port, { module = "tests.integration.testapp" } = {}) {
-    const s = new TestServer(port ?? await freePort(), module);
+  static async start(port, { module = "tests.integration.testapp", env = {} } = {}) {
+    const s = new TestServer(port ?? await freePort(), module, env);
     await s._spawn();
     return s;
   }
 
-  constructor(port, module = "tests.integration.testapp") {
+  constructor(port, module = "tests.integration.testapp", env = {}) {
     this.port = port;
     this.module = module;
+    this.env = env;
     this.url = `http://127.0.0.1:${port}`;
     this.wsUrl = `ws://127.0.0.1:${port}`;
     this.log = "";
@@ -64,7 +65,8 @@ export class TestServer {
       `serve(m.app, '127.0.0.1', ${this.port})`;
     this.proc = spawn(python(), ["-c", code], {
       cwd: ROOT,
-      env: { ...process.env, SNORKY_API_KEY: API_KEY, SNORKY_SHUTDOWN_TIMEOUT: "1", PYTHONUNBUFFERED: "1" },
+      env: { ...process.env, SNORKY_API_KEY: API_KEY, SNORKY_SHUTDOWN_TIMEOUT: "1", PYTHONUNBUFFERED: "1",
+             ...this.env },
       stdio: ["ignore", "pipe", "pipe"],
     });
     const keep = (chunk) => { this.log = (this.log + chunk).slice(-20000); };

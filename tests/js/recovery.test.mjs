@@ -1,0 +1,77 @@
+// PubSub history: snorky.js recovers what was published while it was away,
+// against a real server with SNORKY_PUBSUB_HISTORY_SIZE set.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { Snorky, TestServer, connect, next, within } from "./helpers.mjs";
+
+let server;
+const open = [];
+before(async () => { server = await TestServer.start(undefined, { env: { SNORKY_PUBSUB_HISTORY_SIZE: "100" } }); });
+after(async () => {
+  open.forEach((s) => s.close());
+  await server.stop();
+});
+
+const publish = (channel, message) =>
+  server.backend("pubsub_backend", { command: "publish", params: { channel, message }, callId: 1 });
+
+/** Every dispatch of `signal` (mapped); `.atLeast(n)` resolves once n have come. */
+function gather(signal, map = (...args) => (args.length === 1 ? args[0] : args)) {
+  const seen = [];
+  let waiting = [];
+  signal.add((...args) => {
+    seen.push(map(...args));
+    waiting = waiting.filter(([n, resolve]) => (seen.length >= n ? (resolve(), false) : true));
+  });
+  seen.atLeast = (n, timeout = 10000) => (seen.length >= n ? Promise.resolve()
+    : within(new Promise((resolve) => waiting.push([n, resolve])), timeout, `only ${seen.length} of ${n}`));
+  return seen;
+}
+
+test("a dropped connection gets every message published meanwhile, once, in order", async () => {
+  const page = await connect(server.wsUrl + "/ws", { pubsub: Snorky.PubSub });
+  open.push(page);
+  const { pubsub } = page.services;
+  const got = gather(pubsub.messagePublished, (m) => m.message);
+  const recovered = gather(pubsub.recovered);
+  const first = await pubsub.subscribe({ channel: { room: "h" } });
+  assert.equal(first.offset, 0);
+  for (let i = 0; i < 5; i++) await publish({ room: "h" }, i);
+  await got.atLeast(5);
+
+  const back = next(page.connected, { timeout: 20000 });
+  page._socket.close();                          // the network drops the connection
+  for (let i = 5; i < 10; i++) await publish({ room: "h" }, i);   // published while away
+  assert.equal(await within(back, 20000), true);
+  await recovered.atLeast(1);
+  assert.deepEqual(recovered[0], [{ room: "h" }, true]);
+  for (let i = 10; i < 12; i++) await publish({ room: "h" }, i);
+  await got.atLeast(12);
+  assert.deepEqual([...got], [...Array(12).keys()]);  // nothing lost, nothing twice
+});
+
+test("after a server restart (history gone) the page is told it missed something", async () => {
+  const page = await connect(server.wsUrl + "/ws", { pubsub: Snorky.PubSub });
+  open.push(page);
+  const { pubsub } = page.services;
+  await pubsub.subscribe({ channel: "r" });
+  await publish("r", "before");
+  await next(pubsub.messagePublished);
+  const told = next(pubsub.recovered, { timeout: 30000 });
+  await server.restart();
+  assert.deepEqual(await told, ["r", false]);
+  await publish("r", "after");                   // and it is subscribed again
+  assert.equal((await next(pubsub.messagePublished)).message, "after");
+});
+
+test("0.1-style code that ignores offsets keeps working", async () => {
+  const page = await connect(server.wsUrl + "/ws", { pubsub: Snorky.PubSub });
+  open.push(page);
+  const { pubsub } = page.services;
+  const seen = new Promise((resolve) => {
+    pubsub.onMessagePublished = (m) => resolve([m.channel, m.message]);  // 0.1's callback
+  });
+  await pubsub.subscribe({ channel: "old" });
+  await publish("old", "x");
+  assert.deepEqual(await within(seen), ["old", "x"]);
+});
