@@ -34,7 +34,8 @@ from typing import Any, Iterable
 
 from .. import wire
 
-__all__ = ["LocalHistory", "RedisHistory", "Position", "envelope_head", "recoverable_entries"]
+__all__ = ["LocalHistory", "RedisHistory", "LiveGate", "Position", "envelope_head",
+           "recoverable_entries"]
 
 Position = tuple  # (offset: int, epoch: str)
 
@@ -228,6 +229,93 @@ class RedisHistory:
         return key, int(num), env
 
 
+def send_newer(client, held: list, current: int, gate: "LiveGate", key) -> int:
+    """After a recovering read that reached offset ``current``: send the live
+    messages kept meanwhile that are newer, and let the client catch up from
+    the last one; returns the client's offset."""
+    last = current
+    for offset, frame in held:
+        if offset > last:
+            client.send_frame(frame)
+            last = offset
+    gate.catch_up(key, client, last)
+    return last
+
+
 def frames(entries: Iterable[tuple[int, bytes]]) -> list[bytes]:
     """WebSocket frames of stored envelopes."""
     return [wire.frame_text(env) for _, env in entries]
+
+
+class LiveGate:
+    """Keeps live history messages from clients that are recovering a channel
+    (Redis mode, where a history read and live delivery are not atomic).
+
+    ``hold(key, client)`` before reading the history: live messages for it
+    are kept aside; ``release(key, client)`` after: the kept ones (to send
+    those newer than what the read had); ``catch_up(key, client, last)``:
+    until a message newer than ``last`` arrives, older ones (in flight from
+    Redis, already in the read) are not sent to it.  Callers hold the
+    service lock.  When nobody is recovering, :meth:`recipients` costs one
+    dict lookup.
+    """
+
+    __slots__ = ("holding", "waiting")
+
+    def __init__(self) -> None:
+        self.holding: dict[Any, dict] = {}   # key -> {client: [(offset, frame)]}
+        self.waiting: dict[Any, dict] = {}   # key -> {client: last offset it got}
+
+    def hold(self, key, client) -> None:
+        self.holding.setdefault(key, {})[client] = []
+
+    def is_holding(self, key, client) -> bool:
+        return client in self.holding.get(key, ())
+
+    def release(self, key, client) -> list | None:
+        held = self.holding.get(key)
+        if held is None or client not in held:
+            return None
+        pending = held.pop(client)
+        if not held:
+            del self.holding[key]
+        return pending
+
+    def catch_up(self, key, client, last: int) -> None:
+        self.waiting.setdefault(key, {})[client] = last
+
+    def forget(self, key, client) -> None:
+        self.release(key, client)
+        waiting = self.waiting.get(key)
+        if waiting is not None:
+            waiting.pop(client, None)
+            if not waiting:
+                del self.waiting[key]
+
+    def forget_client(self, client) -> None:
+        for key in [k for k, h in self.holding.items() if client in h]:
+            self.release(key, client)
+        for key in [k for k, w in self.waiting.items() if client in w]:
+            self.forget(key, client)
+
+    def recipients(self, key, offset: int, frame: bytes, clients):
+        """The clients a live message goes to now (``clients`` minus those
+        holding — it is kept for them — and those still catching up)."""
+        held = self.holding.get(key)
+        waiting = self.waiting.get(key)
+        if not held and not waiting:
+            return clients
+        skip = set()
+        if held:
+            for client, pending in held.items():
+                pending.append((offset, frame))
+                skip.add(client)
+        if waiting:
+            for client, last in list(waiting.items()):
+                if offset > last:
+                    del waiting[client]
+                else:
+                    skip.add(client)
+            if not waiting:
+                del self.waiting[key]
+        return [c for c in clients if c not in skip]

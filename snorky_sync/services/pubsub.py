@@ -55,13 +55,8 @@ class PubSubService(RPCService):
         self.history_size = history_size
         self.history_ttl = float(history_ttl)
         self.history = _history.LocalHistory(history_size, self.history_ttl) if history_size else None
-        # Redis mode: channel key -> {client: [(offset, frame)]}, live messages
-        # held back while the client's subscribe reads the history ...
-        self.recovering: dict[Any, dict] = {}
-        # ... then channel key -> {client: offset}: the last offset it got.  A
-        # message already in the history read can still be on its way from
-        # Redis: the client joins the subscribers at the first newer offset.
-        self.catchup: dict[Any, dict] = {}
+        # clients whose subscribe is recovering a channel (Redis mode)
+        self.gate = _history.LiveGate()
 
     def can_publish(self, client, channel: Any) -> bool:
         """Hook: may ``client`` publish to ``channel``?  Default: yes."""
@@ -94,9 +89,7 @@ class PubSubService(RPCService):
                 return 0
             with self.lock:
                 offset, _, env = history.append(key, head)
-                frame = wire.frame_text(env)
-                self._hold_back(key, offset, frame)
-                return self.broadcast_frame(self.subscribers.get(key, ()), frame)
+                return self.broadcast_frame(self.subscribers.get(key, ()), wire.frame_text(env))
         frame = wire.encode_frame(self.name, {"type": "message", "channel": channel, "message": message})
         with self.lock:
             n = self.broadcast_frame(self.subscribers.get(key, ()), frame)
@@ -104,27 +97,14 @@ class PubSubService(RPCService):
             self.broker.publish(f"pubsub:{self.name}", wire.pack_routed(key, frame))
         return n
 
-    def _hold_back(self, key, offset: int, frame: bytes) -> None:
-        held = self.recovering.get(key)
-        if held:
-            for pending in held.values():
-                pending.append((offset, frame))
-
     def _deliver_history(self, data: bytes) -> None:
         """A message with history, from Redis (every process's, ours included)."""
         key, offset, env = _history.RedisHistory.unpack(data)
         frame = wire.frame_text(env)
         with self.lock:
-            self._hold_back(key, offset, frame)
-            waiting = self.catchup.get(key)
-            if waiting:
-                subs = self.subscribers.setdefault(key, {})
-                for client in [c for c, last in waiting.items() if offset > last]:
-                    del waiting[client]
-                    subs[client] = None
-                if not waiting:
-                    del self.catchup[key]
-            self.broadcast_frame(self.subscribers.get(key, ()), frame)
+            subs = self.subscribers.get(key)
+            if subs:
+                self.broadcast_frame(self.gate.recipients(key, offset, frame, subs), frame)
 
     def _deliver_routed(self, data: bytes) -> None:
         """A publish from another process: the same frame, to our subscribers."""
@@ -151,27 +131,23 @@ class PubSubService(RPCService):
                 current, epoch, entries = self.history.read(key)
                 return self._replay(client, since, current, epoch, entries)
         with self.lock:
-            self._check_can_add(client, key)
-            self.recovering.setdefault(key, {})[client] = []
+            self._add(client, key)
+            self.gate.hold(key, client)
         try:
             current, epoch, entries = self.history.read(key)
         except BrokerUnavailable:
             with self.lock:
-                self._stop_holding(key, client)
+                mine = self.subscriptions.get(client)
+                if mine is not None and key in mine:
+                    self._drop(client, key, mine)
             counters["pubsub_history_unavailable"] += 1
             raise RPCError("History unavailable") from None
         with self.lock:
-            held = self._stop_holding(key, client)
+            held = self.gate.release(key, client)
             if held is None:  # the client left meanwhile
                 raise RPCError("Not subscribed")
             answer = self._replay(client, since, current, epoch, entries)
-            last = current
-            for offset, frame in held:  # arrived live while we read: only what is newer
-                if offset > last:
-                    client.send_frame(frame)
-                    last = offset
-            answer["offset"] = last
-            self._add(client, key, catchup_from=last)
+            answer["offset"] = _history.send_newer(client, held, current, self.gate, key)
             return answer
 
     def _replay(self, client, since, current: int, epoch: str, entries) -> dict:
@@ -186,32 +162,16 @@ class PubSubService(RPCService):
         counters["pubsub_recoveries"] += 1
         return {"recovered": True, "offset": current, "epoch": epoch}
 
-    def _stop_holding(self, key, client):
-        held = self.recovering.get(key)
-        if held is None:
-            return None
-        pending = held.pop(client, None)
-        if not held:
-            del self.recovering[key]
-        return pending
-
-    def _check_can_add(self, client, key) -> None:
+    def _add(self, client, key) -> None:
         mine = self.subscriptions.get(client)
-        if mine is not None and key in mine or client in self.recovering.get(key, ()):
+        if mine is not None and key in mine:
             raise RPCError("Already subscribed")
         if mine is not None and len(mine) >= self.max_subscriptions:
             raise RPCError("Too many subscriptions")
-
-    def _add(self, client, key, catchup_from: int | None = None) -> None:
-        self._check_can_add(client, key)
-        mine = self.subscriptions.get(client)
         if mine is None:
             mine = self.subscriptions[client] = set()
         mine.add(key)
-        if catchup_from is None:
-            self.subscribers.setdefault(key, {})[client] = None
-        else:
-            self.catchup.setdefault(key, {})[client] = catchup_from
+        self.subscribers.setdefault(key, {})[client] = None
 
     @rpc_command
     def unsubscribe(self, req, channel):
@@ -238,19 +198,14 @@ class PubSubService(RPCService):
             subs.pop(client, None)
             if not subs:
                 del self.subscribers[key]
-        waiting = self.catchup.get(key)
-        if waiting is not None:
-            waiting.pop(client, None)
-            if not waiting:
-                del self.catchup[key]
+        self.gate.forget(key, client)
 
     def client_disconnected(self, client) -> None:
         with self.lock:
             mine = self.subscriptions.get(client)
             for key in list(mine or ()):
                 self._drop(client, key, mine)
-            for key in [k for k, held in self.recovering.items() if client in held]:
-                self._stop_holding(key, client)
+            self.gate.forget_client(client)
 
 
 class PubSubBackend(RPCService):
