@@ -69,7 +69,8 @@ def create_app(settings: Settings | None = None) -> Flask:
                            history_ttl=settings.pubsub_history_ttl)
     frontend.register_service(pubsub)
 
-    chat = ChatService("chat")
+    chat = ChatService("chat", history_size=settings.chat_history_size,
+                       history_ttl=settings.chat_history_ttl)
     cursors = CursorsService("cursors")
     frontend.register_service(chat)
     frontend.register_service(cursors)

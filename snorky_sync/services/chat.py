@@ -20,6 +20,9 @@ from datetime import datetime, timezone
 from typing import Any
 
 from .. import wire
+from ..brokers.base import BrokerUnavailable
+from ..metrics import counters
+from . import history as _history
 from .base import RPCError, RPCService, bounded_key, rpc_command
 from .replica import Replica
 
@@ -55,23 +58,45 @@ class _Channel:
 
 class ChatService(RPCService):
     """``join``, ``leave``, ``send``, ``read``; limits ``max_channels`` per
-    connection and ``max_channel_size`` bytes of JSON per channel."""
+    connection and ``max_channel_size`` bytes of JSON per channel.
+
+    With ``history_size`` (off by default: 0.1's frames) each channel keeps
+    its last messages (:mod:`.history`): messages carry ``offset`` and
+    ``epoch``; ``join`` answers them next to ``members``; ``join({channel,
+    since})`` replays the messages missed since then before answering (with
+    ``recovered``), ``join({channel, recent: n})`` the last ``n`` messages.
+    """
 
     hashable_messages = False  # keys by canonical JSON (wire.json_key)
 
     max_channels = 1000
     max_channel_size = 1024
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, history_size: int = 0, history_ttl: float = 300.0) -> None:
+        """``history_size``: messages kept per channel (0: none, 0.1's frames);
+        ``history_ttl``: seconds a channel's history lives after its last message."""
         super().__init__(name)
+        if not isinstance(history_size, int) or history_size < 0:
+            raise TypeError(f"ChatService(history_size=...) is a count >= 0, got {history_size!r}")
+        if not isinstance(history_ttl, (int, float)) or history_ttl <= 0:
+            raise TypeError(f"ChatService(history_ttl=...) is seconds > 0, got {history_ttl!r}")
         self.channels: dict[Any, _Channel] = {}
         self.client_channels: dict[Any, dict[Any, Any]] = {}  # client -> {channel key: channel value}
         self.replica: Replica | None = None
+        self.history_size = history_size
+        self.history_ttl = float(history_ttl)
+        self.history = _history.LocalHistory(history_size, self.history_ttl) if history_size else None
+        self.gate = _history.LiveGate()
 
     def use_broker(self, broker) -> None:
         super().use_broker(broker)
         if broker.distributed:
             self.replica = Replica(self, broker, f"chat:{self.name}")
+            if self.history is not None:
+                topic = f"chathist:{self.name}"
+                self.history = _history.RedisHistory(broker, f"chat:{self.name}", topic,
+                                                     self.history_size, self.history_ttl)
+                broker.subscribe(topic, self._deliver_history, echo=True)
 
     # -- hooks (Snorky 0.1's names) ------------------------------------------------
     def get_time(self) -> str:
@@ -110,15 +135,65 @@ class ChatService(RPCService):
         return bounded_key(channel, self.max_channel_size, "Channel too long")
 
     @rpc_command(lock=False)  # with Redis it waits for the broker, without the lock
-    def join(self, req, channel):
+    def join(self, req, channel, since=None, recent=None):
+        history = self.history
+        if history is None and (since is not None or recent is not None):
+            raise RPCError("History not enabled")
+        if recent is not None and (type(recent) is not int or recent < 0):
+            raise RPCError("Invalid params")
         if self.replica is None:
             with self.lock:
-                return self._join(req, channel)
+                answer = self._join(req, channel)
+                if history is not None:
+                    current, epoch, entries = history.read(self._key(channel))
+                    self._replay(req.client, answer, since, recent, current, epoch, entries)
+                return answer
         self.broker.barrier()  # members joined elsewhere before this call are known here
         with self.lock:
             answer = self._join(req, channel)
+            if history is not None:
+                self.gate.hold(self._key(channel), req.client)
         self.broker.flush()  # our presence reaches Redis before the caller hears back
+        if history is None:
+            return answer
+        key = self._key(channel)
+        try:
+            current, epoch, entries = history.read(key)
+        except BrokerUnavailable:
+            with self.lock:
+                self.gate.forget(key, req.client)
+            counters["chat_history_unavailable"] += 1
+            raise RPCError("History unavailable") from None
+        with self.lock:
+            held = self.gate.release(key, req.client)
+            if held is None:  # left meanwhile
+                raise RPCError("Not joined")
+            self._replay(req.client, answer, since, recent, current, epoch, entries)
+            answer["offset"] = _history.send_newer(req.client, held, current, self.gate, key)
         return answer
+
+    def _replay(self, client, answer: dict, since, recent, current: int, epoch: str, entries) -> None:
+        answer["offset"], answer["epoch"] = current, epoch
+        if since is not None:
+            missed = _history.recoverable_entries(entries, current, epoch, since)
+            answer["recovered"] = missed is not None
+            counters["chat_recoveries" if missed is not None else "chat_recoveries_failed"] += 1
+        elif recent:
+            missed = entries[-recent:]
+        else:
+            missed = None
+        for frame in _history.frames(missed or ()):
+            client.send_frame(frame)
+
+    def _deliver_history(self, data: bytes) -> None:
+        """A chat message with history, from Redis (every process's, ours included)."""
+        key, offset, env = _history.RedisHistory.unpack(data)
+        frame = wire.frame_text(env)
+        with self.lock:
+            chan = self.channels.get(key)
+            if chan is not None:
+                clients = list(chan.clients())
+                self.broadcast_frame(self.gate.recipients(key, offset, frame, clients), frame)
 
     def _join(self, req, channel):
         client = req.client
@@ -149,18 +224,33 @@ class ChatService(RPCService):
     def leave(self, req, channel):
         self.do_leave(req.client, channel)
 
-    @rpc_command
+    @rpc_command(lock=False)  # with Redis history it calls Redis, without the lock
     def send(self, req, channel, body):
         client = req.client
-        key = self._key(channel)
-        mine = self.client_channels.get(client)
-        if mine is None or key not in mine:
-            raise RPCError("Not joined")
-        msg = {"type": "message", "from": client.identity, "channel": channel, "body": body,
-               "timestamp": self.get_time()}
-        self.broadcast(self.channels[key].clients(), msg)
-        if self.replica is not None:
-            self.replica.publish({"op": "msg", "c": channel, "m": msg})
+        history = self.history
+        with self.lock:
+            key = self._key(channel)
+            mine = self.client_channels.get(client)
+            if mine is None or key not in mine:
+                raise RPCError("Not joined")
+            msg = {"type": "message", "from": client.identity, "channel": channel, "body": body,
+                   "timestamp": self.get_time()}
+            if history is None:
+                self.broadcast(self.channels[key].clients(), msg)
+                if self.replica is not None:
+                    self.replica.publish({"op": "msg", "c": channel, "m": msg})
+                return None
+            head = _history.envelope_head(self.name, msg)
+            if not history.distributed:
+                _, _, env = history.append(key, head)
+                self.broadcast_frame(self.channels[key].clients(), wire.frame_text(env))
+                return None
+        try:  # Redis assigns the offset and publishes it to every process, in order
+            history.append(key, head)
+        except BrokerUnavailable:
+            counters["chat_history_unavailable"] += 1
+            raise RPCError("History unavailable") from None
+        return None
 
     @rpc_command
     def read(self, req, channel):
@@ -266,3 +356,4 @@ class ChatService(RPCService):
         with self.lock:
             for key, channel in list(self.client_channels.get(client, {}).items()):
                 self._leave(client, key, channel)
+            self.gate.forget_client(client)

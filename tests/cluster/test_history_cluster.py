@@ -113,3 +113,38 @@ def test_a_redis_restart_gives_a_new_epoch_and_says_recovered_false(cluster, con
     d.ok("pubsub", "publish", {"channel": "e", "message": "after"})
     msg = d.wait_for(lambda m: m.get("type") == "message")
     assert (msg["offset"], msg["epoch"]) == (1, answer["epoch"])
+
+
+def test_chat_rejoin_on_another_process_replays_the_missed_lines(cluster, connect):
+    from snorky_sync.auth import ConnectionTokens
+
+    secret = "cluster-token-secret-0123456789"
+    a, b = cluster(2, SNORKY_CHAT_HISTORY_SIZE="100", SNORKY_TOKEN_SECRET=secret)
+
+    def user(srv, identity):
+        return connect(srv, "/ws?token=" + ConnectionTokens(secret).create(identity))
+
+    ann, bob = user(a, "ann"), user(b, "bob")
+    joined = ann.ok("chat", "join", {"channel": "room"})
+    bob.ok("chat", "join", {"channel": "room"})
+    bob.ok("chat", "send", {"channel": "room", "body": "line 1"})
+    line = ann.wait_for(lambda m: m.get("type") == "message")
+    assert (line["body"], line["offset"], line["epoch"]) == ("line 1", 1, joined["epoch"])
+    ann.close()                                            # ann's Wi-Fi drops
+    for i in (2, 3, 4):
+        bob.ok("chat", "send", {"channel": "room", "body": f"line {i}"})
+    back = user(b, "ann")                                  # and she comes back on the other process
+    back.send("chat", {"command": "join", "callId": 1, "params": {
+        "channel": "room", "since": {"offset": line["offset"], "epoch": line["epoch"]}}})
+    replayed = []
+    while True:
+        msg = back.recv()["message"]
+        if msg.get("type") == "response":
+            break
+        if msg.get("type") == "message":
+            replayed.append(msg["body"])
+    assert replayed == ["line 2", "line 3", "line 4"]
+    assert msg["data"]["recovered"] is True and msg["data"]["offset"] == 4
+    bob.ok("chat", "send", {"channel": "room", "body": "line 5"})
+    assert back.wait_for(lambda m: m.get("type") == "message")["body"] == "line 5"   # live, once
+    back.expect_silence(0.3)

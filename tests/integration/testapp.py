@@ -81,7 +81,7 @@ class WhoAmI(RPCService):
 
 frontend.register_service(WhoAmI("who"))
 
-frontend.register_service(ChatService("chat"))
+frontend.register_service(ChatService("chat", history_size=int(os.environ.get("SNORKY_CHAT_HISTORY_SIZE", "0"))))
 frontend.register_service(CursorsService("cursors"))
 frontend.register_service(MessagingService("messaging"))
 datasync = DataSyncService("datasync", [TodosByList, AllTodos, TodosFilter])
