@@ -1165,17 +1165,36 @@
       this.presenceReceived = new Snorky.Signal();  // {from, channel, status, timestamp}
       this.readReceived = new Snorky.Signal();      // {channel, timestamp}
       this.membersChanged = new Snorky.Signal();    // (channel, members): join, presence, rejoin
+      // With history on the server (ChatService(history_size=N)): after a
+      // reconnection, dispatch(channel, recovered): true when every line sent
+      // meanwhile was replayed, false when some are gone.
+      this.recovered = new Snorky.Signal();
       this.channels = new ValueSet();               // joined channel -> members array
+      this.positions = new ValueSet();              // joined channel -> {offset, epoch} (history)
     },
 
     join: function (params) {
       var self = this;
-      return this._callThen("join", params, function (data) { self._joined(params.channel, data); });
+      return this._callThen("join", params, function (data) {
+        self._joined(params.channel, data);
+        self._moveTo(params.channel, positionOf(data));
+      });
     },
 
     leave: function (params) {
       var channels = this.channels;
-      return this._callThen("leave", params, function () { channels["delete"](params.channel); });
+      var positions = this.positions;
+      return this._callThen("leave", params, function () {
+        channels["delete"](params.channel);
+        positions["delete"](params.channel);
+      });
+    },
+
+    _moveTo: function (channel, pos) {
+      var got = this.positions.get(channel);
+      if (pos && !(got && got.epoch === pos.epoch && got.offset > pos.offset)) {
+        this.positions.add(channel, pos);
+      }
     },
 
     _joined: function (channel, data) {
@@ -1191,6 +1210,13 @@
 
     onNotification: function (message) {
       if (message.type === "message") {
+        if (typeof message.offset === "number") {
+          var pos = this.positions.get(message.channel);
+          if (pos && pos.epoch === message.epoch && message.offset <= pos.offset) {
+            return;  // already delivered
+          }
+          this.positions.add(message.channel, {offset: message.offset, epoch: message.epoch});
+        }
         this.messageReceived.dispatch(message);
       } else if (message.type === "presence") {
         var members = this.channels.get(message.channel);
@@ -1210,7 +1236,21 @@
     },
 
     restore: function () {
-      this._replay(this.channels, "join", "channel", this._joined.bind(this));
+      var self = this;
+      this.channels.values().forEach(function (channel) {
+        var pos = self.positions.get(channel);
+        var params = pos ? {channel: channel, since: pos} : {channel: channel};
+        self.rpcCall("join", params).then(function (data) {
+          self._joined(channel, data);
+          self._moveTo(channel, positionOf(data));
+          if (pos) { self.recovered.dispatch(channel, !!(data && data.recovered)); }
+        }, function (err) {
+          self.channels["delete"](channel);
+          self.positions["delete"](channel);
+          logError("snorky: " + self.name + ": join after reconnecting failed for",
+                   channel, err.message);
+        });
+      });
     }
   });
   Snorky.Chat.addRPCMethods(["send", "read"]);

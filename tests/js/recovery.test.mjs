@@ -6,7 +6,10 @@ import { Snorky, TestServer, connect, next, within } from "./helpers.mjs";
 
 let server;
 const open = [];
-before(async () => { server = await TestServer.start(undefined, { env: { SNORKY_PUBSUB_HISTORY_SIZE: "100" } }); });
+before(async () => {
+  server = await TestServer.start(undefined, {
+    env: { SNORKY_PUBSUB_HISTORY_SIZE: "100", SNORKY_CHAT_HISTORY_SIZE: "100" } });
+});
 after(async () => {
   open.forEach((s) => s.close());
   await server.stop();
@@ -55,13 +58,15 @@ test("after a server restart (history gone) the page is told it missed something
   open.push(page);
   const { pubsub } = page.services;
   await pubsub.subscribe({ channel: "r" });
+  const before = next(pubsub.messagePublished);  // listening before the publish can arrive
   await publish("r", "before");
-  await next(pubsub.messagePublished);
+  await before;
   const told = next(pubsub.recovered, { timeout: 30000 });
   await server.restart();
   assert.deepEqual(await told, ["r", false]);
+  const after = next(pubsub.messagePublished);
   await publish("r", "after");                   // and it is subscribed again
-  assert.equal((await next(pubsub.messagePublished)).message, "after");
+  assert.equal((await after).message, "after");
 });
 
 test("0.1-style code that ignores offsets keeps working", async () => {
@@ -74,4 +79,28 @@ test("0.1-style code that ignores offsets keeps working", async () => {
   await pubsub.subscribe({ channel: "old" });
   await publish("old", "x");
   assert.deepEqual(await within(seen), ["old", "x"]);
+});
+
+test("a chat page that drops gets the lines sent meanwhile, once, in order", async () => {
+  const as = async (user) => connect(server.wsUrl + "/ws-token?token=" + encodeURIComponent(await server.token(user)),
+                                     { chat: Snorky.Chat });
+  const ann = await as("ann");
+  const bob = await as("bob");
+  open.push(ann, bob);
+  const lines = gather(ann.services.chat.messageReceived, (m) => m.body);
+  const recovered = gather(ann.services.chat.recovered);
+  await ann.services.chat.join({ channel: "room" });
+  await bob.services.chat.join({ channel: "room" });
+  await bob.services.chat.send({ channel: "room", body: "one" });
+  await lines.atLeast(1);
+  const back = next(ann.connected, { timeout: 20000 });
+  ann._socket.close();
+  await bob.services.chat.send({ channel: "room", body: "two" });
+  await bob.services.chat.send({ channel: "room", body: "three" });
+  await within(back, 20000);
+  await recovered.atLeast(1);
+  assert.deepEqual(recovered[0], ["room", true]);
+  await bob.services.chat.send({ channel: "room", body: "four" });
+  await lines.atLeast(4);
+  assert.deepEqual([...lines], ["one", "two", "three", "four"]);
 });
