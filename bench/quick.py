@@ -32,7 +32,7 @@ from support.servers import ServerProcess, free_port  # noqa: E402
 
 from bench.procs import rss_kb  # noqa: E402
 
-ENV = {"SNORKY_API_KEY": "bench-key-0123456789abcdef", "SNORKY_RATE_LIMIT": "0",
+ENV = {"SNORKY_API_KEY": "bench-key-0123456789abcdef", "SNORKY_RATE_LIMIT": "0", "SNORKY_CONNECT_RATE": "0",
        "SNORKY_MAX_CONNECTIONS": "50000", "SNORKY_MAX_QUEUE_FRAMES": "100000"}
 
 

@@ -14,8 +14,9 @@ PEERS = Path(__file__).resolve().parent / "peers"
 SOCKETIO_PATH = "/socket.io/?EIO=4&transport=websocket"
 
 # the same limits for embedded and gunicorn: no per-connection rate limit, room
-# for 10k idle sockets, a queue long enough for a pipelining publisher
-SNORKY_ENV = {"SNORKY_RATE_LIMIT": "0", "SNORKY_MAX_CONNECTIONS": "50000", "SNORKY_MAX_QUEUE_FRAMES": "100000",
+# for 10k idle sockets and raw handshake speed (no connection-rate limit), a
+# queue long enough for a pipelining publisher
+SNORKY_ENV = {"SNORKY_RATE_LIMIT": "0", "SNORKY_CONNECT_RATE": "0", "SNORKY_MAX_CONNECTIONS": "50000", "SNORKY_MAX_QUEUE_FRAMES": "100000",
               "SNORKY_HOST": "127.0.0.1", "SNORKY_LOG_LEVEL": "WARNING"}
 
 

@@ -5,9 +5,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# System packages (redis-server for cluster tests, chromium for browser tests, node for the JS client).
+# System packages (redis-server and redis-sentinel for cluster tests, chromium for browser
+# tests, node for the JS client).
 need=()
 command -v redis-server >/dev/null || need+=(redis-server)
+command -v redis-sentinel >/dev/null || need+=(redis-sentinel)
 command -v chromium >/dev/null || need+=(chromium)
 command -v node >/dev/null || need+=(nodejs)
 if [ ${#need[@]} -gt 0 ]; then

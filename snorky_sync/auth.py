@@ -7,7 +7,10 @@ handshake (HTTP 401/403 before any upgrade; under the gevent-websocket
 worker, a 1008 close right after it).
 
 * :func:`session_identity` — the Flask session of the app the endpoint is
-  mounted in (your login put ``session["user_id"]`` there).
+  mounted in (your login put ``session["user_id"]`` there).  Cookies are sent
+  by the browser whatever page opens the WebSocket, so an endpoint with this
+  hook accepts only its own origin (cross-site WebSocket hijacking); mark your
+  own cookie-reading hooks with :func:`uses_cookies` for the same protection.
 * :class:`ConnectionTokens` — signed, expiring tokens (itsdangerous) that your
   web application creates (``tokens.create(user_id)`` or
   ``SnorkyBackend.create_connection_token``) and the browser passes as
@@ -22,9 +25,20 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 from .endpoints.websocket import Reject
 
-__all__ = ["session_identity", "ConnectionTokens", "TOKEN_SALT"]
+__all__ = ["session_identity", "uses_cookies", "ConnectionTokens", "TOKEN_SALT"]
 
 TOKEN_SALT = "snorky_sync.connection-token"
+
+
+def uses_cookies(hook: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """Mark an ``authenticate`` hook as deriving the identity from cookies.
+
+    The endpoint then refuses handshakes from foreign origins (their pages
+    would otherwise connect as your logged-in user) unless ``allowed_origins``
+    lists them.  Usable as a decorator; returns the hook.
+    """
+    hook.snorky_uses_cookies = True
+    return hook
 
 
 def session_identity(key: str = "user_id", required: bool = False) -> Callable[[Any], Any]:
@@ -41,7 +55,7 @@ def session_identity(key: str = "user_id", required: bool = False) -> Callable[[
             raise Reject(401, "Not logged in")
         return identity
 
-    return authenticate
+    return uses_cookies(authenticate)
 
 
 class ConnectionTokens:

@@ -16,7 +16,17 @@ bounded outbound queue (DESIGN.md rule 3):
 * A client whose queue exceeds ``max_queue_frames`` frames or
   ``max_queue_bytes`` bytes is a slow consumer: its queue is dropped, the
   socket is shut down, the event is logged with its address and counted.
-  Nobody else waits for it.
+  Nobody else waits for it.  The budget is for the backlog *behind* the
+  frame being written: a frame alone in an empty queue (one message larger
+  than the budget, up to the largest message) is always accepted, so a client
+  that reads gets it; what queues behind it must fit the budget.
+* A writer whose socket accepts nothing for ``write_timeout`` seconds (the
+  peer stopped reading) cuts the connection (``write_stall_disconnects``).
+* A process-wide budget (:func:`configure`, ``SNORKY_MAX_OUTBOUND_MEMORY``)
+  caps the bytes owed to all connections together: a keeper greenlet sums
+  them twice a second and, above the budget, cuts the connections owed the
+  most first until the total is back under 90% of it
+  (``memory_budget_disconnects``).
 
 The class knows nothing about Flask or the WebSocket handshake: endpoints
 create it around a connected gevent socket; unit tests subclass it.
@@ -25,16 +35,20 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import socket
+import weakref
 from typing import Any, Callable
 
 import gevent
 import gevent.event
+from gevent.socket import wait_write as _wait_write
 
 from . import wire
 from .metrics import counters
 
-__all__ = ["Client", "close_frame", "PING_FRAME"]
+__all__ = ["Client", "close_frame", "PING_FRAME", "configure", "budget", "stats", "outbound_bytes",
+           "default_memory_budget"]
 
 log = logging.getLogger("snorky_sync.client")
 
@@ -50,6 +64,73 @@ def close_frame(code: int, reason: str = "") -> bytes:
 
 
 PING_FRAME = b"\x89\x00"
+
+
+# -- the process's memory budget ------------------------------------------------
+def default_memory_budget(workers: int = 1) -> int:
+    """A quarter of this machine's memory (or of the cgroup's limit, if lower),
+    shared by ``workers`` processes; at least 64 MiB."""
+    try:
+        total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError):
+        total = 4 << 30
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            with open(path) as f:
+                raw = f.read().strip()
+        except OSError:
+            continue
+        if raw.isdigit() and 0 < int(raw) < total:
+            total = int(raw)
+        break
+    return max(64 << 20, total // 4 // max(1, workers))
+
+
+#: process-wide settings: ``memory_budget`` bytes owed to all connections
+#: (0: none), ``write_timeout`` seconds a write may make no progress (0: none)
+budget = {"memory_budget": default_memory_budget(), "write_timeout": 5.0, "interval": 0.5}
+#: what the keeper saw on its last pass (bytes owed to all connections) and the peak
+stats = {"outbound_bytes": 0, "outbound_bytes_peak": 0}
+_all: "weakref.WeakSet[Client]" = weakref.WeakSet()
+_keeper: gevent.Greenlet | None = None
+
+
+def configure(memory_budget: int | None = None, write_timeout: float | None = None) -> None:
+    """Set the process-wide budget (bytes; 0 turns it off) and the default write timeout."""
+    if memory_budget is not None:
+        budget["memory_budget"] = int(memory_budget)
+    if write_timeout is not None:
+        budget["write_timeout"] = float(write_timeout)
+
+
+def outbound_bytes() -> int:
+    """Bytes owed to this process's connections now (queued and being written)."""
+    return sum(c._queued_bytes + c._inflight for c in list(_all))
+
+
+def _keep_budget() -> None:
+    while True:
+        gevent.sleep(budget["interval"])
+        limit = budget["memory_budget"]
+        owing = []
+        total = 0
+        for c in list(_all):
+            owed = c._queued_bytes + c._inflight
+            if owed:
+                total += owed
+                owing.append((owed, c.id, c))
+        stats["outbound_bytes"] = total
+        if total > stats["outbound_bytes_peak"]:
+            stats["outbound_bytes_peak"] = total
+        if not limit or total <= limit:
+            continue
+        target = limit * 0.9
+        owing.sort(reverse=True)
+        for owed, _, c in owing:
+            if total <= target:
+                break
+            total -= owed
+            c._over_memory_budget(owed, limit)
 
 
 # -- the process's flusher ------------------------------------------------------
@@ -78,6 +159,11 @@ def _schedule(client: "Client") -> None:
         _flusher = _spawn(_flush_loop)
 
 
+class _Stalled(OSError):
+    """The peer accepted nothing for ``write_timeout`` seconds."""
+
+
+
 class Client:
     """A connection, as services see it.
 
@@ -89,7 +175,7 @@ class Client:
     __slots__ = (
         "id", "identity", "remote_address", "closed", "seen", "pinged", "_sock", "_raw",
         "_queue", "_queued_bytes", "_writer", "_scheduled", "_max_frames", "_max_bytes",
-        "_closing", "_after_flush", "__weakref__",
+        "_closing", "_after_flush", "_inflight", "_write_timeout", "__weakref__",
     )
 
     def __init__(
@@ -98,8 +184,10 @@ class Client:
         remote_address: str = "-",
         identity: Any = None,
         max_queue_frames: int = 10000,
-        max_queue_bytes: int = 16 * 1024 * 1024,
+        max_queue_bytes: int = 1024 * 1024,
+        write_timeout: float | None = None,
     ) -> None:
+        global _keeper
         self.id = next(_ids)
         self.identity = identity
         self.remote_address = remote_address
@@ -117,6 +205,11 @@ class Client:
         self._max_bytes = max_queue_bytes
         self._closing = False
         self._after_flush: Callable[[], None] | None = None
+        self._inflight = 0        # bytes taken from the queue that the writer still has to write
+        self._write_timeout = budget["write_timeout"] if write_timeout is None else write_timeout
+        _all.add(self)
+        if _keeper is None or _keeper.dead:
+            _keeper = _spawn(_keep_budget)
 
     def __repr__(self) -> str:
         return f"<Client #{self.id} {self.remote_address} identity={self.identity!r}>"
@@ -130,11 +223,24 @@ class Client:
         q = self._queue
         q.append(frame)
         self._queued_bytes += len(frame)
-        if len(q) > self._max_frames or self._queued_bytes > self._max_bytes:
+        if (len(q) > self._max_frames or self._queued_bytes > self._max_bytes) \
+                and self._over_budget():
             self._slow_consumer()
             return
         if not self._scheduled:
             _schedule(self)
+
+    def _over_budget(self) -> bool:
+        """Past a limit: is the backlog behind the frame written next over it?"""
+        q = self._queue
+        if self._inflight or self._writer is not None:
+            return True  # a frame is being written: everything queued is backlog
+        # nothing in flight: the head of the queue goes out next, whatever its size
+        return len(q) - 1 > self._max_frames or self._queued_bytes - len(q[0]) > self._max_bytes
+
+    def owed_bytes(self) -> int:
+        """Bytes queued for this connection or still being written to it."""
+        return self._queued_bytes + self._inflight
 
     def send_message(self, service: str, message: Any) -> None:
         """Encode and queue one envelope (for single-recipient messages)."""
@@ -185,27 +291,57 @@ class Client:
             self._abort()
             return
         if sent < len(data):  # kernel buffer full: a writer of its own finishes the job
+            self._inflight = len(data) - sent
             self._writer = _spawn(self._write_rest, memoryview(data)[sent:])
             return
         self._scheduled = False
         self._maybe_closed()
 
     def _write_rest(self, rest) -> None:
-        sock = self._sock
         try:
-            sock.sendall(rest)
+            self._write_all(rest)
             while True:
                 _idle()
                 if not self._queue:
                     break
-                sock.sendall(self._take())
+                self._write_all(memoryview(self._take()))
+        except _Stalled:
+            counters["write_stall_disconnects"] += 1
+            log.warning("write stalled %s (client #%d): no progress for %ss with %d bytes "
+                        "unwritten and %d queued; disconnecting", self.remote_address, self.id,
+                        self._write_timeout, self._inflight, self._queued_bytes,
+                        extra={"conn": self.id, "remote": self.remote_address})
+            self._abort()
         except OSError as exc:
             log.info("write to %s failed: %s", self.remote_address, exc)
             self._abort()
         finally:
             self._writer = None
             self._scheduled = False
+            self._inflight = 0
         self._maybe_closed()
+
+    def _write_all(self, view) -> None:
+        """Write ``view`` whole; raise :class:`_Stalled` if the socket accepts
+        nothing for ``write_timeout`` seconds."""
+        raw = self._raw
+        if raw is None:
+            self._sock.sendall(view)
+            return
+        fd = raw.fileno()
+        timeout = self._write_timeout or None
+        self._inflight = len(view)
+        while view:
+            try:
+                n = raw.send(view)
+            except BlockingIOError:
+                n = 0
+            if n:
+                view = view[n:]
+                self._inflight = len(view)
+            else:
+                _wait_write(fd, timeout, _Stalled)
+        self._inflight = 0
 
     def _maybe_closed(self) -> None:
         if self._closing and not self.closed and not self._queue:
@@ -244,6 +380,14 @@ class Client:
         except OSError:
             pass
 
+    def _over_memory_budget(self, owed: int, limit: int) -> None:
+        counters["memory_budget_disconnects"] += 1
+        log.warning("memory budget: %s (client #%d) is owed %d bytes and the process's "
+                    "connections more than %d; disconnecting the largest first",
+                    self.remote_address, self.id, owed, limit,
+                    extra={"conn": self.id, "remote": self.remote_address})
+        self._abort()
+
     def _slow_consumer(self) -> None:
         counters["slow_consumer_disconnects"] += 1
         log.warning(
@@ -263,6 +407,7 @@ class Client:
         self.closed = True
         self._queue = []
         self._queued_bytes = 0
+        self._inflight = 0
         writer = self._writer
         if writer is not None and writer is not gevent.getcurrent():
             writer.kill(block=False)
@@ -278,3 +423,4 @@ class Client:
         self.closed = True
         self._queue = []
         self._queued_bytes = 0
+        self._inflight = 0

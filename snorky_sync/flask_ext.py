@@ -15,6 +15,9 @@ from typing import Any, Callable, Sequence
 
 from .endpoints.backend_http import make_backend_view
 from .endpoints.sockjs import SockJSOptions, make_sockjs_view
+from .client import configure as configure_budget
+from .client import default_memory_budget
+from .endpoints.admission import ConnectRate
 from .endpoints.metrics_http import make_metrics_view
 from .endpoints.websocket import WebSocketOptions, make_websocket_view
 from .settings import MIN_API_KEY_LENGTH, Settings
@@ -30,8 +33,13 @@ class Snorky:
     """Flask extension holding snorky_sync's endpoints for one app."""
 
     def __init__(self, app=None, settings: Settings | None = None) -> None:
-        self.settings = settings or Settings.from_env()
+        self.settings = s = settings or Settings.from_env()
         self.app = None
+        # one bucket for every endpoint of this extension (the process's rate)
+        self.connect_rate = ConnectRate(s.connect_rate, s.connect_burst, s.connect_rate_per_ip,
+                                        s.connect_burst_per_ip, s.trusted_proxies)
+        configure_budget(memory_budget=s.max_outbound_memory or default_memory_budget(s.workers),
+                         write_timeout=s.write_timeout)
         self._routes: list[tuple[str, str, Callable, list[str], bool, dict]] = []
         if app is not None:
             self.init_app(app)
@@ -66,12 +74,19 @@ class Snorky:
                   rate_limit: float | None = None, rate_burst: float | None = None,
                   max_connections: int | None = None,
                   max_connections_per_identity: int | None = None,
+                  write_timeout: float | None = None,
+                  cookie_identity: bool | None = None,
+                  public_origin: str | Sequence[str] | None = None,
                   endpoint: str | None = None, _mount: bool = True) -> WebSocketOptions:
         """Serve ``registry`` over WebSocket at ``path``.
 
         ``authenticate(request)`` returns the connection's identity (or None);
         raising :class:`~snorky_sync.endpoints.websocket.Reject` refuses it.
-        ``allowed_origins`` None allows every origin (as Snorky 0.1 did).
+        ``allowed_origins`` None allows every origin (as Snorky 0.1 did),
+        except when the identity comes from cookies (``session_identity``, a
+        hook marked with :func:`snorky_sync.auth.uses_cookies`, or
+        ``cookie_identity=True``): then only this server's own origin (the
+        Host, or ``public_origin`` behind a proxy that rewrites it).
         """
         _check_registry("websocket", registry)
         if authenticate is not None and not callable(authenticate):
@@ -91,6 +106,11 @@ class Snorky:
             socket_sndbuf=s.socket_sndbuf,
             max_connections_per_identity=(max_connections_per_identity
                                           or s.max_connections_per_identity),
+            write_timeout=s.write_timeout if write_timeout is None else write_timeout,
+            cookie_identity=cookie_identity,
+            public_origins=((public_origin,) if isinstance(public_origin, str) else
+                            tuple(public_origin) if public_origin else s.public_origin),
+            connect_rate=self.connect_rate if self.connect_rate.enabled else None,
         )
         if not _mount:
             return opts

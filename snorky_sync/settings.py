@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, fields
 __all__ = ["Settings", "MIN_API_KEY_LENGTH"]
 
 MIN_API_KEY_LENGTH = 16
+_LISTS = ("allowed_origins", "public_origin", "trusted_proxies")
 
 
 def _split(value: str) -> tuple[str, ...] | None:
@@ -29,9 +30,17 @@ class Settings:
     ping_interval: float = 90.0             # SNORKY_PING_INTERVAL (seconds)
     max_frame_size: int = 10 * 1024 * 1024  # SNORKY_MAX_FRAME_SIZE (bytes; Tornado's limit, as in Snorky 0.1)
     max_queue_frames: int = 10000           # SNORKY_MAX_QUEUE_FRAMES
-    max_queue_bytes: int = 16 * 1024 * 1024  # SNORKY_MAX_QUEUE_BYTES
+    max_queue_bytes: int = 1024 * 1024      # SNORKY_MAX_QUEUE_BYTES (backlog behind the frame being written)
+    write_timeout: float = 5.0              # SNORKY_WRITE_TIMEOUT (seconds a write may make no progress; 0: off)
+    max_outbound_memory: int = 0            # SNORKY_MAX_OUTBOUND_MEMORY (bytes owed to all connections of a process; 0: a quarter of RAM / workers)
     socket_sndbuf: int = 0                  # SNORKY_SOCKET_SNDBUF (bytes of kernel send buffer per socket; 0: OS default)
     allowed_origins: tuple[str, ...] | None = None  # SNORKY_ALLOWED_ORIGINS (comma-separated)
+    public_origin: tuple[str, ...] | None = None    # SNORKY_PUBLIC_ORIGIN (this server's origin(s) as browsers see them, behind a proxy)
+    connect_rate: float = 1000.0            # SNORKY_CONNECT_RATE (new WebSockets/s per process; 0: off)
+    connect_burst: float = 2000.0           # SNORKY_CONNECT_BURST
+    connect_rate_per_ip: float = 0.0        # SNORKY_CONNECT_RATE_PER_IP (new WebSockets/s per client address; 0: off)
+    connect_burst_per_ip: float = 100.0     # SNORKY_CONNECT_BURST_PER_IP
+    trusted_proxies: tuple[str, ...] | None = None  # SNORKY_TRUSTED_PROXIES (addresses whose X-Forwarded-For is believed)
     rate_limit: float = 1000.0              # SNORKY_RATE_LIMIT (messages/s per connection, 0: off)
     rate_burst: float = 2000.0              # SNORKY_RATE_BURST
     max_connections: int = 20000            # SNORKY_MAX_CONNECTIONS (per process)
@@ -82,7 +91,7 @@ class Settings:
             if raw is None or raw == "":
                 continue
             default = f.default
-            if f.name == "allowed_origins":
+            if f.name in _LISTS:
                 values[f.name] = _split(raw)
             elif isinstance(default, bool):
                 values[f.name] = raw.lower() in ("1", "true", "yes", "on")

@@ -40,7 +40,7 @@ import gevent.monkey
 from ..metrics import counters
 from .base import Broker, BrokerUnavailable
 
-__all__ = ["RedisBroker"]
+__all__ = ["RedisBroker", "redis_client"]
 
 log = logging.getLogger("snorky_sync.brokers.redis")
 
@@ -75,6 +75,40 @@ return 0
 """
 
 
+def redis_client(url: str, **kwargs):
+    """A redis-py client for ``url``: ``redis://``, ``rediss://``, ``unix://``, or
+    ``redis+sentinel://[:password@]host:port[,host:port...]/service[/db]``
+    (Redis Sentinel: every new connection asks the sentinels for the current
+    master of ``service``, so after a failover the reconnects reach the new
+    one; ``?sentinel_password=...`` if the sentinels need one)."""
+    import redis
+    if not url.startswith("redis+sentinel://"):
+        return redis.Redis.from_url(url, **kwargs)
+    from urllib.parse import parse_qs, unquote, urlsplit
+
+    from redis.sentinel import Sentinel
+    parts = urlsplit(url)
+    hosts = parts.netloc.rsplit("@", 1)[-1]
+    sentinels = []
+    for item in hosts.split(","):
+        host, _, port = item.strip().rpartition(":")
+        sentinels.append((host.strip("[]") or "127.0.0.1", int(port or 26379)))
+    path = [p for p in parts.path.split("/") if p]
+    if not path:
+        raise ValueError("redis+sentinel:// URL needs the service name: "
+                         "redis+sentinel://host:26379,host:26379/mymaster[/db]")
+    service = unquote(path[0])
+    db = int(path[1]) if len(path) > 1 else 0
+    query = parse_qs(parts.query)
+    sentinel_kwargs = {k: kwargs[k] for k in ("socket_timeout", "socket_connect_timeout") if k in kwargs}
+    if "sentinel_password" in query:
+        sentinel_kwargs["password"] = query["sentinel_password"][0]
+    password = unquote(parts.password) if parts.password else None
+    username = unquote(parts.username) if parts.username else None
+    sentinel = Sentinel(sentinels, sentinel_kwargs=sentinel_kwargs)
+    return sentinel.master_for(service, db=db, password=password, username=username, **kwargs)
+
+
 class RedisBroker(Broker):
     """Broker over Redis pub/sub (redis-py with hiredis)."""
 
@@ -92,8 +126,8 @@ class RedisBroker(Broker):
         self._redis_mod = redis
         self.url = url
         self.max_backoff = max_backoff
-        self.client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2,
-                                           health_check_interval=10)
+        self.client = redis_client(url, socket_timeout=5, socket_connect_timeout=2,
+                                   health_check_interval=10)
         self._listener: gevent.Greenlet | None = None
         self._sender: gevent.Greenlet | None = None
         self._outbox: list[tuple[str, bytes]] = []

@@ -2,7 +2,8 @@
 
 Exports every counter of :mod:`snorky_sync.metrics` (``snorky_<name>_total``
 for counts, ``snorky_connections_current`` as a gauge) plus the outbound queue
-depth summed over this process's connections.  The scraper authenticates
+depth summed over this process's connections, the bytes owed to them
+(``snorky_outbound_bytes``, its peak) and the process's budget for them.  The scraper authenticates
 with the backend key, as ``X-Backend-Key: KEY`` or ``Authorization: Bearer KEY``.
 """
 from __future__ import annotations
@@ -13,6 +14,7 @@ from flask import Response, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily
 
+from .. import client as _client
 from ..metrics import rpc_calls, rpc_errors, snapshot, transport_counters
 from . import local_port
 from .websocket import live_clients
@@ -58,6 +60,12 @@ class _SnorkyCollector:
                                 value=sum(c.queue_depth() for c in clients))
         yield GaugeMetricFamily("snorky_websockets_open", "open WebSocket connections",
                                 value=len(clients))
+        yield GaugeMetricFamily("snorky_outbound_bytes", "bytes owed to this process's connections "
+                                "(queued and being written)", value=_client.outbound_bytes())
+        yield GaugeMetricFamily("snorky_outbound_bytes_peak", "largest outbound_bytes seen by the "
+                                "budget keeper", value=_client.stats["outbound_bytes_peak"])
+        yield GaugeMetricFamily("snorky_outbound_memory_budget_bytes", "the process-wide budget "
+                                "of outbound bytes (0: none)", value=_client.budget["memory_budget"])
 
 
 _collector = _SnorkyCollector()

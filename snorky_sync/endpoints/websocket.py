@@ -38,10 +38,11 @@ from .. import wire
 from ..client import PING_FRAME, Client, close_frame
 from ..logs import RateLimitedLogger
 from ..metrics import counters
+from .admission import ConnectRate
 from .handshake import HandshakeError, accept_handshake
 
 __all__ = ["WebSocketOptions", "make_websocket_view", "Reject", "close_all", "live_clients",
-           "track", "untrack"]
+           "track", "untrack", "same_origin", "uses_cookies"]
 
 log = logging.getLogger("snorky_sync.websocket")
 # websockets logs "connection open" at INFO for every handshake; keep it out.
@@ -80,7 +81,8 @@ class WebSocketOptions:
     allowed_origins: Sequence[str] | None = None
     authenticate: Callable[[Any], Any] | None = None
     max_queue_frames: int = 10000
-    max_queue_bytes: int = 16 * 1024 * 1024
+    max_queue_bytes: int = 1024 * 1024  # backlog behind the frame being written
+    write_timeout: float = 5.0       # seconds a write may make no progress (0: off)
     close_timeout: float = 5.0
     recv_size: int = 65536
     rate_limit: float = 1000.0       # messages/s per connection (0: off); excess closes with 1008
@@ -89,6 +91,11 @@ class WebSocketOptions:
     max_connections_per_identity: int = 100  # more are refused with 429
     max_identity_size: int = 1024    # bytes of JSON; larger identities are refused (400)
     socket_sndbuf: int = 0           # SO_SNDBUF per connection (0: the OS default, autotuned)
+    # identity from cookies: only the same origin (or allowed_origins) may connect.
+    # None: ask the authenticate hook (its ``snorky_uses_cookies`` attribute)
+    cookie_identity: bool | None = None
+    public_origins: Sequence[str] | None = None  # this server's origin(s) behind a proxy
+    connect_rate: ConnectRate | None = None     # new connections/s, checked before anything
 
 
 class _Hijacked(Response):
@@ -158,12 +165,58 @@ def _remote_address(environ) -> str:
     return f"{addr}:{port}" if port else addr
 
 
+_DEFAULT_PORTS = {"http": "80", "https": "443", "ws": "80", "wss": "443"}
+
+
+def _host_port(scheme: str, netloc: str) -> str:
+    netloc = netloc.strip().lower().rstrip(".")
+    if netloc.endswith(":" + _DEFAULT_PORTS.get(scheme, "")):
+        netloc = netloc.rsplit(":", 1)[0]
+    return netloc
+
+
+def _split_origin(origin: str) -> tuple[str, str] | None:
+    scheme, sep, netloc = origin.strip().rstrip("/").partition("://")
+    if not sep or not netloc:
+        return None  # "null" (sandboxed frames, file:) and anything unparsable
+    scheme = scheme.lower()
+    return scheme, _host_port(scheme, netloc)
+
+
+def same_origin(opts: WebSocketOptions, environ, origin: str) -> bool:
+    """Is ``origin`` this server's?  ``public_origins`` when set (behind a proxy
+    that rewrites Host), else the Host header, in either scheme (a
+    TLS-terminating proxy hides the scheme, never the host)."""
+    parts = _split_origin(origin)
+    if parts is None:
+        return False
+    if opts.public_origins:
+        return parts in {_split_origin(o) for o in opts.public_origins}
+    host = environ.get("HTTP_HOST")
+    if not host:
+        return False
+    return parts[1] in (_host_port("http", host), _host_port("https", host))
+
+
+def uses_cookies(opts: WebSocketOptions) -> bool:
+    if opts.cookie_identity is not None:
+        return opts.cookie_identity
+    return bool(getattr(opts.authenticate, "snorky_uses_cookies", False))
+
+
 def _check_access(opts: WebSocketOptions, environ) -> tuple[Any, Reject | None]:
-    """Origin allowlist, then the authenticate hook: (identity, refusal)."""
+    """Origin allowlist (or, for cookie identities, the same origin), then the
+    authenticate hook: (identity, refusal)."""
     if opts.allowed_origins is not None:
         origin = environ.get("HTTP_ORIGIN")
         if origin not in opts.allowed_origins:
             return None, Reject(403, f"Origin not allowed: {origin}")
+    elif uses_cookies(opts):
+        # a browser always sends Origin; without it this is not a page borrowing cookies
+        origin = environ.get("HTTP_ORIGIN")
+        if origin is not None and not same_origin(opts, environ, origin):
+            counters["handshakes_refused_origin"] += 1
+            return None, Reject(403, f"Origin not allowed: {origin} (cookie identity: same origin only)")
     if len(_live) >= opts.max_connections:
         counters["connections_refused_limit"] += 1
         return None, Reject(503, "Too many connections")
@@ -199,10 +252,26 @@ def make_websocket_view(registry, opts: WebSocketOptions, client_class: type[Cli
     pinger = _Pinger(opts)
     serving = (registry, opts, pinger, client_class, process or registry.process_message_raw)
 
+    admission = opts.connect_rate
+
     def snorky_websocket():
         environ = request.environ
-        remote = _remote_address(environ)
         adopted = environ.get("wsgi.websocket")
+        if admission is not None:
+            retry = admission.admit(environ)
+            if retry is not None:
+                counters["connections_refused_rate"] += 1
+                _warn.warning("connect-rate", "connection rate limit: refusing %s (retry after %ss)",
+                              environ.get("REMOTE_ADDR", "-"), retry)
+                if adopted is not None:  # already upgraded: 1013 Try Again Later
+                    _refuse_after_upgrade(adopted.handler.socket, _remote_address(environ),
+                                          Reject(503, "Try again later"), 1013)
+                    adopted.closed = True
+                    adopted.handler.close_connection = True
+                    return Response(status=204)
+                return Response("Too many new connections\n", status=503, mimetype="text/plain",
+                                headers={"Retry-After": str(retry)})
+        remote = _remote_address(environ)
         if adopted is not None:
             sock = adopted.handler.socket
             identity, refusal = _check_access(opts, environ)
@@ -225,7 +294,9 @@ def make_websocket_view(registry, opts: WebSocketOptions, client_class: type[Cli
         if refusal is not None:
             log.info("refused handshake from %s: %s %s", remote, refusal.status, refusal.reason)
             counters["handshakes_refused"] += 1
-            return Response(refusal.reason + "\n", status=refusal.status, mimetype="text/plain")
+            headers = {"Retry-After": "5"} if refusal.status == 503 else None
+            return Response(refusal.reason + "\n", status=refusal.status, mimetype="text/plain",
+                            headers=headers)
         try:
             answer = accept_handshake(environ)
         except HandshakeError as exc:
@@ -243,11 +314,11 @@ def make_websocket_view(registry, opts: WebSocketOptions, client_class: type[Cli
     return snorky_websocket
 
 
-def _refuse_after_upgrade(sock, remote: str, refusal: Reject) -> None:
+def _refuse_after_upgrade(sock, remote: str, refusal: Reject, code: int = 1008) -> None:
     log.info("refused connection from %s after upgrade: %s", remote, refusal.reason)
     counters["handshakes_refused"] += 1
     try:
-        sock.sendall(close_frame(1008, refusal.reason))
+        sock.sendall(close_frame(code, refusal.reason))
         sock.shutdown(socket.SHUT_RDWR)
     except OSError:
         pass
@@ -313,7 +384,8 @@ def _serve(serving: tuple, sock, remote: str, identity: Any) -> None:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, opts.socket_sndbuf)
         except OSError:
             pass
-    client = client_class(sock, remote, identity, opts.max_queue_frames, opts.max_queue_bytes)
+    client = client_class(sock, remote, identity, opts.max_queue_frames, opts.max_queue_bytes,
+                          write_timeout=opts.write_timeout)
     proto = Protocol(Side.SERVER, state=State.OPEN, max_size=opts.max_frame_size,
                      logger=_protocol_log)
     ident_key = track(client)

@@ -87,6 +87,61 @@ def test_flask_session_identity(server):
     c.close()
 
 
+def login_cookie(server, user):
+    s = requests.Session()
+    s.get(server.url + f"/login/{user}", timeout=5)
+    return "; ".join(f"{k}={v}" for k, v in s.cookies.items())
+
+
+def test_cookie_identity_refuses_foreign_origins(server):
+    """Cross-site WebSocket hijacking: a page on evil.example opening our /ws-session
+    carries alice's cookie; it must not become alice."""
+    cookie = login_cookie(server, "alice")
+    expect_refusal(server, "/ws-session", 403, cookie=cookie, origin="http://evil.example")
+    expect_refusal(server, "/ws-session", 403, cookie=cookie, origin="null")
+    # a look-alike host: same name, other port
+    port = server.url.rsplit(":", 1)[1]
+    expect_refusal(server, "/ws-session", 403, cookie=cookie,
+                   origin=f"http://127.0.0.1:{int(port) + 1}")
+    # the page's own origin (http or https: a TLS-terminating proxy hides the scheme)
+    for origin in (server.url, server.url.replace("http://", "https://")):
+        c = SnorkyTestClient(server.ws_url + "/ws-session", cookie=cookie, origin=origin)
+        assert c.ok("who", "whoami") == "alice"
+        c.close()
+    # no Origin at all: not a browser, so no borrowed cookie
+    c = SnorkyTestClient(server.ws_url + "/ws-session", cookie=cookie, suppress_origin=True)
+    assert c.ok("who", "whoami") == "alice"
+    c.close()
+
+
+def test_cookie_identity_behind_a_proxy_and_with_an_allowlist(server):
+    cookie = login_cookie(server, "alice")
+    # public origin configured: the Host (127.0.0.1) no longer counts
+    c = SnorkyTestClient(server.ws_url + "/ws-session-proxied", cookie=cookie,
+                         origin="https://app.example")
+    assert c.ok("who", "whoami") == "alice"
+    c.close()
+    expect_refusal(server, "/ws-session-proxied", 403, cookie=cookie, origin=server.url)
+    expect_refusal(server, "/ws-session-proxied", 403, cookie=cookie, origin="http://app.example")
+    # an allowlist replaces the same-origin rule
+    c = SnorkyTestClient(server.ws_url + "/ws-session-allowed", cookie=cookie,
+                         origin="http://partner.example")
+    assert c.ok("who", "whoami") == "alice"
+    c.close()
+    expect_refusal(server, "/ws-session-allowed", 403, cookie=cookie, origin=server.url)
+
+
+def test_token_and_anonymous_endpoints_accept_every_origin(server):
+    """Snorky 0.1's behaviour where no cookie is involved."""
+    token = requests.get(server.url + "/token/carol", timeout=5).text
+    c = SnorkyTestClient(server.ws_url + f"/ws-token?token={token}", origin="http://evil.example")
+    assert c.ok("who", "whoami") == {"user": "carol"}
+    c.close()
+    c = SnorkyTestClient(server.ws_url + "/ws", origin="http://evil.example")
+    assert c.ok("who", "whoami") is None
+    c.close()
+
+
 def test_short_token_secret_is_refused():
     with pytest.raises(ValueError):
         ConnectionTokens("short")
