@@ -75,7 +75,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     frontend.register_service(chat)
     frontend.register_service(cursors)
     frontend.register_service(MessagingService("messaging"))
-    datasync = DataSyncService("datasync", load_dealers(settings.datasync_dealers))
+    datasync = DataSyncService("datasync", load_dealers(settings.datasync_dealers),
+                               resume_window=settings.datasync_resume_window)
     frontend.register_service(datasync)
     # per-connection limits from settings
     pubsub.max_subscriptions = chat.max_channels = cursors.max_documents = settings.max_subscriptions

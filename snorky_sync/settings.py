@@ -61,6 +61,7 @@ class Settings:
     token_max_age: float = 3600.0           # SNORKY_TOKEN_MAX_AGE (seconds)
     datasync_dealers: str | None = None     # SNORKY_DATASYNC_DEALERS ("pkg.mod:Dealer,pkg.mod:dealers")
     datasync_timeout: float = 120.0         # SNORKY_DATASYNC_TIMEOUT (seconds to acquire a subscription)
+    datasync_resume_window: float = 60.0    # SNORKY_DATASYNC_RESUME_WINDOW (seconds a DataSync subscription waits for its page to reconnect; 0: off, 0.1's frames)
     redis_url: str | None = None            # SNORKY_REDIS_URL (unset: one process, in-memory)
     cluster_heartbeat: float = 1.0          # SNORKY_CLUSTER_HEARTBEAT (seconds between a process's heartbeats, with Redis)
     cluster_expiry: float = 5.0             # SNORKY_CLUSTER_EXPIRY (seconds without heartbeat before a process's chat/messaging/cursors state is dropped)

@@ -1540,7 +1540,11 @@
       this.notificationReceived.add(this.onNotification, this);
       this.deltaReceived = new Snorky.Signal();      // (delta)
       this.subscriptionsLost = new Snorky.Signal();  // (tokens) after a reconnection
+      // With DataSyncService(resume_window=...) on the server: (token) for each
+      // subscription resumed after a reconnection with every delta it missed.
+      this.recovered = new Snorky.Signal();
       this.acquired = new ValueSet();
+      this.lastSeq = null;  // seq of the last delta received (resumable subscriptions)
     },
 
     acquireSubscription: function (params) {
@@ -1555,6 +1559,10 @@
 
     onNotification: function (message) {
       if (message.type === "delta") {
+        if (typeof message.seq === "number") {
+          if (this.lastSeq !== null && message.seq <= this.lastSeq) { return; }  // already applied
+          this.lastSeq = message.seq;
+        }
         this.deltaReceived.dispatch(message.delta);
         if (typeof this.onDelta === "function") { Snorky.emitEvent(this.onDelta.bind(this), message.delta); }
       } else {
@@ -1562,13 +1570,37 @@
       }
     },
 
-    /* The server cancels a connection's subscriptions when it drops, and a
-     * token is single-use: the page must fetch its data and a new token
-     * again (listen to subscriptionsLost). */
+    /* Without a resume window on the server, it cancels a connection's
+     * subscriptions when it drops and a token is single-use: the page must
+     * fetch its data and a new token again (subscriptionsLost).  With one,
+     * each subscription is resumed from the last delta received; those the
+     * server could not resume are reported lost, together. */
     restore: function () {
+      var self = this;
       var tokens = this.acquired.values();
-      this.acquired.clear();
-      if (tokens.length) { this.subscriptionsLost.dispatch(tokens); }
+      if (!tokens.length) { return; }
+      var since = this.lastSeq === null ? 0 : this.lastSeq;
+      var lost = [];
+      var left = tokens.length;
+      function done() {
+        left -= 1;
+        if (left === 0 && lost.length) { self.subscriptionsLost.dispatch(lost); }
+      }
+      tokens.forEach(function (token) {
+        self.rpcCall("acquireSubscription", {token: token, since: since}).then(function (data) {
+          if (data && data.recovered) {
+            self.recovered.dispatch(token);
+          } else {
+            self.acquired["delete"](token);
+            lost.push(token);
+          }
+          done();
+        }, function () {
+          self.acquired["delete"](token);
+          lost.push(token);
+          done();
+        });
+      });
     }
   });
   var DataSync = Snorky.DataSync;

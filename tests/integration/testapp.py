@@ -84,7 +84,8 @@ frontend.register_service(WhoAmI("who"))
 frontend.register_service(ChatService("chat", history_size=int(os.environ.get("SNORKY_CHAT_HISTORY_SIZE", "0"))))
 frontend.register_service(CursorsService("cursors"))
 frontend.register_service(MessagingService("messaging"))
-datasync = DataSyncService("datasync", [TodosByList, AllTodos, TodosFilter])
+datasync = DataSyncService("datasync", [TodosByList, AllTodos, TodosFilter],
+                           resume_window=float(os.environ.get("SNORKY_DATASYNC_RESUME_WINDOW", "0")))
 frontend.register_service(datasync)
 
 backend = ServiceRegistry(broker=broker)

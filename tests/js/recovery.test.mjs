@@ -8,7 +8,8 @@ let server;
 const open = [];
 before(async () => {
   server = await TestServer.start(undefined, {
-    env: { SNORKY_PUBSUB_HISTORY_SIZE: "100", SNORKY_CHAT_HISTORY_SIZE: "100" } });
+    env: { SNORKY_PUBSUB_HISTORY_SIZE: "100", SNORKY_CHAT_HISTORY_SIZE: "100",
+           SNORKY_DATASYNC_RESUME_WINDOW: "60" } });
 });
 after(async () => {
   open.forEach((s) => s.close());
@@ -103,4 +104,31 @@ test("a chat page that drops gets the lines sent meanwhile, once, in order", asy
   await bob.services.chat.send({ channel: "room", body: "four" });
   await lines.atLeast(4);
   assert.deepEqual([...lines], ["one", "two", "three", "four"]);
+});
+
+test("a DataSync subscription resumes after a drop with the deltas it missed", async () => {
+  const page = await connect(server.wsUrl + "/ws", { datasync: Snorky.DataSync });
+  open.push(page);
+  const { datasync } = page.services;
+  const titles = gather(datasync.deltaReceived, (d) => d.data.title);
+  const resumed = gather(datasync.recovered);
+  const lost = gather(datasync.subscriptionsLost);
+  const token = (await server.backend("datasync_backend", {
+    command: "authorizeSubscription", params: { items: [{ dealer: "allTodos", query: null }] }, callId: 1 })).data;
+  await datasync.acquireSubscription({ token });
+  const insert = (title) => server.backend("datasync_backend", { command: "publishDeltas", callId: 2,
+    params: { deltas: [{ type: "insert", model: "Todo", data: { id: title, title, list: "x" } }] } });
+  await insert("a");
+  await titles.atLeast(1);
+  const back = next(page.connected, { timeout: 20000 });
+  page._socket.close();
+  await insert("b");
+  await insert("c");
+  await within(back, 20000);
+  await resumed.atLeast(1);
+  assert.deepEqual([...resumed], [token]);
+  await insert("d");
+  await titles.atLeast(4);
+  assert.deepEqual([...titles], ["a", "b", "c", "d"]);
+  assert.equal(lost.length, 0);
 });

@@ -11,6 +11,7 @@ The service owns all DataSync state; the backend only calls
 """
 from __future__ import annotations
 
+import collections
 import logging
 from typing import Any, Iterable
 
@@ -51,8 +52,21 @@ class DataSyncService(RPCService):
     MAX_SUBSCRIPTIONS_PER_CLIENT = 1000
     """Acquired subscriptions per connection (``Too many subscriptions``)."""
 
-    def __init__(self, name: str, dealers: Iterable[type[Dealer] | Dealer] = ()) -> None:
+    def __init__(self, name: str, dealers: Iterable[type[Dealer] | Dealer] = (),
+                 resume_window: float = 0.0, resume_buffer: int = 1000) -> None:
+        """``resume_window`` (seconds, 0: off, 0.1's frames): a subscription whose
+        connection drops waits that long for the page to come back and
+        resume it (``acquireSubscription({token, since})``), keeping the last
+        ``resume_buffer`` deltas it was sent; deltas then carry ``seq``."""
         super().__init__(name)
+        if not isinstance(resume_window, (int, float)) or resume_window < 0:
+            raise TypeError(f"DataSyncService(resume_window=...) is seconds >= 0, got {resume_window!r}")
+        if not isinstance(resume_buffer, int) or resume_buffer < 1:
+            raise TypeError(f"DataSyncService(resume_buffer=...) is a count >= 1, got {resume_buffer!r}")
+        self.resume_window = float(resume_window)
+        self.resume_timeout_factory = None  # timers of the resume window (snorky_sync.timeout)
+        self.resume_buffer = resume_buffer
+        self._seq = 0
         self.dm = DealerManager()
         """The dealers (Snorky 0.1's dealer manager)."""
         self.sm = SubscriptionManager()
@@ -264,25 +278,45 @@ class DataSyncService(RPCService):
                                   self.name, dealer, delta["type"], delta["model"])
         finally:
             self._outbox = None
-        for out, clients in outbox.values():
+        resumable = self._resumable
+        for out, clients, subs in outbox.values():
             msg = {"type": "delta", "delta": out}
+            if resumable:
+                self._seq += 1
+                msg["seq"] = self._seq
+                for sub in subs:
+                    sub.remember(self._seq, out)
+                clients = [c for c in clients if c is not None]
             if len(clients) == 1:
                 self.send_message_to(clients[0], msg)
-            else:
+            elif clients:
                 self.broadcast(clients, msg)
 
+    @property
+    def _resumable(self) -> bool:
+        return self.resume_window > 0 and not self._deliver_overridden
+
     # -- delivery, called by subscriptions --------------------------------------
-    def send_delta(self, client, delta: dict) -> None:
-        """Queue ``delta`` for ``client`` (batched while a publish is delivering)."""
+    def send_delta(self, client, delta: dict, subscription: Subscription | None = None) -> None:
+        """Queue ``delta`` for ``client`` (batched while a publish is delivering).
+        ``client`` is None for a resumable subscription whose connection is gone."""
         outbox = self._outbox
         if outbox is None or self._deliver_overridden:
-            self.deliver_delta(client, delta)
+            if self._resumable and subscription is not None:
+                self._seq += 1
+                subscription.remember(self._seq, delta)
+                if client is not None:
+                    self.send_message_to(client, {"type": "delta", "delta": delta, "seq": self._seq})
+            elif client is not None:
+                self.deliver_delta(client, delta)
             return
         entry = outbox.get(id(delta))
         if entry is None:
-            outbox[id(delta)] = (delta, [client])
+            outbox[id(delta)] = (delta, [client], [subscription] if subscription is not None else [])
         else:
             entry[1].append(client)
+            if subscription is not None:
+                entry[2].append(subscription)
 
     def deliver_delta(self, client, delta: dict) -> None:
         """Send one delta to one client: ``{"type": "delta", "delta": delta}``."""
@@ -327,29 +361,81 @@ class DataSyncService(RPCService):
 
     # -- RPC commands -------------------------------------------------------------
     @rpc_command(lock=False)
-    def acquireSubscription(self, req, token):
-        """Link the subscription to the caller; buffered deltas arrive before the reply."""
+    def acquireSubscription(self, req, token, since=None):
+        """Link the subscription to the caller; buffered deltas arrive before the reply.
+
+        With ``since`` (the ``seq`` of the last delta the page got; needs
+        ``resume_window``): resume a subscription whose connection dropped —
+        the deltas sent after ``since`` arrive first, then ``{"recovered":
+        true}``; ``{"recovered": false}`` when they are no longer all kept
+        (the subscription is cancelled: fetch the data and a new token)."""
         if not isinstance(token, str):
             raise RPCError("token must be string")
+        if since is not None:
+            if not self._resumable:
+                raise RPCError("Resumption not enabled")
+            if type(since) is not int or since < 0:
+                raise RPCError("Invalid params")
         if self._distributed and token not in self.subscriptions:
             # authorized on another process? Its announcement reached Redis
             # before the token reached the browser: the barrier brings it here
             self.broker.barrier(self.ANNOUNCE_WAIT)  # (without the lock)
         with self.lock:
+            sub = self.subscriptions.get(token)
+            if since is not None and sub is not None and sub.detached:
+                return self._resume(req.client, sub, since)
             self._acquire(req, token)
+            return {"recovered": True} if since is not None else None
+
+    def _resume(self, client, sub: Subscription, since: int) -> dict:
+        if since < sub.evicted:
+            counters["datasync_resumptions_failed"] += 1
+            log.info("%s: a resumption came too late (deltas since %d are gone): cancelled",
+                     self.name, since)
+            self.do_cancel_subscription(sub)
+            return {"recovered": False}
+        mine = self.subscriptions_by_client.get(client)
+        if mine is not None and len(mine) >= self.MAX_SUBSCRIPTIONS_PER_CLIENT:
+            raise RPCError("Too many subscriptions")
+        sub.cancel_timeout()
+        sub.detached = False
+        sub.client = client
+        self.subscriptions_by_client.setdefault(client, {})[sub.token] = sub
+        for seq, delta in sub.recent:
+            if seq > since:
+                self.send_message_to(client, {"type": "delta", "delta": delta, "seq": seq})
+        counters["datasync_resumptions"] += 1
+        return {"recovered": True}
+
+    def _detach(self, sub: Subscription) -> None:
+        """The connection of a resumable subscription dropped: keep it for the window."""
+        self.sm.unlink_subscription_from_client(sub)
+        sub.detached = True
+        factory = self.resume_timeout_factory or GeventTimeoutFactory
+        sub.timer = factory.call_later(self.resume_window, self._expire_detached, sub)
+
+    def _expire_detached(self, sub: Subscription) -> None:
+        with self.lock:
+            if self.subscriptions.get(sub.token) is not sub or not sub.detached:
+                return
+            sub.timer = None
+            self.do_cancel_subscription(sub)
+            counters["datasync_resume_windows_expired"] += 1
 
     def _acquire(self, req, token: str) -> None:
         sub = self.subscriptions.get(token)
         if sub is None:
             raise RPCError("No such subscription")
-        if sub.client is not None:
+        if sub.client is not None or sub.detached:
             raise RPCError("Subscription already acquired")
         client = req.client
         mine = self.subscriptions_by_client.get(client)
         if mine is not None and len(mine) >= self.MAX_SUBSCRIPTIONS_PER_CLIENT:
             raise RPCError("Too many subscriptions")
+        if self._resumable:
+            sub.recent = collections.deque(maxlen=self.resume_buffer)
         for delta in self.sm.link_subscription_to_client(sub, client):
-            self.deliver_delta(client, delta)
+            self.send_delta(client, delta, sub)
         if self._distributed:  # other processes drop their pending copy (queued, no I/O here)
             self._announce({"op": "acquired", "token": token})
 
@@ -367,4 +453,7 @@ class DataSyncService(RPCService):
         with self.lock:
             mine = self.subscriptions_by_client.get(client)
             for sub in list(mine.values()) if mine else ():
-                self.do_cancel_subscription(sub)
+                if self._resumable and sub.recent is not None:
+                    self._detach(sub)
+                else:
+                    self.do_cancel_subscription(sub)

@@ -52,7 +52,8 @@ class Subscription:
     (``active`` false; deltas ignored).
     """
 
-    __slots__ = ("token", "client", "items", "service", "buffer", "timer", "active")
+    __slots__ = ("token", "client", "items", "service", "buffer", "timer", "active",
+                 "recent", "evicted", "detached")
 
     def __init__(self, items: Iterable[SubscriptionItem], service: "DataSyncService",
                  token: str | None = None) -> None:
@@ -65,6 +66,12 @@ class Subscription:
         self.buffer: list[dict] = []
         self.timer = None  # the expiry timer's handle (snorky_sync.timeout)
         self.active = True
+        # resumable subscriptions (DataSyncService(resume_window=...)): the last
+        # deltas sent as (seq, delta), the newest seq pushed out of them, and
+        # whether its connection is gone (within the resume window)
+        self.recent = None
+        self.evicted = 0
+        self.detached = False
 
     def __repr__(self) -> str:
         state = "cancelled" if not self.active else ("pending" if self.client is None else "acquired")
@@ -74,8 +81,8 @@ class Subscription:
         """Send ``delta`` to the client, or buffer it until the token is acquired."""
         if not self.active:
             return
-        if self.client is not None:
-            self.service.send_delta(self.client, delta)
+        if self.client is not None or self.detached:
+            self.service.send_delta(self.client, delta, self)
             return
         self.buffer.append(delta)
         if len(self.buffer) > self.service.MAX_BUFFERED_DELTAS:
@@ -89,6 +96,14 @@ class Subscription:
         self.cancel_timeout()
         buffered, self.buffer = self.buffer, []
         return buffered
+
+    def remember(self, seq: int, delta: dict) -> None:
+        """Keep a sent delta for a resumption (the oldest goes when full)."""
+        recent = self.recent
+        if recent is not None:
+            if len(recent) == recent.maxlen:
+                self.evicted = recent[0][0]
+            recent.append((seq, delta))
 
     def lost_client(self) -> None:
         """Unlink from the client: later deltas are no longer delivered to it."""
