@@ -148,3 +148,29 @@ def test_chat_rejoin_on_another_process_replays_the_missed_lines(cluster, connec
     bob.ok("chat", "send", {"channel": "room", "body": "line 5"})
     assert back.wait_for(lambda m: m.get("type") == "message")["body"] == "line 5"   # live, once
     back.expect_silence(0.3)
+
+
+def test_a_killed_worker_s_pages_recover_on_another(cluster, connect):
+    import os
+    import signal
+
+    a, b = cluster(2, **ENV)
+    page = connect(a)
+    epoch = page.ok("pubsub", "subscribe", {"channel": "k"})["epoch"]
+    pub = connect(b)
+    pub.ok("pubsub", "publish", {"channel": "k", "message": 1})
+    last = page.wait_for(lambda m: m.get("type") == "message")["offset"]
+    os.kill(a.proc.pid, signal.SIGKILL)                    # the worker dies under the page
+    a.proc.wait(10)
+    for i in range(2, 6):
+        pub.ok("pubsub", "publish", {"channel": "k", "message": i})
+    back = connect(b)
+    back.send("pubsub", {"command": "subscribe", "callId": 1,
+                         "params": {"channel": "k", "since": {"offset": last, "epoch": epoch}}})
+    got = []
+    while True:
+        msg = back.recv()["message"]
+        if msg.get("type") == "response":
+            break
+        got.append(msg["message"])
+    assert got == [2, 3, 4, 5] and msg["data"]["recovered"] is True
