@@ -46,6 +46,11 @@ class Snorky:
 
     def init_app(self, app) -> None:
         """Attach to ``app`` (routes declared before are added now)."""
+        from flask import Flask
+
+        if not isinstance(app, Flask):
+            raise TypeError(f"Snorky(app) / init_app(app): app is a Flask application, "
+                            f"got {type(app).__name__}")
         self.app = app
         app.extensions["snorky_sync"] = self
         if "snorky_sync_static" not in app.blueprints:

@@ -82,7 +82,10 @@ class Service:
     dict keys).  The built-in services turn it off: they key by canonical JSON."""
 
     def __init__(self, name: str) -> None:
-        if not isinstance(name, str) or not name:
+        if not isinstance(name, str):
+            raise TypeError(f"{type(self).__name__}(name): the service name is a string, "
+                            f"got {type(name).__name__}")
+        if not name:
             raise ValueError("a service name is a non-empty string")
         self.name = name
         self.lock = gevent.lock.RLock()

@@ -136,6 +136,10 @@ def test_wrong_kinds_of_argument_fail_loudly():
         Snorky(Flask("x")).websocket("/ws", [PubSubService("p")])
     with pytest.raises(TypeError, match="registry is a ServiceRegistry"):
         Snorky(Flask("x")).backend("/backend", PubSubService("p"), api_key="k" * 20)
+    with pytest.raises(TypeError, match="app is a Flask application, got str"):
+        Snorky("app")
+    with pytest.raises(TypeError, match="service name is a string, got list"):
+        PubSubService(["pubsub"])
 
 
 # -- services.base -------------------------------------------------------------------

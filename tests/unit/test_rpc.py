@@ -242,7 +242,7 @@ def test_broadcast_queues_the_same_bytes_object():
 def test_service_names_must_be_strings():
     with pytest.raises(ValueError):
         Service("")
-    with pytest.raises(ValueError):
+    with pytest.raises(TypeError, match="got int"):
         Service(3)
 
 
