@@ -21,6 +21,16 @@
  *   idle    N connections, K handshakes in flight; prints a "ready" line
  *           with handshakes/s, then holds them (answering pings) until a
  *           line or EOF on stdin, or --hold seconds.
+ *   storm   N clients that behave like snorky.js: a failed attempt (503,
+ *           refused, reset) is retried after min(15 s, 500 ms * 2^n),
+ *           half fixed, half random; a connection the server closes is
+ *           reopened after 250-500 ms.  With --retry-after 1, a 503's
+ *           Retry-After (seconds, times 0.5-1.5) is honoured when longer
+ *           (what a non-browser client can do; a browser never sees it).
+ *           Prints a "ready" line once all N are open, then one line per
+ *           storm (all N open again after the server closed them), until
+ *           a line or EOF on stdin or --hold seconds: time to recover,
+ *           attempts, 503s, refused connects, other failures.
  *
  * Options: --port P --path /ws --proto snorky|socketio --subs N
  *   --messages M --window W --rate R --size B --clients C --seconds S
@@ -53,7 +63,8 @@ enum { ST_FREE, ST_CONNECTING, ST_HS, ST_WS, ST_READY, ST_CLOSED };
 enum { R_SUB, R_PUB, R_RPC, R_IDLE };
 
 typedef struct conn {
-    int fd, state, role, counted;
+    int fd, state, role, counted, attempts, heap_pos;
+    uint64_t retry_at;
     char *part; size_t plen, pcap;       /* unparsed input */
     char *out; size_t olen, ocap, ooff;  /* pending output */
     int want_out;
@@ -69,6 +80,8 @@ static const char *path = "/ws", *mode = "fanout", *cpu_pids = "";
 static long subs = 1000, messages = 1000, window_ = 100, size_ = 100, clients = 50, conns_n = 1000;
 static long concurrency = 64;
 static double rate = 0, seconds = 5, warmup = 0.5, hold = 120, timeout_s = 60, duration = 0;
+static int storm_mode = 0, honour_retry_after = 0;
+static uint64_t st_503, st_refused, st_reset, st_other, st_attempts, st_lost, st_retry_after_max;
 static uint64_t pub_stop_at = UINT64_MAX;  /* --duration: no publish starts after this */
 
 /* ---- state ---- */
@@ -410,9 +423,25 @@ static void start_connects(void) {
     }
 }
 
+static void storm_reschedule(conn *c, int was_ready);
+
 static void conn_close(conn *c, int by_server) {
     if (c->state == ST_CLOSED || c->state == ST_FREE) return;
-    if (c->state != ST_READY) failed++;
+    int was_ready = c->state == ST_READY;
+    if (storm_mode && by_server) {
+        if (was_ready) { ready_count--; st_lost++; }
+        else if (c->state == ST_CONNECTING) st_refused++;        /* nobody listening */
+        else if (c->state == ST_HS && c->plen >= 12 && memcmp(c->part + 9, "503", 3) == 0) {
+            st_503++;
+            char *ra = memmem(c->part, c->plen, "\r\nRetry-After:", 14);
+            if (ra) {
+                long v = atol(ra + 14);
+                if ((uint64_t)v > st_retry_after_max) st_retry_after_max = v;
+                if (honour_retry_after && v > 0) c->retry_at = (uint64_t)v * 1000000000ull;
+            }
+        } else if (c->state == ST_HS && c->plen == 0) st_reset++;  /* closed before any answer */
+        else st_other++;
+    } else if (c->state != ST_READY) failed++;
     else if (by_server) server_closed++;
     if (c->counted) { c->counted = 0; in_progress--; }
     epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);
@@ -420,6 +449,7 @@ static void conn_close(conn *c, int by_server) {
     setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
     close(c->fd);
     c->state = ST_CLOSED;
+    if (storm_mode && by_server) storm_reschedule(c, was_ready);
 }
 
 static void on_ready(conn *c, uint64_t now) {
@@ -680,6 +710,113 @@ static int run_idle(void) {
     return 0;
 }
 
+
+/* ---- storm: clients reconnecting the way snorky.js does ---- */
+static conn **heap;
+static long heap_n;
+static void heap_swap(long a, long b) {
+    conn *t = heap[a]; heap[a] = heap[b]; heap[b] = t;
+    heap[a]->heap_pos = a; heap[b]->heap_pos = b;
+}
+static void heap_push(conn *c) {
+    long i = heap_n++;
+    heap[i] = c; c->heap_pos = i;
+    while (i > 0 && heap[(i - 1) / 2]->retry_at > heap[i]->retry_at) { heap_swap(i, (i - 1) / 2); i = (i - 1) / 2; }
+}
+static conn *heap_pop(void) {
+    conn *top = heap[0];
+    heap[0] = heap[--heap_n]; heap[0]->heap_pos = 0;
+    long i = 0;
+    for (;;) {
+        long l = 2 * i + 1, r = l + 1, m = i;
+        if (l < heap_n && heap[l]->retry_at < heap[m]->retry_at) m = l;
+        if (r < heap_n && heap[r]->retry_at < heap[m]->retry_at) m = r;
+        if (m == i) break;
+        heap_swap(i, m); i = m;
+    }
+    return top;
+}
+static double rand01(void) { return rand() / (RAND_MAX + 1.0); }
+
+static void storm_reschedule(conn *c, int was_ready) {
+    uint64_t hinted = c->retry_at;  /* Retry-After (ns) from the handshake, if honoured */
+    if (was_ready) c->attempts = 0;
+    double base = 500.0 * (double)(1ull << (c->attempts < 10 ? c->attempts : 10));
+    if (base > 15000.0) base = 15000.0;
+    double delay_ms = base / 2 + rand01() * base / 2;
+    c->attempts++;
+    uint64_t delay = (uint64_t)(delay_ms * 1e6);
+    if (honour_retry_after && hinted && hinted < 3600ull * 1000000000ull) {
+        uint64_t h = (uint64_t)(hinted * (0.5 + rand01()));
+        if (h > delay) delay = h;
+    }
+    c->plen = c->olen = c->ooff = 0;
+    c->retry_at = now_ns() + delay;
+    heap_push(c);
+}
+
+static void storm_tick(uint64_t now) {
+    while (heap_n && heap[0]->retry_at <= now && in_progress < concurrency) {
+        conn *c = heap_pop();
+        c->retry_at = 0;
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0) die("socket");
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
+        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        st_attempts++;
+        c->fd = fd;
+        c->state = ST_CONNECTING;
+        c->want_out = 1;
+        c->counted = 1;
+        in_progress++;
+        struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.ptr = c};
+        epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev);
+        if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0 && errno != EINPROGRESS) {
+            conn_close(c, 1);
+            continue;
+        }
+    }
+}
+
+static int storm_all_ready(void) { return ready_count >= nconn || stdin_closed; }
+static int storm_someone_lost(void) { return ready_count < nconn || stdin_closed; }
+
+static void storm_print(const char *event, double elapsed) {
+    printf("{\"mode\":\"storm\",\"event\":\"%s\",\"conns\":%ld,\"ready\":%ld,\"seconds\":%.3f,"
+           "\"attempts\":%llu,\"refused_503\":%llu,\"retry_after_max\":%llu,\"connect_refused\":%llu,"
+           "\"reset_before_answer\":%llu,\"other_failures\":%llu,\"closed_by_server\":%llu}\n",
+           event, nconn, ready_count, elapsed, (unsigned long long)st_attempts, (unsigned long long)st_503,
+           (unsigned long long)st_retry_after_max, (unsigned long long)st_refused,
+           (unsigned long long)st_reset, (unsigned long long)st_other, (unsigned long long)st_lost);
+    fflush(stdout);
+    st_attempts = st_503 = st_refused = st_reset = st_other = st_lost = st_retry_after_max = 0;
+}
+
+static int run_storm(void) {
+    storm_mode = 1;
+    alloc_conns(conns_n);
+    heap = calloc(conns_n, sizeof(conn *));
+    uint64_t t0 = now_ns();
+    for (long i = 0; i < conns_n; i++) { C[i].role = R_IDLE; C[i].retry_at = t0; heap_push(&C[i]); }
+    next_connect = nconn;  /* start_connects() does nothing: the heap decides */
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
+    epoll_ctl(epfd, EPOLL_CTL_ADD, 0, &ev);
+    uint64_t end = t0 + (uint64_t)(hold * 1e9);
+    loop(storm_all_ready, storm_tick, end, 1);
+    storm_print("ready", (now_ns() - t0) / 1e9);
+    while (!stdin_closed && now_ns() < end) {
+        loop(storm_someone_lost, NULL, end, 1);   /* quiet until the server drops someone */
+        if (stdin_closed || now_ns() >= end) break;
+        uint64_t t1 = now_ns();
+        loop(storm_all_ready, storm_tick, end, 1);
+        storm_print("recovered", (now_ns() - t1) / 1e9);
+    }
+    close_all();
+    return 0;
+}
+
 int main(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : "";
@@ -702,6 +839,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--timeout")) timeout_s = atof(v);
         else if (!strcmp(a, "--duration")) duration = atof(v);
         else if (!strcmp(a, "--cpu-pids")) cpu_pids = v;
+        else if (!strcmp(a, "--retry-after")) honour_retry_after = atoi(v);
         else { fprintf(stderr, "loadgen: unknown option %s\n", a); return 2; }
     }
     if (!port) { fprintf(stderr, "loadgen: --port is required\n"); return 2; }
@@ -718,6 +856,7 @@ int main(int argc, char **argv) {
     if (!strcmp(mode, "fanout")) return run_fanout();
     if (!strcmp(mode, "rpc")) return run_rpc();
     if (!strcmp(mode, "idle")) return run_idle();
+    if (!strcmp(mode, "storm")) return run_storm();
     fprintf(stderr, "loadgen: unknown mode %s\n", mode);
     return 2;
 }
