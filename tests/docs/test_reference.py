@@ -1,0 +1,88 @@
+"""The reference pages agree with the code: commands, error texts, settings."""
+from __future__ import annotations
+
+import ast
+import dataclasses
+import re
+import sys
+
+import pytest
+
+from support.servers import ROOT
+
+DOCS = ROOT / "docs"
+sys.path.insert(0, str(DOCS / "_ext"))
+
+
+def docs_text() -> str:
+    return "\n".join(p.read_text() for p in DOCS.rglob("*.md") if "_build" not in p.parts)
+
+
+SERVICE_PAGES = {
+    "snorky_sync.services.pubsub:PubSubService": "services/pubsub.md",
+    "snorky_sync.services.pubsub:PubSubBackend": "services/pubsub.md",
+    "snorky_sync.services.chat:ChatService": "services/chat.md",
+    "snorky_sync.services.cursors:CursorsService": "services/cursors.md",
+    "snorky_sync.services.messaging:MessagingService": "services/messaging.md",
+    "snorky_sync.services.datasync:DataSyncService": "services/datasync.md",
+    "snorky_sync.services.datasync:DataSyncBackend": "services/datasync.md",
+}
+
+
+def load(spec):
+    import importlib
+    module, _, attr = spec.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+@pytest.mark.parametrize("spec", SERVICE_PAGES)
+def test_every_command_is_described_on_its_page(spec):
+    page = (DOCS / SERVICE_PAGES[spec]).read_text()
+    cls = load(spec)
+    assert f"<!-- generated: commands {spec} -->" in page  # the table of commands and params
+    for command in cls.rpc_commands:
+        # described in the prose, as `command(params)` or `command`
+        assert re.search(rf"`{command}[(`]", page), f"{command} of {cls.__name__} is not described on {page}"
+
+
+def error_texts() -> set[str]:
+    """Every literal text an RPCError is raised with in snorky_sync/ (and bounded_key's)."""
+    texts = set()
+    for path in (ROOT / "snorky_sync").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+                args = node.args
+                if node.func.id == "RPCError" and args:
+                    candidates = [args[0]]
+                elif node.func.id == "bounded_key" and len(args) == 3:
+                    candidates = [args[2]]
+                else:
+                    continue
+                for a in candidates:
+                    for value in ast.walk(a):
+                        if isinstance(value, ast.Constant) and isinstance(value.value, str) and value.value:
+                            texts.add(value.value)
+    return texts
+
+
+def test_every_error_text_is_documented():
+    texts = error_texts()
+    assert {"Not joined", "Channel too long", "Invalid query"} <= texts  # the scan finds them
+    text = docs_text()
+    missing = sorted(t for t in texts if f"`{t}`" not in text)
+    assert not missing, f"error texts raised by the code but on no docs page: {missing}"
+
+
+def test_settings_table_has_every_setting_and_no_stale_note():
+    import snorky_docs
+    from snorky_sync.settings import Settings
+
+    page = (DOCS / "deployment.md").read_text()
+    m = re.search(r"<!-- generated: settings\n(.*?)-->", page, re.S)
+    table = snorky_docs.settings_table("", m.group(1))
+    for f in dataclasses.fields(Settings):
+        if not f.name.startswith("_"):
+            assert f"| `SNORKY_{f.name.upper()}` |" in table
+    from sphinx.errors import ExtensionError
+    with pytest.raises(ExtensionError, match="SNORKY_NO_SUCH"):
+        snorky_docs.settings_table("", m.group(1) + "SNORKY_NO_SUCH: gone\n")
