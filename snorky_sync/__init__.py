@@ -11,7 +11,12 @@ from .endpoints.websocket import Reject
 from .flask_ext import Snorky
 from .registry import ServiceRegistry
 from .services.base import (
-    RPCError, RPCService, Request, Service, rpc_asynchronous, rpc_command,
+    Request,
+    RPCError,
+    RPCService,
+    Service,
+    rpc_asynchronous,
+    rpc_command,
 )
 from .settings import Settings
 

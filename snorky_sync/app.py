@@ -20,14 +20,14 @@ from flask import Flask, Response, jsonify
 from .auth import ConnectionTokens
 from .backend import LocalTransport, SnorkyBackend
 from .brokers import make_broker
-from .logs import configure_logging
-from .flask_ext import Snorky
 from .endpoints.websocket import live_clients
+from .flask_ext import Snorky
+from .logs import configure_logging
 from .registry import ServiceRegistry
 from .services.chat import ChatService
 from .services.cursors import CursorsService
-from .services.messaging import MessagingService
 from .services.datasync import DataSyncBackend, DataSyncService
+from .services.messaging import MessagingService
 from .services.pubsub import PubSubBackend, PubSubService
 from .settings import Settings
 

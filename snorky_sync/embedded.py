@@ -11,8 +11,8 @@ to other connections.
 from __future__ import annotations
 
 import logging
-import socket
 import signal
+import socket
 
 import gevent
 import gevent.event

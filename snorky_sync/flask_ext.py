@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
-from .endpoints.backend_http import make_backend_view
-from .endpoints.sockjs import SockJSOptions, make_sockjs_view
 from .client import configure as configure_budget
 from .client import default_memory_budget
 from .endpoints.admission import ConnectRate
+from .endpoints.backend_http import make_backend_view
 from .endpoints.metrics_http import make_metrics_view
+from .endpoints.sockjs import SockJSOptions, make_sockjs_view
 from .endpoints.websocket import WebSocketOptions, make_websocket_view
 from .settings import MIN_API_KEY_LENGTH, Settings
 

@@ -8,7 +8,8 @@ the registry decodes it, checks the envelope (PROTOCOL.md §1) and passes the
 from __future__ import annotations
 
 import logging
-from typing import Any, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 from . import wire
 from .hashable import make_hashable

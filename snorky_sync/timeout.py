@@ -10,7 +10,8 @@ gevent ones here: the same interface, no Tornado.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import gevent
 

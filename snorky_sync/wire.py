@@ -8,7 +8,8 @@ encode and N list appends.
 """
 from __future__ import annotations
 
-from typing import Any, Hashable
+from collections.abc import Hashable
+from typing import Any
 
 import orjson
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 __all__ = ["Broker", "Handler", "BrokerUnavailable"]
 

@@ -58,9 +58,9 @@ def init_todos(app, bp, backend, datasync, database_url: str) -> None:
     if on_postgres:
         # On PostgreSQL every change of the table is a delta, whoever makes it
         # (this app, psql, a cron job): a trigger and the outbox relay.
-        from ..integrations import postgres
-
         import psycopg
+
+        from ..integrations import postgres
 
         with psycopg.connect(dsn) as conn:
             postgres.install(conn, Todo.__tablename__, MODEL, ["id", "title", "completed"])

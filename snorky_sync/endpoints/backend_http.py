@@ -15,10 +15,10 @@ import gevent.event
 from flask import Response, request
 
 from .. import wire
-from . import local_port
 from ..client import Client
 from ..metrics import counters
 from ..services.base import RPCService
+from . import local_port
 
 __all__ = ["BackendClient", "make_backend_view"]
 

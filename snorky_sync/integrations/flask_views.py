@@ -14,8 +14,9 @@ committed meanwhile reaches the page as a delta instead of being lost.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import wraps
-from typing import Any, Callable
+from typing import Any
 
 from flask import make_response, request
 

@@ -32,8 +32,9 @@ import decimal
 import enum
 import logging
 import uuid
+from collections.abc import Callable
 from types import SimpleNamespace
-from typing import Any, Callable
+from typing import Any
 
 from sqlalchemy import event, inspect, select
 from sqlalchemy.orm import ColumnProperty
@@ -109,7 +110,7 @@ class DeltaPublisher:
         self.failures = 0
         self.batches = 0
 
-    def attach(self, target) -> "DeltaPublisher":
+    def attach(self, target) -> DeltaPublisher:
         """Listen to ``target``: a Session, sessionmaker, scoped_session
         (``db.session`` of Flask-SQLAlchemy) or Session class."""
         event.listen(target, "before_flush", self._before_flush)

@@ -75,6 +75,7 @@ def test_every_error_text_is_documented():
 
 def test_settings_table_has_every_setting_and_no_stale_note():
     import snorky_docs
+
     from snorky_sync.settings import Settings
 
     page = (DOCS / "deployment.md").read_text()

@@ -29,7 +29,6 @@ import subprocess
 import sys
 import textwrap
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
 import requests

@@ -11,8 +11,8 @@ from __future__ import annotations
 import hashlib
 import re
 import time
+from collections.abc import Callable
 from email.utils import formatdate
-from typing import Callable
 
 import orjson
 

@@ -9,10 +9,11 @@ The outbound queue holds the usual encode-once frames and is turned into one
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from ... import wire
-from ...client import Client, _schedule, close_frame as ws_close_frame
+from ...client import Client, _schedule
+from ...client import close_frame as ws_close_frame
 from ...metrics import counters, transport_counters
 from . import protocol
 from .session import Raw, quoted
