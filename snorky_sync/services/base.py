@@ -26,7 +26,8 @@ import inspect
 import json
 import logging
 import re
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import gevent
 import gevent.lock
@@ -234,7 +235,7 @@ class Request:
 
     __slots__ = ("service", "client", "command", "params", "call_id", "resolved", "debug")
 
-    def __init__(self, service: "RPCService", client, msg: Any) -> None:
+    def __init__(self, service: RPCService, client, msg: Any) -> None:
         if not isinstance(msg, dict) or "command" not in msg or "params" not in msg:
             raise InvalidMessage("an RPC message needs 'command' and 'params'")
         self.service = service

@@ -30,7 +30,8 @@ import collections
 import hashlib
 import os
 import time
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from .. import wire
 
@@ -229,7 +230,7 @@ class RedisHistory:
         return key, int(num), env
 
 
-def send_newer(client, held: list, current: int, gate: "LiveGate", key) -> int:
+def send_newer(client, held: list, current: int, gate: LiveGate, key) -> int:
     """After a recovering read that reached offset ``current``: send the live
     messages kept meanwhile that are newer, and let the client catch up from
     the last one; returns the client's offset."""

@@ -29,7 +29,8 @@ Other ops (routed messages) are handed to the service's
 """
 from __future__ import annotations
 
-from typing import Any, Hashable
+from collections.abc import Hashable
+from typing import Any
 
 import gevent
 

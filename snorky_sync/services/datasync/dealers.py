@@ -24,13 +24,19 @@ import abc
 import functools
 import logging
 from collections import namedtuple
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from ... import wire
 from ...logs import RateLimitedLogger
 from .deltas import deletion_delta, insertion_delta
 from .filters import (
-    InvalidFilter, Predicate, compile_filter, filter_matches, get_field, orderable_types,
+    InvalidFilter,
+    Predicate,
+    compile_filter,
+    filter_matches,
+    get_field,
+    orderable_types,
 )
 from .subscriptions import SubscriptionItem
 

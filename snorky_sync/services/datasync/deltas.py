@@ -44,7 +44,7 @@ class Delta(dict):
         return f"{type(self).__name__}({dict.__repr__(self)})"
 
     @staticmethod
-    def from_json(delta: dict) -> "Delta":
+    def from_json(delta: dict) -> Delta:
         """The Delta class instance for a (validated) JSON delta."""
         kind = delta["type"]
         if kind == "update":

@@ -20,7 +20,8 @@ so ``["not", ["==", "x", 1]]`` matches data without ``x``.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 __all__ = [
     "InvalidFilter", "Predicate", "compile_filter", "validate_filter",

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import collections
 import logging
-from typing import Any, Iterable
-
+from collections.abc import Iterable
+from typing import Any
 
 from ... import wire
 from ...metrics import counters

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import secrets
 import string
-from typing import TYPE_CHECKING, Any, Iterable
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
     from .dealers import Dealer
@@ -34,11 +35,11 @@ class SubscriptionItem:
 
     __slots__ = ("dealer_name", "query", "subscription", "dealer")
 
-    def __init__(self, dealer_name: str, query: Any, subscription: "Subscription | None" = None) -> None:
+    def __init__(self, dealer_name: str, query: Any, subscription: Subscription | None = None) -> None:
         self.dealer_name = dealer_name
         self.query = query
         self.subscription = subscription
-        self.dealer: "Dealer | None" = None
+        self.dealer: Dealer | None = None
 
     def __repr__(self) -> str:
         return f"<SubscriptionItem {self.dealer_name!r} {self.query!r}>"
@@ -55,7 +56,7 @@ class Subscription:
     __slots__ = ("token", "client", "items", "service", "buffer", "timer", "active",
                  "recent", "evicted", "detached")
 
-    def __init__(self, items: Iterable[SubscriptionItem], service: "DataSyncService",
+    def __init__(self, items: Iterable[SubscriptionItem], service: DataSyncService,
                  token: str | None = None) -> None:
         self.token = token
         self.client = None
