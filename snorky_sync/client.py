@@ -38,7 +38,8 @@ import logging
 import os
 import socket
 import weakref
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import gevent
 import gevent.event
@@ -91,7 +92,7 @@ def default_memory_budget(workers: int = 1) -> int:
 budget = {"memory_budget": default_memory_budget(), "write_timeout": 5.0, "interval": 0.5}
 #: what the keeper saw on its last pass (bytes owed to all connections) and the peak
 stats = {"outbound_bytes": 0, "outbound_bytes_peak": 0}
-_all: "weakref.WeakSet[Client]" = weakref.WeakSet()
+_all: weakref.WeakSet[Client] = weakref.WeakSet()
 _keeper: gevent.Greenlet | None = None
 
 
@@ -134,7 +135,7 @@ def _keep_budget() -> None:
 
 
 # -- the process's flusher ------------------------------------------------------
-_dirty: list["Client"] = []
+_dirty: list[Client] = []
 _wake = gevent.event.Event()
 _flusher: gevent.Greenlet | None = None
 
@@ -150,7 +151,7 @@ def _flush_loop() -> None:
             client._flush()
 
 
-def _schedule(client: "Client") -> None:
+def _schedule(client: Client) -> None:
     global _flusher
     client._scheduled = True
     _dirty.append(client)

@@ -81,7 +81,7 @@ class Settings:
     _env: dict = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
-    def from_env(cls, environ: dict | None = None) -> "Settings":
+    def from_env(cls, environ: dict | None = None) -> Settings:
         """Read ``SNORKY_<NAME>`` for every field; unset ones keep the default."""
         env = os.environ if environ is None else environ
         values = {}

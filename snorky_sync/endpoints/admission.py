@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 __all__ = ["ConnectRate", "client_address"]
 

@@ -23,8 +23,9 @@ from __future__ import annotations
 import logging
 import socket
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import gevent
 import gevent.event
