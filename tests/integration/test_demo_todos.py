@@ -4,32 +4,22 @@ Uses the PostgreSQL on 127.0.0.1:5432 (trust auth, as on the CI machine); a
 fresh database per run, dropped afterwards.  Skipped only when no PostgreSQL
 answers there.
 """
-import secrets
 import subprocess
 
 import pytest
 import requests
 
+from support.postgres import fresh_database
 from support.servers import ServerProcess, free_port
 from support.wsclient import SnorkyTestClient
 
 psycopg = pytest.importorskip("psycopg")
-ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=3"
 
 
 @pytest.fixture
 def pg_database():
-    try:
-        admin = psycopg.connect(ADMIN, autocommit=True)
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"no PostgreSQL on 127.0.0.1:5432: {exc}")
-    name = "snorky_demo_" + secrets.token_hex(4)
-    admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    finally:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+    with fresh_database("snorky_demo_") as url:
+        yield url.replace("postgresql://", "postgresql+psycopg://")
 
 
 def test_todos_demo_on_postgresql_emits_deltas(pg_database):

@@ -1,7 +1,6 @@
 """snorky_sync.integrations.postgres: changes made to a PostgreSQL table by anyone
 (here: psql and plain SQL connections) reach a real WebSocket subscriber as
 DataSync deltas through the outbox relay; nothing is lost while the relay is down."""
-import secrets
 import shutil
 import subprocess
 import sys
@@ -9,31 +8,21 @@ import sys
 import pytest
 
 from snorky_sync.backend import HTTPTransport, SnorkyBackend
+from support.postgres import fresh_database
 from support.servers import API_KEY, ROOT, ServerProcess
 from support.wsclient import SnorkyTestClient
 
 psycopg = pytest.importorskip("psycopg")
 from snorky_sync.integrations import postgres as feed  # noqa: E402
 
-PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=3"
-
-
 @pytest.fixture(scope="module")
 def dsn():
-    try:
-        admin = psycopg.connect(PG_ADMIN, autocommit=True)
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"no PostgreSQL on 127.0.0.1:5432: {exc}")
-    name = "snorky_feed_" + secrets.token_hex(4)
-    admin.execute(f'CREATE DATABASE "{name}"')
-    url = f"postgresql://postgres@127.0.0.1:5432/{name}"
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("CREATE TABLE todos (id serial PRIMARY KEY, title text NOT NULL, "
-                     "list text NOT NULL DEFAULT 'home', completed boolean NOT NULL DEFAULT false, "
-                     "secret text)")
-    yield url
-    admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin.close()
+    with fresh_database("snorky_feed_") as url:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("CREATE TABLE todos (id serial PRIMARY KEY, title text NOT NULL, "
+                         "list text NOT NULL DEFAULT 'home', completed boolean NOT NULL DEFAULT false, "
+                         "secret text)")
+        yield url
 
 
 @pytest.fixture(scope="module")

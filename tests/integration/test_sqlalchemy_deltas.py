@@ -2,7 +2,6 @@
 after commit, to a real server over the HTTP connector, seen by a real
 WebSocket subscriber; on SQLite and on the machine's PostgreSQL."""
 import logging
-import secrets
 
 import pytest
 import sqlalchemy as sa
@@ -10,11 +9,9 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from snorky_sync.backend import HTTPTransport, SnorkyBackend, SnorkyTransportError
 from snorky_sync.integrations.sqlalchemy import DeltaPublisher, subscribable
+from support.postgres import fresh_database
 from support.servers import API_KEY, ServerProcess
 from support.wsclient import SnorkyTestClient
-
-PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=3"
-
 
 class Base(DeclarativeBase):
     pass
@@ -56,19 +53,11 @@ def engine(request, tmp_path_factory):
         yield eng
         eng.dispose()
         return
-    psycopg = pytest.importorskip("psycopg")
-    try:
-        admin = psycopg.connect(PG_ADMIN, autocommit=True)
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"no PostgreSQL on 127.0.0.1:5432: {exc}")
-    name = "snorky_sa_" + secrets.token_hex(4)
-    admin.execute(f'CREATE DATABASE "{name}"')
-    eng = sa.create_engine(f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}")
-    Base.metadata.create_all(eng)
-    yield eng
-    eng.dispose()
-    admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin.close()
+    with fresh_database("snorky_sa_") as url:
+        eng = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+        Base.metadata.create_all(eng)
+        yield eng
+        eng.dispose()
 
 
 @pytest.fixture
