@@ -15,6 +15,7 @@ from support.wsclient import SnorkyTestClient
 psycopg = pytest.importorskip("psycopg")
 from snorky_sync.integrations import postgres as feed  # noqa: E402
 
+
 @pytest.fixture(scope="module")
 def dsn():
     with fresh_database("snorky_feed_") as url:
