@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install everything the tests need and run every test.
+# Install everything the tests need, check lint, types and the docs, and run every test.
 #   bash scripts/test.sh            # the whole suite
 #   bash scripts/test.sh -k pubsub  # extra arguments go to pytest
 set -euo pipefail
@@ -32,6 +32,12 @@ fi
   npm install --silent --no-audit --no-fund --prefix tests/sockjs
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
-.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test,redis]"
+.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test,redis,docs,lint]"
+
+# Lint, types and the docs first (seconds; docs/development.md): any failure stops here.
+.venv/bin/ruff check snorky_sync tests/docs docs/_ext
+.venv/bin/mypy
+.venv/bin/sphinx-build -W --keep-going -q -b html docs docs/_build/html
+
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true  # the slow-consumer test opens 1,000+ sockets
 exec .venv/bin/python -m pytest "$@"

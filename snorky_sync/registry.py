@@ -9,10 +9,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import wire
 from .hashable import make_hashable
+
+if TYPE_CHECKING:
+    from .brokers.base import Broker
+    from .client import Client
+    from .services.base import Service
 from .logs import RateLimitedLogger
 from .metrics import counters
 
@@ -34,7 +39,7 @@ class ServiceRegistry:
     than a broker, is refused with a TypeError.
     """
 
-    def __init__(self, services: Iterable | None = None, *, broker=None) -> None:
+    def __init__(self, services: Iterable[Service] | None = None, *, broker: Broker | None = None) -> None:
         from .brokers.base import Broker
         from .services.base import Service
 
@@ -61,13 +66,13 @@ class ServiceRegistry:
     def __repr__(self) -> str:
         return f"<ServiceRegistry {sorted(self.services)}>"
 
-    def __iter__(self) -> Iterator:
+    def __iter__(self) -> Iterator[Service]:
         return iter(list(self.services.values()))
 
     def __contains__(self, name: str) -> bool:
         return name in self.services
 
-    def register_service(self, service) -> None:
+    def register_service(self, service: Service) -> None:
         """Add a service; its name must be unique in this registry."""
         from .services.base import Service
 
@@ -81,16 +86,16 @@ class ServiceRegistry:
         if self.broker is not None:
             service.use_broker(self.broker)
 
-    def unregister_service(self, service) -> None:
+    def unregister_service(self, service: Service | str) -> None:
         """Remove a service (by instance or by name)."""
         name = service if isinstance(service, str) else service.name
         del self.services[name]
 
-    def get_service(self, name: str):
+    def get_service(self, name: str) -> Service | None:
         """The service of that name, or None."""
         return self.services.get(name)
 
-    def process_message_raw(self, client, raw: bytes | str) -> None:
+    def process_message_raw(self, client: Client, raw: bytes | str) -> None:
         """Decode one frame's text and route it (invalid input is logged, dropped)."""
         try:
             msg = _decode(raw)
@@ -101,7 +106,7 @@ class ServiceRegistry:
             return
         self.process_message_from(client, msg)
 
-    def process_message_from(self, client, msg: Any) -> None:
+    def process_message_from(self, client: Client, msg: Any) -> None:
         """Route a decoded envelope to its service."""
         if type(msg) is not dict or "service" not in msg or "message" not in msg:
             counters["frames_invalid"] += 1
@@ -121,7 +126,7 @@ class ServiceRegistry:
             message = make_hashable(message)
         service.process_message_from(client, message)
 
-    def client_connected(self, client) -> None:
+    def client_connected(self, client: Client) -> None:
         """Tell every service about a new client."""
         for service in list(self.services.values()):
             try:
@@ -129,7 +134,7 @@ class ServiceRegistry:
             except Exception:
                 log.exception("%r.client_connected failed for %r", service, client)
 
-    def client_disconnected(self, client) -> None:
+    def client_disconnected(self, client: Client) -> None:
         """Tell every service a client left, so they drop its state."""
         for service in list(self.services.values()):
             try:

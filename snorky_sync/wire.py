@@ -9,7 +9,7 @@ encode and N list appends.
 from __future__ import annotations
 
 from collections.abc import Hashable
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
@@ -93,7 +93,7 @@ def key_to_bytes(key: Hashable) -> bytes:
     """Serialize a :func:`json_key` result (to route messages between processes)."""
     if type(key) is str:
         return b"s" + key.encode("utf-8", "surrogatepass")
-    return b"j" + key[1]
+    return b"j" + cast("tuple[str, bytes]", key)[1]
 
 
 def key_from_bytes(data: bytes) -> Hashable:
