@@ -336,6 +336,12 @@ class RedisBroker(Broker):
             except gevent.GreenletExit:
                 raise
             except Exception as exc:
+                stale = self._pubsub
+                if stale is not None:
+                    try:
+                        stale.close()  # never read from a dead connection again
+                    except Exception:
+                        pass
                 if self.state == "connected":
                     counters["broker_disconnects"] += 1
                     log.error("Redis broker lost its connection (%s): messages from other "
@@ -353,12 +359,27 @@ class RedisBroker(Broker):
         origin = self.origin
         handlers = self.handlers
         subscribed = set(handlers)
+        # This process hears its own heartbeat (every heartbeat_interval) on
+        # the peers topic.  Not hearing it for deaf_after seconds means the
+        # subscription connection is dead without the socket knowing (a
+        # half-open connection, a frozen NAT entry, a failover that left it
+        # attached to nothing): reconnect instead of staying deaf.
+        deaf_after = max(self.peer_expiry, 3 * self.heartbeat_interval)
+        heard = time.monotonic()
         while True:
             if len(subscribed) != len(handlers):  # topics added while connected
                 new = [t for t in handlers if t not in subscribed]
                 ps.subscribe(*[PREFIX + t for t in new])
                 subscribed.update(new)
             msg = ps.get_message(timeout=1.0)
+            now = time.monotonic()
+            if msg is None:
+                if now - heard > deaf_after:
+                    counters["broker_deaf_reconnects"] += 1
+                    raise ConnectionError(f"heard nothing from Redis for {now - heard:.1f}s, "
+                                          "not even this process's own heartbeat")
+                continue
+            heard = now
             # drain everything already received before yielding, so the
             # frames of a burst reach each client's queue together and the
             # flusher writes them with one send per client
