@@ -74,3 +74,20 @@ def test_untrusted_forwarded_for_is_ignored():
         assert got == [101, 101, 503]  # all from 127.0.0.1, whatever the header claims
     finally:
         srv.stop()
+
+
+def test_new_sockjs_sessions_count_against_the_rate_too():
+    import requests
+
+    srv = ServerProcess("embedded", app="tests.integration.testapp:app", env={
+        "SNORKY_CONNECT_RATE": "0.01", "SNORKY_CONNECT_BURST": "2"})
+    try:
+        opened = [requests.post(f"{srv.url}/sockjs/000/s{i}/xhr", timeout=10) for i in range(2)]
+        assert [(r.status_code, r.text) for r in opened] == [(200, "o\n"), (200, "o\n")]
+        refused = requests.post(f"{srv.url}/sockjs/000/s9/xhr", timeout=10)
+        assert refused.status_code == 503 and int(refused.headers["Retry-After"]) >= 1
+        again = requests.post(f"{srv.url}/sockjs/000/s0/xhr_send", timeout=10,   # an open session: served
+                              data='["{\\"service\\": \\"echo\\", \\"message\\": 1}"]')
+        assert again.status_code == 204
+    finally:
+        srv.stop()
