@@ -21,6 +21,9 @@ worker_connections = int(os.environ.get("SNORKY_WORKER_CONNECTIONS", "10000"))
 timeout = 30
 graceful_timeout = int(os.environ.get("SNORKY_GRACEFUL_TIMEOUT", "10"))
 keepalive = 5
+# a reconnect storm (every page after a restart) must not overflow the listen
+# queue: gunicorn's 2048 reset connections with 20,000 clients
+backlog = int(os.environ.get("SNORKY_BACKLOG", "4096"))
 
 # Close WebSockets with 1001 when a worker stops (SIGTERM, HUP, max-requests).
 from snorky_sync.gunicorn_hooks import worker_exit  # noqa: E402,F401

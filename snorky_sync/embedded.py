@@ -63,6 +63,7 @@ class SnorkyWSGIHandler(pywsgi.WSGIHandler):
 def make_server(app, host: str = "127.0.0.1", port: int = 8002,
                 access_log: bool = False, **kwargs) -> pywsgi.WSGIServer:
     """A ready (not yet started) gevent server for ``app``."""
+    kwargs.setdefault("backlog", Settings.from_env().backlog)  # gevent's default is 128
     return pywsgi.WSGIServer(
         (host, port), app, handler_class=SnorkyWSGIHandler,
         log=(None if not access_log else "default"), error_log="default", **kwargs)

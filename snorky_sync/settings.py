@@ -54,6 +54,7 @@ class Settings:
     chat_history_size: int = 0              # SNORKY_CHAT_HISTORY_SIZE (chat messages kept per channel; 0: off)
     chat_history_ttl: float = 300.0         # SNORKY_CHAT_HISTORY_TTL (seconds)
     backend_max_body: int = 10 * 1024 * 1024  # SNORKY_BACKEND_MAX_BODY (bytes)
+    backlog: int = 4096                     # SNORKY_BACKLOG (listen queue of pending connections; the kernel caps it at net.core.somaxconn)
     workers: int = 1                        # SNORKY_WORKERS (gunicorn)
     worker_class: str = "gevent"            # SNORKY_WORKER_CLASS (gunicorn)
     worker_connections: int = 10000         # SNORKY_WORKER_CONNECTIONS (gunicorn)
