@@ -15,9 +15,15 @@ from .settings import Settings
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="snorky-sync", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="snorky-sync",
+        description="snorky_sync: real-time WebSocket services (Snorky 0.1's protocol) on gevent and Flask.",
+        epilog="Every setting is also read from SNORKY_* environment variables (docs/deployment.md). "
+               "In production run gunicorn -c gunicorn.conf.py wsgi:app.")
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("serve", help="run the default server (single process, gevent)")
+    p = sub.add_parser("serve", help="run the default server (single process, gevent)",
+                       description="Serve the default app (/ws, /sockjs, /backend when SNORKY_API_KEY "
+                                   "is set, /metrics, the demos at /) in the embedded gevent server.")
     p.add_argument("--host", help="address to listen on (SNORKY_HOST, default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (SNORKY_PORT, default 8002)")
     p.add_argument("--no-demos", action="store_true",

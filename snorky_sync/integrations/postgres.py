@@ -200,18 +200,23 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m snorky_sync.integrations.postgres",
                                      description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
+    helps = {"install": "capture a table's changes (trigger + outbox; idempotent)",
+             "remove": "stop capturing a table (the outbox and its rows stay)"}
     for name in ("install", "remove"):
-        p = sub.add_parser(name)
-        p.add_argument("--dsn", required=True)
-        p.add_argument("--table", required=True)
+        p = sub.add_parser(name, help=helps[name], description=helps[name])
+        p.add_argument("--dsn", required=True, help="the database (libpq connection string or URL)")
+        p.add_argument("--table", required=True, help="the table (schema.table allowed)")
         if name == "install":
-            p.add_argument("--model", required=True)
+            p.add_argument("--model", required=True, help="the deltas' model name, e.g. Todo")
             p.add_argument("--columns", help="comma-separated: only these columns in the data")
-    p = sub.add_parser("relay")
-    p.add_argument("--dsn", required=True)
-    p.add_argument("--backend-url", required=True)
-    p.add_argument("--service", default="datasync_backend")
-    p.add_argument("--poll-interval", type=float, default=5.0)
+    p = sub.add_parser("relay", help="publish the outbox to a snorky_sync backend (SNORKY_API_KEY)",
+                       description="Publish the outbox, oldest first, through the backend at "
+                                   "--backend-url; the key comes from SNORKY_API_KEY.")
+    p.add_argument("--dsn", required=True, help="the database (libpq connection string or URL)")
+    p.add_argument("--backend-url", required=True, help="e.g. http://127.0.0.1:8002/backend")
+    p.add_argument("--service", default="datasync_backend", help="the DataSyncBackend's name")
+    p.add_argument("--poll-interval", type=float, default=5.0,
+                   help="seconds between looks at the outbox when no NOTIFY came (default 5)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command in ("install", "remove"):
