@@ -298,7 +298,7 @@ class Client:
         self._scheduled = False
         self._maybe_closed()
 
-    def _write_rest(self, rest) -> None:
+    def _write_rest(self, rest: memoryview) -> None:
         try:
             self._write_all(rest)
             while True:
@@ -322,12 +322,13 @@ class Client:
             self._inflight = 0
         self._maybe_closed()
 
-    def _write_all(self, view) -> None:
+    def _write_all(self, view: memoryview) -> None:
         """Write ``view`` whole; raise :class:`_Stalled` if the socket accepts
         nothing for ``write_timeout`` seconds."""
         raw = self._raw
         if raw is None:
-            self._sock.sendall(view)
+            if self._sock is not None:
+                self._sock.sendall(view)
             return
         fd = raw.fileno()
         timeout = self._write_timeout or None
@@ -376,12 +377,14 @@ class Client:
             _schedule(self)
 
     def _shutdown_write(self) -> None:
+        if self._sock is None:
+            return
         try:
             self._sock.shutdown(socket.SHUT_WR)
         except OSError:
             pass
 
-    def _over_memory_budget(self, owed: int, limit: int) -> None:
+    def _over_memory_budget(self, owed: int, limit: float) -> None:
         counters["memory_budget_disconnects"] += 1
         log.warning("memory budget: %s (client #%d) is owed %d bytes and the process's "
                     "connections more than %d; disconnecting the largest first",

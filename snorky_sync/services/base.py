@@ -26,8 +26,8 @@ import inspect
 import json
 import logging
 import re
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable, Hashable, Iterable
+from typing import TYPE_CHECKING, Any
 
 import gevent
 import gevent.lock
@@ -35,6 +35,10 @@ import gevent.lock
 from .. import wire
 from ..logs import RateLimitedLogger
 from ..metrics import rpc_calls, rpc_errors
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..brokers.base import Broker
+    from ..client import Client
 
 __all__ = [
     "Service", "RPCService", "Request", "RPCError", "InvalidMessage",
@@ -46,10 +50,11 @@ _warn = RateLimitedLogger(log)
 _encode_frame = wire.encode_frame
 
 
-def bounded_key(value: Any, max_size: int, error: str):
+def bounded_key(value: Any, max_size: int, error: str) -> Hashable:
     """``wire.json_key(value)``, or RPCError(error) if its JSON exceeds ``max_size`` bytes."""
     key = wire.json_key(value)
-    if (len(key) if type(key) is str else len(key[1])) > max_size:
+    size = len(key) if isinstance(key, str) else len(key[1])  # type: ignore[index]
+    if size > max_size:
         raise RPCError(error)
     return key
 
@@ -90,9 +95,9 @@ class Service:
             raise ValueError("a service name is a non-empty string")
         self.name = name
         self.lock = gevent.lock.RLock()
-        self.broker = None
+        self.broker: Broker | None = None
 
-    def use_broker(self, broker) -> None:
+    def use_broker(self, broker: Broker) -> None:
         """Called by the registry: messages for other processes go through ``broker``.
 
         Services that share state or fan out across processes override this
@@ -103,15 +108,15 @@ class Service:
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
 
-    def process_message_from(self, client, msg: Any) -> None:
+    def process_message_from(self, client: Client, msg: Any) -> None:
         """Handle one message (the envelope's ``message``) from ``client``."""
         raise NotImplementedError
 
-    def send_message_to(self, client, msg: Any) -> None:
+    def send_message_to(self, client: Client, msg: Any) -> None:
         """Send ``msg`` to one client, wrapped in this service's envelope."""
         client.send_frame(_encode_frame(self.name, msg))
 
-    def broadcast(self, clients: Iterable, msg: Any) -> int:
+    def broadcast(self, clients: Iterable[Client], msg: Any) -> int:
         """Send ``msg`` to many clients, encoding it once.
 
         The same frame bytes object is queued to every client; returns the
@@ -120,7 +125,7 @@ class Service:
         return self.broadcast_frame(clients, _encode_frame(self.name, msg))
 
     @staticmethod
-    def broadcast_frame(clients: Iterable, frame: bytes) -> int:
+    def broadcast_frame(clients: Iterable[Client], frame: bytes) -> int:
         """Queue an already-encoded frame to many clients; returns how many."""
         n = 0
         for client in clients:
@@ -128,10 +133,10 @@ class Service:
             n += 1
         return n
 
-    def client_connected(self, client) -> None:
+    def client_connected(self, client: Client) -> None:
         """A client connected to the registry this service belongs to."""
 
-    def client_disconnected(self, client) -> None:
+    def client_disconnected(self, client: Client) -> None:
         """A client disconnected: forget everything about it."""
 
 
@@ -151,7 +156,8 @@ class _CommandSpec:
     __slots__ = ("func", "wire_name", "asynchronous", "lock", "required",
                  "allowed", "rename", "var_kw")
 
-    def __init__(self, func: Callable, name: str | None, asynchronous: bool, lock: bool):
+    def __init__(self, func: Callable[..., Any], name: str | None, asynchronous: bool,
+                 lock: bool) -> None:
         self.func = func
         self.wire_name = name or to_camel(func.__name__)
         self.asynchronous = asynchronous
@@ -167,7 +173,7 @@ class _CommandSpec:
         if any(p.kind is p.VAR_POSITIONAL or p.kind is p.POSITIONAL_ONLY for p in params):
             raise TypeError(f"RPC command {func.__name__} must take named parameters only")
 
-    def bind(self, params: dict) -> dict | None:
+    def bind(self, params: dict[str, Any]) -> dict[str, Any] | None:
         """Keyword arguments for the call, or None if params don't fit."""
         keys = params.keys()
         if not self.required <= keys:
@@ -180,8 +186,9 @@ class _CommandSpec:
         return {rename.get(k, k): v for k, v in params.items()}
 
 
-def _declare(func=None, *, name: str | None = None, lock: bool = True, asynchronous: bool):
-    def decorate(f):
+def _declare(func: Callable[..., Any] | None = None, *, name: str | None = None, lock: bool = True,
+             asynchronous: bool) -> Any:
+    def decorate(f: Any) -> Any:
         # Stacked as in Snorky 0.1 (``@rpc_command @rpc_asynchronous``, either
         # order): the declarations add up.
         old_name, old_async, old_lock = getattr(f, "_rpc_spec", (None, False, True))
@@ -193,7 +200,8 @@ def _declare(func=None, *, name: str | None = None, lock: bool = True, asynchron
     return decorate(func) if func is not None else decorate
 
 
-def rpc_command(func=None, *, name: str | None = None, lock: bool = True):
+def rpc_command(func: Callable[..., Any] | None = None, *, name: str | None = None,
+                lock: bool = True) -> Any:
     """Declare a method ``(self, req, **params)`` as an RPC command.
 
     Its return value is the response ``data``.  Options: ``name`` (the wire
@@ -203,7 +211,8 @@ def rpc_command(func=None, *, name: str | None = None, lock: bool = True):
     return _declare(func, name=name, lock=lock, asynchronous=False)
 
 
-def rpc_asynchronous(func=None, *, name: str | None = None, lock: bool = True):
+def rpc_asynchronous(func: Callable[..., Any] | None = None, *, name: str | None = None,
+                     lock: bool = True) -> Any:
     """Declare an RPC command that answers later with ``req.reply(data)``
     or ``req.error(text)``, e.g. from another greenlet."""
     return _declare(func, name=name, lock=lock, asynchronous=True)
@@ -235,7 +244,7 @@ class Request:
 
     __slots__ = ("service", "client", "command", "params", "call_id", "resolved", "debug")
 
-    def __init__(self, service: RPCService, client, msg: Any) -> None:
+    def __init__(self, service: RPCService, client: Client, msg: Any) -> None:
         if not isinstance(msg, dict) or "command" not in msg or "params" not in msg:
             raise InvalidMessage("an RPC message needs 'command' and 'params'")
         self.service = service
@@ -268,7 +277,7 @@ class Request:
         self.service.send_message_to(
             self.client, {"type": "error", "callId": self.call_id, "message": message})
 
-    def spawn(self, fn: Callable[..., Any], *args: Any, **kwargs: Any):
+    def spawn(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> gevent.Greenlet:
         """Run ``fn(*args, **kwargs)`` in a new greenlet and answer with what it
         returns (unless it answered itself); an :class:`RPCError` it raises
         answers with its text, anything else is logged with its traceback and
@@ -276,7 +285,7 @@ class Request:
         even when the background work fails.  Returns the greenlet."""
         return gevent.spawn(self._run, fn, args, kwargs)
 
-    def _run(self, fn, args, kwargs) -> None:
+    def _run(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         try:
             result = fn(*args, **kwargs)
         except RPCError as exc:
@@ -304,7 +313,7 @@ class Request:
         self.resolved = True
 
 
-class CommandNames(frozenset):
+class CommandNames(frozenset[str]):
     """The wire names of a service's commands: a frozenset, as Snorky 0.1's
     ``RPCService.rpc_commands`` was; calling it gives them sorted."""
 
@@ -321,7 +330,8 @@ class RPCMeta(type):
     wins; a plain attribute overriding a command removes it.
     """
 
-    def __init__(cls, name, bases, namespace, **kwargs) -> None:
+    def __init__(cls, name: str, bases: tuple[type, ...], namespace: dict[str, Any],
+                 **kwargs: Any) -> None:
         super().__init__(name, bases, namespace, **kwargs)
         commands: dict[str, _CommandSpec] = {}
         by_attr: dict[str, _CommandSpec] = {}
@@ -342,7 +352,9 @@ class RPCMeta(type):
 class RPCService(Service, metaclass=RPCMeta):
     """A service whose messages are calls of its ``@rpc_command`` methods."""
 
-    def process_message_from(self, client, msg: Any) -> None:
+    _commands: dict[str, _CommandSpec] = {}  # set by RPCMeta for every class
+
+    def process_message_from(self, client: Client, msg: Any) -> None:
         try:
             req = Request(self, client, msg)
         except InvalidMessage as exc:
