@@ -177,7 +177,7 @@ class Snorky:
         """Serve ``registry`` to trusted servers at ``path`` (POST, ``X-Backend-Key``).
 
         ``only_port``: serve it only to requests that arrived on that local
-        port (bind the app to a public and a private port; see README).
+        port (bind the app to a public and a private port; see docs/deployment.md).
         """
         _check_registry("backend", registry)
         _check_key(api_key)

@@ -1,6 +1,6 @@
 """Settings from ``SNORKY_*`` environment variables, with safe defaults.
 
-Every variable is listed in the README's settings table.
+Every variable is listed in the settings table of docs/deployment.md (generated from this class).
 """
 from __future__ import annotations
 

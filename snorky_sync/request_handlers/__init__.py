@@ -17,5 +17,5 @@ def tornado_only(module: str, names: str, equivalent: str) -> ImportError:
     """The ImportError raised by the Tornado-only modules."""
     return ImportError(
         f"snorky_sync.request_handlers.{module} ({names}) was Snorky 0.1's Tornado wiring; "
-        f"snorky_sync is served by Flask: use {equivalent} (see the README, "
-        "'The seed's server, in snorky_sync')", name=f"snorky_sync.request_handlers.{module}")
+        f"snorky_sync is served by Flask: use {equivalent} (see docs/porting.md, "
+        "'Porting from Snorky 0.1')", name=f"snorky_sync.request_handlers.{module}")
