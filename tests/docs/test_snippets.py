@@ -17,7 +17,8 @@ comment just before the fence says how, when the block needs more than itself:
 - ``against=testapp``: a real server (tests/integration/testapp.py) is
   started first and the snippet's 8002 is replaced by its port.
 
-``sh`` blocks are command lines: each ``python -m MODULE SUB --opt ...`` in
+``js``/``html`` blocks (docs/javascript.md) run in Chromium against a real
+server: tests/docs/test_js_snippets.py.  ``sh`` blocks are command lines: each ``python -m MODULE SUB --opt ...`` in
 them must name a subcommand and options that ``--help`` lists; ``bash -n``
 checks the rest. A block of any other language fails the test unless it is
 listed in ``NOT_CODE`` (configuration files, wire traces).

@@ -1,0 +1,46 @@
+"""The server the JavaScript snippets of docs/javascript.md run against: what that
+page assumes a reader has — snorky.js at /static/snorky.js, /ws with an identity
+(here every connection is "alice"), and a view at /api/todos answering
+``{token, todos}`` (the DataSync flow).  ``python tests/docs/js_snippets_server.py``
+listens on $PORT."""
+import os
+
+from flask import Flask, jsonify
+
+from snorky_sync import ServiceRegistry, Snorky, serve
+from snorky_sync.backend import LocalTransport, SnorkyBackend
+from snorky_sync.services.chat import ChatService
+from snorky_sync.services.cursors import CursorsService
+from snorky_sync.services.datasync import BroadcastDealer, DataSyncBackend, DataSyncService
+from snorky_sync.services.messaging import MessagingService
+from snorky_sync.services.pubsub import PubSubBackend, PubSubService
+
+
+class AllTodos(BroadcastDealer):
+    name = "allTodos"
+    model = "Todo"
+
+
+datasync = DataSyncService("datasync", [AllTodos])
+pubsub = PubSubService("pubsub")
+frontend = ServiceRegistry([pubsub, ChatService("chat"), CursorsService("cursors"),
+                            MessagingService("messaging"), datasync])
+backend_registry = ServiceRegistry([DataSyncBackend("datasync_backend", datasync),
+                                    PubSubBackend("pubsub_backend", pubsub)])
+backend = SnorkyBackend(LocalTransport(backend_registry))
+
+static = os.path.join(os.path.dirname(__import__("snorky_sync").__file__), "static")
+app = Flask(__name__, static_folder=static, static_url_path="/static")
+snorky = Snorky(app)
+snorky.websocket("/ws", frontend, authenticate=lambda request: request.args.get("as", "alice"))
+snorky.backend("/backend", backend_registry, api_key=os.environ["SNORKY_API_KEY"])
+
+
+@app.get("/api/todos")
+def todos():
+    token = backend.authorize_subscription([{"dealer": "allTodos", "query": None}])
+    return jsonify(token=token, todos=[{"id": 1, "title": "existing"}])
+
+
+if __name__ == "__main__":
+    serve(app, "127.0.0.1", int(os.environ["PORT"]))
