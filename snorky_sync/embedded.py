@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import signal
 import socket
+from collections.abc import Sequence
 
 import gevent
 import gevent.event
@@ -70,7 +71,7 @@ def make_server(app, host: str = "127.0.0.1", port: int = 8002,
 
 
 def serve(app, host: str = "127.0.0.1", port: int = 8002, access_log: bool = False,
-          shutdown_timeout: float | None = None, also: list[tuple[str, int]] = ()) -> None:
+          shutdown_timeout: float | None = None, also: Sequence[tuple[str, int]] = ()) -> None:
     """Serve ``app`` until SIGINT/SIGTERM, in this process, with gevent.
 
     On SIGTERM/SIGINT it stops accepting, sends every WebSocket a 1001 close

@@ -19,11 +19,11 @@ class HashableList(list):
 
     __slots__ = ("_hash",)
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         list.__init__(self, *args, **kwargs)
-        self._hash = None
+        self._hash: int | None = None
 
-    def __hash__(self) -> int:
+    def __hash__(self) -> int:  # type: ignore[override]  # lists are unhashable; these are
         if self._hash is None:
             self._hash = hash(tuple(self))
         return self._hash
@@ -34,11 +34,11 @@ class HashableDict(dict):
 
     __slots__ = ("_hash",)
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         dict.__init__(self, *args, **kwargs)
-        self._hash = None
+        self._hash: int | None = None
 
-    def __hash__(self) -> int:
+    def __hash__(self) -> int:  # type: ignore[override]  # dicts are unhashable; these are
         if self._hash is None:
             self._hash = hash(frozenset(self.items()))
         return self._hash

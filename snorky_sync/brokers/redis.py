@@ -32,6 +32,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from typing import Any
 
 import gevent
 import gevent.event
@@ -100,7 +101,8 @@ def redis_client(url: str, **kwargs):
     service = unquote(path[0])
     db = int(path[1]) if len(path) > 1 else 0
     query = parse_qs(parts.query)
-    sentinel_kwargs = {k: kwargs[k] for k in ("socket_timeout", "socket_connect_timeout") if k in kwargs}
+    sentinel_kwargs: dict[str, Any] = {k: kwargs[k] for k in ("socket_timeout", "socket_connect_timeout")
+                                       if k in kwargs}
     if "sentinel_password" in query:
         sentinel_kwargs["password"] = query["sentinel_password"][0]
     password = unquote(parts.password) if parts.password else None

@@ -85,7 +85,8 @@ class ChatService(RPCService):
         self.replica: Replica | None = None
         self.history_size = history_size
         self.history_ttl = float(history_ttl)
-        self.history = _history.LocalHistory(history_size, self.history_ttl) if history_size else None
+        self.history: _history.LocalHistory | _history.RedisHistory | None = (
+            _history.LocalHistory(history_size, self.history_ttl) if history_size else None)
         self.gate = _history.LiveGate()
 
     def use_broker(self, broker) -> None:

@@ -54,7 +54,8 @@ class PubSubService(RPCService):
         self.subscriptions: dict[Any, set] = {}  # client -> channel keys
         self.history_size = history_size
         self.history_ttl = float(history_ttl)
-        self.history = _history.LocalHistory(history_size, self.history_ttl) if history_size else None
+        self.history: _history.LocalHistory | _history.RedisHistory | None = (
+            _history.LocalHistory(history_size, self.history_ttl) if history_size else None)
         # clients whose subscribe is recovering a channel (Redis mode)
         self.gate = _history.LiveGate()
 

@@ -51,15 +51,16 @@ class DealerManager:
         self.dealers_by_name[name] = dealer
         self.dealers_by_model.setdefault(dealer.model, []).append(dealer)
 
-    def unregister_dealer(self, dealer) -> None:
+    def unregister_dealer(self, dealer: Any) -> None:
         """Remove ``dealer`` (an instance)."""
-        if self.dealers_by_name.get(dealer.name) is not dealer:
+        name, model = dealer.name, dealer.model
+        if self.dealers_by_name.get(name) is not dealer:
             raise ValueError(f"{dealer!r} is not registered")
-        del self.dealers_by_name[dealer.name]
-        same_model = self.dealers_by_model[dealer.model]
+        del self.dealers_by_name[name]
+        same_model = self.dealers_by_model[model]
         same_model.remove(dealer)
         if not same_model:
-            del self.dealers_by_model[dealer.model]
+            del self.dealers_by_model[model]
 
     def get_dealer(self, name: str):
         """The dealer named ``name`` (UnknownDealer if none)."""
