@@ -97,6 +97,15 @@ class Service:
         self.lock = gevent.lock.RLock()
         self.broker: Broker | None = None
 
+    @property
+    def cluster(self) -> Broker:
+        """The broker, on the paths that only run once one is set (it is an
+        error to get here without one)."""
+        broker = self.broker
+        if broker is None:
+            raise RuntimeError(f"{self!r} has no broker (it was never registered)")
+        return broker
+
     def use_broker(self, broker: Broker) -> None:
         """Called by the registry: messages for other processes go through ``broker``.
 

@@ -30,7 +30,7 @@ from .. import wire
 from ..brokers.base import BrokerUnavailable
 from ..metrics import counters
 from .base import RPCError, RPCService, bounded_key, rpc_command
-from .replica import Replica
+from .replica import Replica, present
 
 __all__ = ["CursorsService", "Cursor"]
 
@@ -181,7 +181,7 @@ class CursorsService(RPCService):
                 handle = self._new_handle(doc, key)
                 self._reserved.add((key, handle))
             try:
-                token = self.broker.claim(self._claim_key(key, handle))
+                token = self.cluster.claim(self._claim_key(key, handle))
             except BrokerUnavailable:
                 counters["cursors_handles_unconfirmed"] += 1
                 token = ""
@@ -272,7 +272,7 @@ class CursorsService(RPCService):
         self.client_cursors.setdefault(client, {})[pkey] = (key, handle)
         self.broadcast(self._others(doc, client), {"type": "cursorAdded", "cursor": cursor})
         if self.replica is not None:
-            self.replica.add(cursor)
+            present(self.replica).add(cursor)
         return handle
 
     @rpc_command
@@ -320,7 +320,7 @@ class CursorsService(RPCService):
         """Give back the claims of removed cursors (queued by _remove), without waiting."""
         if self._releases:
             pairs, self._releases = self._releases, []
-            self.broker.release(pairs)
+            self.cluster.release(pairs)
 
     def _leave(self, client, key) -> None:
         for pkey, (dkey, handle) in list(self.client_cursors.get(client, {}).items()):
@@ -379,12 +379,12 @@ class CursorsService(RPCService):
         with self.lock:
             for k, token in self.tokens.items():
                 if not token:
-                    self.tokens[k] = self.broker.new_claim_token()
+                    self.tokens[k] = self.cluster.new_claim_token()
             pairs = list(self.tokens.items())
         if not pairs:
             return
         try:
-            results = self.broker.claim_many([(self._claim_key(*k), t) for k, t in pairs])
+            results = self.cluster.claim_many([(self._claim_key(*k), t) for k, t in pairs])
         except BrokerUnavailable:
             return  # the next reconnect tries again
         for ((key, handle), token), ok in zip(pairs, results):
@@ -416,13 +416,13 @@ class CursorsService(RPCService):
             client, pkey = owner
             doc = self.documents.get(key)
             if doc is None or self.client_cursors.get(client, {}).get(pkey) != (key, old):
-                self.broker.release([(self._claim_key(key, handle), new_token)])
+                self.cluster.release([(self._claim_key(key, handle), new_token)])
                 return
             cursor = doc.cursors.pop(old)
             others = self._others(doc, client)
             self.broadcast(others, {"type": "cursorRemoved",
                                     "cursor": {"publicHandle": old, "document": cursor["document"]}})
-            self.replica.delete(dict(cursor))
+            present(self.replica).delete(dict(cursor))
             shadowed = self.remote_docs.get(key, {}).get(old)
             if shadowed is not None:  # the other process's cursor under that handle shows now
                 self.broadcast(doc.clients, {"type": "cursorAdded", "cursor": shadowed[1]})
@@ -431,4 +431,4 @@ class CursorsService(RPCService):
             self.client_cursors[client][pkey] = (key, handle)
             self.tokens[(key, handle)] = new_token
             self.broadcast(others, {"type": "cursorAdded", "cursor": cursor})
-            self.replica.add(cursor)
+            present(self.replica).add(cursor)

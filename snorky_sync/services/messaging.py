@@ -25,7 +25,7 @@ from typing import Any
 from ..brokers.base import BrokerUnavailable
 from ..metrics import counters
 from .base import RPCError, RPCService, rpc_command
-from .replica import Replica
+from .replica import Replica, present
 
 __all__ = ["MessagingService"]
 
@@ -162,7 +162,7 @@ class MessagingService(RPCService):
         if target is not None:
             self.send_message_to(target, msg)
         elif dest in self.remote:
-            self.replica.publish({"op": "msg", "d": dest, "m": msg})
+            present(self.replica).publish({"op": "msg", "d": dest, "m": msg})
         else:
             return False
         return True
@@ -187,7 +187,7 @@ class MessagingService(RPCService):
             for name in list(self.names_by_client.get(client, ())):
                 released.extend(self._forget(client, name))
         if released:
-            self.broker.release(released)
+            self.cluster.release(released)
 
     # -- replication (Replica calls these under self.lock) -----------------------------
     @staticmethod
@@ -218,12 +218,12 @@ class MessagingService(RPCService):
         with self.lock:
             for name, token in self.tokens.items():
                 if not token:
-                    self.tokens[name] = self.broker.new_claim_token()
+                    self.tokens[name] = self.cluster.new_claim_token()
             pairs = [(name, token) for name, token in self.tokens.items()]
         if not pairs:
             return
         try:
-            results = self.broker.claim_many([(self._claim_key(n), t) for n, t in pairs])
+            results = self.cluster.claim_many([(self._claim_key(n), t) for n, t in pairs])
         except BrokerUnavailable:
             return  # the next reconnect tries again
         with self.lock:

@@ -38,7 +38,7 @@ from .. import wire
 from ..brokers.base import PeerListener
 from ..metrics import counters
 
-__all__ = ["Replica"]
+__all__ = ["Replica", "present"]
 
 
 class Replica(PeerListener):
@@ -162,3 +162,10 @@ class Replica(PeerListener):
             was = old.get(key)
             if was != fact:
                 service.remote_set(origin, key, fact, was)
+
+
+def present(replica: Replica | None) -> Replica:
+    """``replica``, on the paths that only run in cluster mode (an error otherwise)."""
+    if replica is None:
+        raise RuntimeError("no replica: this path runs only with a distributed broker")
+    return replica
