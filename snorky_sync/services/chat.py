@@ -242,7 +242,7 @@ class ChatService(RPCService):
                     self.replica.publish({"op": "msg", "c": channel, "m": msg})
                 return None
             head = _history.envelope_head(self.name, msg)
-            if not history.distributed:
+            if isinstance(history, _history.LocalHistory):
                 _, _, env = history.append(key, head)
                 self.broadcast_frame(self.channels[key].clients(), wire.frame_text(env))
                 return None
@@ -324,7 +324,9 @@ class ChatService(RPCService):
     def remote_del(self, origin: str, key: tuple, fact: list, event) -> None:
         ckey, ikey = key
         chan = self.channels.get(ckey)
-        entry = chan.remote.get(ikey) if chan is not None else None
+        if chan is None:
+            return
+        entry = chan.remote.get(ikey)
         if entry is None:
             return
         entry[1].pop(origin, None)

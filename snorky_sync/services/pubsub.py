@@ -81,7 +81,7 @@ class PubSubService(RPCService):
         if history is not None:
             head = _history.envelope_head(self.name, {"type": "message", "channel": channel,
                                                       "message": message})
-            if history.distributed:
+            if isinstance(history, _history.RedisHistory):
                 try:
                     history.append(key, head)  # published by Redis, in offset order
                 except BrokerUnavailable:
@@ -126,7 +126,7 @@ class PubSubService(RPCService):
                 self._add(client, self._key(channel))
             return None
         key = self._key(channel)
-        if not self.history.distributed:
+        if isinstance(self.history, _history.LocalHistory):
             with self.lock:  # publishes take the lock too: nothing slips between
                 self._add(client, key)
                 current, epoch, entries = self.history.read(key)
@@ -204,8 +204,9 @@ class PubSubService(RPCService):
     def client_disconnected(self, client) -> None:
         with self.lock:
             mine = self.subscriptions.get(client)
-            for key in list(mine or ()):
-                self._drop(client, key, mine)
+            if mine:
+                for key in list(mine):
+                    self._drop(client, key, mine)
             self.gate.forget_client(client)
 
 

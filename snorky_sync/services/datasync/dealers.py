@@ -38,7 +38,7 @@ from .filters import (
     get_field,
     orderable_types,
 )
-from .subscriptions import SubscriptionItem
+from .subscriptions import Subscription, SubscriptionItem
 
 __all__ = ["BadQuery", "Dealer", "BroadcastDealer", "SimpleDealer", "FilterDealer",
            # Snorky 0.1's filter functions, on the compiled filters of .filters
@@ -49,6 +49,13 @@ __all__ = ["BadQuery", "Dealer", "BroadcastDealer", "SimpleDealer", "FilterDeale
 log = logging.getLogger("snorky_sync.services.datasync")
 _warn = RateLimitedLogger(log)
 _json_key = wire.json_key
+
+
+def _subscription_of(item: SubscriptionItem) -> Subscription:
+    sub = item.subscription
+    if sub is None:  # items reach dealers only through a Subscription
+        raise RuntimeError(f"{item!r} belongs to no subscription")
+    return sub
 
 
 class BadQuery(ValueError):
@@ -98,23 +105,23 @@ class Dealer(abc.ABC):
         """
         if delta["type"] != "update":
             for item in list(self.get_subscription_items_for_model(delta["data"])):
-                item.subscription.deliver_delta(delta)
+                _subscription_of(item).deliver_delta(delta)
             return
         old = dict.fromkeys(self.get_subscription_items_for_model(delta["oldData"]))
         new = dict.fromkeys(self.get_subscription_items_for_model(delta["newData"]))
         insertion = deletion = None
         for item in new:
             if item in old:
-                item.subscription.deliver_delta(delta)
+                _subscription_of(item).deliver_delta(delta)
             else:
                 if insertion is None:
                     insertion = insertion_delta(delta["model"], delta["newData"])
-                item.subscription.deliver_delta(insertion)
+                _subscription_of(item).deliver_delta(insertion)
         for item in old:
             if item not in new:
                 if deletion is None:
                     deletion = deletion_delta(delta["model"], delta["oldData"])
-                item.subscription.deliver_delta(deletion)
+                _subscription_of(item).deliver_delta(deletion)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} name={self.name!r} model={getattr(self, 'model', None)!r}>"

@@ -8,6 +8,13 @@ from ..subscriptions import Subscription, new_token
 __all__ = ["SubscriptionManager"]
 
 
+def _token(subscription: Subscription) -> str:
+    token = subscription.token
+    if token is None:  # registered subscriptions always have one
+        raise RuntimeError(f"{subscription!r} has no token (it was never registered)")
+    return token
+
+
 class SubscriptionManager:
     """Subscriptions by token (``subscriptions_by_token``: every live one),
     the pending ones (``pending``: not acquired yet) and by client
@@ -39,7 +46,7 @@ class SubscriptionManager:
 
     def unregister_subscription(self, subscription: Subscription) -> None:
         """Forget ``subscription`` (unlink it from its client first)."""
-        token = subscription.token
+        token = _token(subscription)
         del self.subscriptions_by_token[token]
         self.pending.pop(token, None)
 
@@ -50,8 +57,9 @@ class SubscriptionManager:
     def link_subscription_to_client(self, subscription: Subscription, client) -> list:
         """``client`` acquired ``subscription``; returns the deltas it had buffered."""
         buffered = subscription.got_client(client)
-        del self.pending[subscription.token]
-        self.subscriptions_by_client.setdefault(client, {})[subscription.token] = subscription
+        token = _token(subscription)
+        del self.pending[token]
+        self.subscriptions_by_client.setdefault(client, {})[token] = subscription
         return buffered
 
     def unlink_subscription_from_client(self, subscription: Subscription) -> None:
@@ -59,7 +67,7 @@ class SubscriptionManager:
         client = subscription.client
         mine = self.subscriptions_by_client.get(client)
         if mine is not None:
-            mine.pop(subscription.token, None)
+            mine.pop(_token(subscription), None)
             if not mine:
                 del self.subscriptions_by_client[client]
         subscription.lost_client()
