@@ -38,7 +38,7 @@ def uses_cookies(hook: Callable[[Any], Any]) -> Callable[[Any], Any]:
     would otherwise connect as your logged-in user) unless ``allowed_origins``
     lists them.  Usable as a decorator; returns the hook.
     """
-    hook.snorky_uses_cookies = True
+    setattr(hook, "snorky_uses_cookies", True)  # noqa: B010 (an attribute on a function)
     return hook
 
 
@@ -85,7 +85,7 @@ class ConnectionTokens:
     def verify(self, token: str) -> Any:
         """The identity in ``token``; raises :class:`Reject` if invalid or expired."""
         try:
-            data = self.serializer.loads(token, max_age=self.max_age)
+            data = self.serializer.loads(token, max_age=self.max_age)  # type: ignore[arg-type]  # seconds, float is fine
         except SignatureExpired:
             raise Reject(401, "Token expired") from None
         except BadSignature:

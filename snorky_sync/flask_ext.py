@@ -35,7 +35,7 @@ class Snorky:
 
     def __init__(self, app=None, settings: Settings | None = None) -> None:
         self.settings = s = settings or Settings.from_env()
-        self.app = None
+        self.app: Any = None  # the Flask app, once attached
         # one bucket for every endpoint of this extension (the process's rate)
         self.connect_rate = ConnectRate(s.connect_rate, s.connect_burst, s.connect_rate_per_ip,
                                         s.connect_burst_per_ip, s.trusted_proxies)
@@ -64,6 +64,7 @@ class Snorky:
             self._add(*route)
 
     def _add(self, path, endpoint, view, methods, websocket, options=None) -> None:
+        assert self.app is not None  # routes are added once an app is attached
         self.app.add_url_rule(path, endpoint=endpoint, view_func=view,
                               methods=methods, websocket=websocket, **(options or {}))
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field, fields
+from typing import Any
 
 __all__ = ["Settings", "MIN_API_KEY_LENGTH"]
 
@@ -85,7 +86,7 @@ class Settings:
     def from_env(cls, environ: dict | None = None) -> Settings:
         """Read ``SNORKY_<NAME>`` for every field; unset ones keep the default."""
         env = os.environ if environ is None else environ
-        values = {}
+        values: dict[str, Any] = {}
         for f in fields(cls):
             if f.name.startswith("_"):
                 continue

@@ -107,7 +107,7 @@ class LocalTransport:
         from ..endpoints.backend_http import answer_envelope
 
         name = message.get("service")
-        if name not in self.registry:
+        if not isinstance(name, str) or name not in self.registry:
             raise SnorkyTransportError(f"Unknown service: {name!r}", 404)
         answer = answer_envelope(self.registry, message, "local (backend)", timeout=self.timeout)
         if answer is None:

@@ -41,7 +41,7 @@ def init_todos(app, bp, backend, datasync, database_url: str) -> None:
     db = SQLAlchemy(app)
 
     @subscribable(model=MODEL)
-    class Todo(db.Model):
+    class Todo(db.Model):  # type: ignore[name-defined]  # Flask-SQLAlchemy's per-app base
         __tablename__ = "snorky_demo_todos"
         id = db.Column(db.Integer, primary_key=True)
         title = db.Column(db.String(MAX_TITLE), nullable=False)

@@ -108,9 +108,15 @@ class LocalHistory:
             stream = self.streams[key] = _Stream(self.size)
         return stream
 
+    def _stream_now(self, key) -> _Stream:
+        """The live stream of ``key``, created if need be."""
+        stream = self._stream(key, True)
+        assert stream is not None  # created above
+        return stream
+
     def append(self, key, head: bytes) -> tuple[int, str, bytes]:
         """Give the next message of ``key`` its offset; returns (offset, epoch, envelope)."""
-        stream = self._stream(key, True)
+        stream = self._stream_now(key)
         stream.offset += 1
         stream.touched = time.monotonic()
         env = finish_envelope(head, stream.offset, stream.epoch)
@@ -120,7 +126,7 @@ class LocalHistory:
     def read(self, key) -> tuple[int, str, list[tuple[int, bytes]]]:
         """(current offset, epoch, entries) of ``key``; a channel without history
         gets its epoch now (so a later ``since`` with it stays recoverable)."""
-        stream = self._stream(key, True)
+        stream = self._stream_now(key)
         return stream.offset, stream.epoch, list(stream.entries)
 
     def recent(self, key, n: int) -> list[tuple[int, bytes]]:

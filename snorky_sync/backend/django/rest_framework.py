@@ -18,6 +18,7 @@ between the list and the subscription.
 from __future__ import annotations
 
 from functools import wraps
+from typing import Any
 
 from rest_framework import generics, mixins
 
@@ -29,6 +30,9 @@ __all__ = ["SubscribeModelMixin", "ListSubscribeModelMixin", "ListSubscribeAPIVi
 
 class SubscribeModelMixin:
     """What a subscription of this view is made of: ``dealer`` and ``dealer_query``."""
+
+    request: Any  # set by Django REST framework's view
+    queryset: Any  # the view's (GenericAPIView's) queryset
 
     dealer = None
     """The dealer name; default: the model's class name."""

@@ -76,7 +76,7 @@ class DataSyncService(RPCService):
         self.subscriptions = self.sm.subscriptions_by_token     # token -> every live subscription
         self.pending = self.sm.pending                          # token -> not yet acquired
         self.subscriptions_by_client = self.sm.subscriptions_by_client
-        self._outbox: dict[int, tuple[dict, list]] | None = None
+        self._outbox: dict[int, tuple[dict, list, list]] | None = None
         # a subclass overriding deliver_delta (as 0.1 allowed) gets one call per
         # client and delta instead of the encode-once batch
         self._deliver_overridden = type(self).deliver_delta is not DataSyncService.deliver_delta
@@ -146,7 +146,7 @@ class DataSyncService(RPCService):
                             "items": [{"dealer": d, "query": q} for d, q in pairs]})
             # The token must reach Redis before the web app has it: deltas it
             # publishes next (through any process) are then ordered after it.
-            self.broker.flush()
+            self.cluster.flush()
         return token
 
     def _parse_items(self, items) -> list[tuple[str, Any]]:
@@ -203,7 +203,7 @@ class DataSyncService(RPCService):
             # been delivered here: an acquisition made right after the
             # answer (on this process or another) then sees these deltas
             # among its buffered ones, never after its response.
-            if not self.broker.barrier(self.DELTAS_CONFIRM_WAIT):
+            if not self.cluster.barrier(self.DELTAS_CONFIRM_WAIT):
                 counters["datasync_deltas_unconfirmed"] += 1
                 log.error("%s: %d deltas not confirmed by the broker within %ss",
                           self.name, len(checked), self.DELTAS_CONFIRM_WAIT)
@@ -235,7 +235,7 @@ class DataSyncService(RPCService):
 
     def _announce(self, event: dict) -> None:
         event["from"] = self._origin
-        self.broker.publish(f"datasync:{self.name}", wire.encode(event))
+        self.cluster.publish(f"datasync:{self.name}", wire.encode(event))
 
     def _on_broker_message(self, data: bytes) -> None:
         event = wire.decode(data)
@@ -267,7 +267,8 @@ class DataSyncService(RPCService):
     def _deliver(self, delta: dict) -> None:
         # Dealers call Subscription.deliver_delta -> send_delta, which collects
         # the recipients of each outgoing delta so that it is encoded once.
-        self._outbox = outbox = {}
+        outbox: dict[int, tuple[dict, list, list]] = {}
+        self._outbox = outbox
         try:
             for dealer in self.dm.get_dealers_for_model_class(delta["model"]):
                 try:
@@ -280,7 +281,7 @@ class DataSyncService(RPCService):
             self._outbox = None
         resumable = self._resumable
         for out, clients, subs in outbox.values():
-            msg = {"type": "delta", "delta": out}
+            msg: dict[str, Any] = {"type": "delta", "delta": out}
             if resumable:
                 self._seq += 1
                 msg["seq"] = self._seq
@@ -401,7 +402,7 @@ class DataSyncService(RPCService):
         sub.detached = False
         sub.client = client
         self.subscriptions_by_client.setdefault(client, {})[sub.token] = sub
-        for seq, delta in sub.recent:
+        for seq, delta in sub.recent or ():
             if seq > since:
                 self.send_message_to(client, {"type": "delta", "delta": delta, "seq": seq})
         counters["datasync_resumptions"] += 1

@@ -10,6 +10,7 @@ it.  All methods are called under the owning service's lock.
 """
 from __future__ import annotations
 
+import collections
 import secrets
 import string
 from collections.abc import Iterable
@@ -58,19 +59,19 @@ class Subscription:
 
     def __init__(self, items: Iterable[SubscriptionItem], service: DataSyncService,
                  token: str | None = None) -> None:
-        self.token = token
+        self.token: Any = token  # a str once registered (SubscriptionManager)
         self.client = None
         self.service = service
         self.items = list(items)
         for item in self.items:
             item.subscription = self
         self.buffer: list[dict] = []
-        self.timer = None  # the expiry timer's handle (snorky_sync.timeout)
+        self.timer: Any = None  # the expiry timer's handle (snorky_sync.timeout)
         self.active = True
         # resumable subscriptions (DataSyncService(resume_window=...)): the last
         # deltas sent as (seq, delta), the newest seq pushed out of them, and
         # whether its connection is gone (within the resume window)
-        self.recent = None
+        self.recent: collections.deque[tuple[int, dict]] | None = None
         self.evicted = 0
         self.detached = False
 
