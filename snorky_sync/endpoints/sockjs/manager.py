@@ -34,7 +34,7 @@ class SessionManager:
         self.sessions: dict[str, SockJSSession] = {}
         self._ident_keys: dict[SockJSSession, Any] = {}
         self._sweeper: gevent.Greenlet | None = None
-        self.relay = None  # a Relay when sessions are shared with other processes
+        self.relay: Any = None  # a Relay when sessions are shared with other processes
 
     def get(self, sid: str) -> SockJSSession | None:
         return self.sessions.get(sid)

@@ -105,7 +105,7 @@ class Relay:
         self.topic = self.topic_of(broker.origin.hex())
         self.waiting: dict[int, _RemoteSource] = {}   # our requests served by an owner
         self.remote: dict[tuple[str, int], _RemoteReceiver] = {}  # others' requests we serve
-        self.sends: dict[int, list] = {}
+        self.sends: dict[int, gevent.event.AsyncResult] = {}
         self.owners: dict[str, tuple[str, float]] = {}
         broker.subscribe(self.topic, self._on_message)
 
@@ -201,15 +201,15 @@ class Relay:
             session.attach(receiver)
         elif op in ("ready", "detach"):
             key = (msg["reply"], rid)
-            receiver = self.remote.get(key)
-            if receiver is None:
+            known = self.remote.get(key)
+            if known is None:
                 return
             if op == "ready":
-                receiver.ready = True
-                receiver.session.receiver_ready(receiver)
+                known.ready = True
+                known.session.receiver_ready(known)
             else:
                 del self.remote[key]
-                receiver.session.detach(receiver, msg["aborted"])
+                known.session.detach(known, msg["aborted"])
         elif op == "send":
             counters["sockjs_relayed_in"] += 1
             gevent.spawn(self._serve_send, msg)

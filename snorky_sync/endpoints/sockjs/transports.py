@@ -87,14 +87,17 @@ class LocalReceiver:
         self.event.clear()
 
     def _readable(self) -> None:
+        raw, watcher = self.raw, self.watcher
+        if raw is None or watcher is None:
+            return
         try:
-            data = self.raw.recv(1, _MSG_PEEK)
+            data = raw.recv(1, _MSG_PEEK)
         except BlockingIOError:
             return
         except OSError:
             data = b""
         if data:  # the client sent something (pipelining): only a write can tell now
-            self.watcher.stop()
+            watcher.stop()
             self.raw = None
             return
         self.aborted = True

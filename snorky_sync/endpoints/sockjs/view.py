@@ -199,6 +199,7 @@ def make_sockjs_view(target, opts: SockJSOptions, name: str) -> tuple[Callable[.
                 source = manager.create(sid, transport, _remote_address(environ), identity, token)
         if environ.get("SERVER_PROTOCOL") == "HTTP/1.0":
             headers.append(("Connection", "close"))  # no length, no chunks: the close ends the body
+        assert wrap is not None  # every receiving transport has a wrapper
         receiver = LocalReceiver(transport, wrap, limit, request_socket(environ), timeout)
         return Response(stream(receiver, source, prelude), headers=headers,
                         content_type=content_type, direct_passthrough=True)
@@ -246,9 +247,9 @@ def make_sockjs_view(target, opts: SockJSOptions, name: str) -> tuple[Callable[.
         rest = environ.get("PATH_INFO", "")[prefix_len:]
         kind, sid = protocol.parse_path(rest[1:] if rest.startswith("/") else rest)
         req_method = environ.get("REQUEST_METHOD")
-        if kind in protocol.RECEIVERS:
+        if kind in protocol.RECEIVERS and sid is not None:
             return receive(environ, kind, sid)
-        if kind in protocol.SENDERS:
+        if kind in protocol.SENDERS and sid is not None:
             return send(environ, kind, sid)
         if kind == "websocket":
             return websocket(environ, False)
