@@ -106,7 +106,7 @@ def configure(memory_budget: int | None = None, write_timeout: float | None = No
 
 def outbound_bytes() -> int:
     """Bytes owed to this process's connections now (queued and being written)."""
-    return sum(c._queued_bytes + c._inflight for c in list(_all))
+    return sum(c.owed_bytes() for c in list(_all))
 
 
 def _keep_budget() -> None:
@@ -116,7 +116,7 @@ def _keep_budget() -> None:
         owing = []
         total = 0
         for c in list(_all):
-            owed = c._queued_bytes + c._inflight
+            owed = c.owed_bytes()
             if owed:
                 total += owed
                 owing.append((owed, c.id, c))
@@ -162,7 +162,6 @@ def _schedule(client: Client) -> None:
 
 class _Stalled(OSError):
     """The peer accepted nothing for ``write_timeout`` seconds."""
-
 
 
 class Client:

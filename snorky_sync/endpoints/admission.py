@@ -18,14 +18,19 @@ trusted proxy.
 """
 from __future__ import annotations
 
+import logging
 import math
 import random
 import time
 from collections.abc import Sequence
 
+from ..logs import RateLimitedLogger
+from ..metrics import counters
+
 __all__ = ["ConnectRate", "client_address"]
 
 _monotonic = time.monotonic
+_warn = RateLimitedLogger(logging.getLogger("snorky_sync.websocket"))
 _MAX_ADDRESSES = 100_000  # per-address buckets kept; beyond this the full ones are dropped
 
 
@@ -89,6 +94,17 @@ class ConnectRate:
         if bucket is not None:
             bucket[0] -= 1.0
         return None
+
+    def refuse(self, environ) -> int | None:
+        """:meth:`admit` for a new connection (WebSocket or SockJS session):
+        None to go on, else the ``Retry-After`` seconds, the refusal counted
+        (``connections_refused_rate``) and logged."""
+        retry = self.admit(environ)
+        if retry is not None:
+            counters["connections_refused_rate"] += 1
+            _warn.warning("connect-rate", "connection rate limit: refusing %s (retry after %ss)",
+                          environ.get("REMOTE_ADDR", "-"), retry)
+        return retry
 
     def _crowd_wait(self, now: float, rate: float) -> float:
         """Seconds the bucket needs for everyone refused lately (and this one)."""

@@ -25,7 +25,7 @@ import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import gevent
 import gevent.event
@@ -259,11 +259,8 @@ def make_websocket_view(registry, opts: WebSocketOptions, client_class: type[Cli
         environ = request.environ
         adopted = environ.get("wsgi.websocket")
         if admission is not None:
-            retry = admission.admit(environ)
+            retry = admission.refuse(environ)
             if retry is not None:
-                counters["connections_refused_rate"] += 1
-                _warn.warning("connect-rate", "connection rate limit: refusing %s (retry after %ss)",
-                              environ.get("REMOTE_ADDR", "-"), retry)
                 if adopted is not None:  # already upgraded: 1013 Try Again Later
                     _refuse_after_upgrade(adopted.handler.socket, _remote_address(environ),
                                           Reject(503, "Try again later"), 1013)
@@ -448,7 +445,7 @@ def _read_loop(process, opts: WebSocketOptions, client: Client, sock, proto: Pro
         client.seen = True
         counters["bytes_in"] += len(data)
         proto.receive_data(data)
-        events = proto.events_received()
+        events: list[Frame] = proto.events_received()  # type: ignore[assignment]  # open: frames only
         if rate and events:
             now = _monotonic()
             tokens = min(burst, tokens + (now - last) * rate) - len(events)
@@ -458,7 +455,7 @@ def _read_loop(process, opts: WebSocketOptions, client: Client, sock, proto: Pro
                 _warn.warning("rate-limit", "closing %s (#%d): more than %s messages/s (burst %s)",
                               client.remote_address, client.id, rate, burst)
                 client.close(1008, "Rate limit exceeded")
-        for frame in cast("list[Frame]", events):  # a server protocol once open yields frames only
+        for frame in events:
             op = frame.opcode
             if client._closing and op is not _CLOSE:
                 continue  # closing: the peer's remaining frames are not processed

@@ -181,9 +181,8 @@ def make_sockjs_view(target, opts: SockJSOptions, name: str) -> tuple[Callable[.
                 timeout = opts.heartbeat * 2 + 5
             else:
                 admission = opts.connect_rate
-                retry = admission.admit(environ) if admission is not None else None
+                retry = admission.refuse(environ) if admission is not None else None
                 if retry is not None:  # a new session counts as a new connection
-                    counters["connections_refused_rate"] += 1
                     if relay is not None:
                         relay.release(sid, token)
                     return _text("Too many new connections", 503,
