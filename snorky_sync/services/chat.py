@@ -173,18 +173,12 @@ class ChatService(RPCService):
             answer["offset"] = _history.send_newer(req.client, held, current, self.gate, key)
         return answer
 
-    def _replay(self, client, answer: dict, since, recent, current: int, epoch: str, entries) -> None:
-        answer["offset"], answer["epoch"] = current, epoch
-        if since is not None:
-            missed = _history.recoverable_entries(entries, current, epoch, since)
-            answer["recovered"] = missed is not None
-            counters["chat_recoveries" if missed is not None else "chat_recoveries_failed"] += 1
-        elif recent:
-            missed = entries[-recent:]
-        else:
-            missed = None
-        for frame in _history.frames(missed or ()):
-            client.send_frame(frame)
+    @staticmethod
+    def _replay(client, answer: dict, since, recent, current: int, epoch: str, entries) -> None:
+        if since is None and recent:  # a page opening the room: its last lines
+            for frame in _history.frames(entries[-recent:]):
+                client.send_frame(frame)
+        answer.update(_history.replay(client, since, current, epoch, entries, "chat"))
 
     def _deliver_history(self, data: bytes) -> None:
         """A chat message with history, from Redis (every process's, ours included)."""
@@ -193,8 +187,7 @@ class ChatService(RPCService):
         with self.lock:
             chan = self.channels.get(key)
             if chan is not None:
-                clients = list(chan.clients())
-                self.broadcast_frame(self.gate.recipients(key, offset, frame, clients), frame)
+                self.broadcast_frame(self.gate.recipients(key, offset, frame, chan.clients()), frame)
 
     def _join(self, req, channel):
         client = req.client

@@ -34,11 +34,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from .. import wire
+from ..metrics import counters
 
-__all__ = ["LocalHistory", "RedisHistory", "LiveGate", "Position", "envelope_head",
-           "recoverable_entries"]
-
-Position = tuple  # (offset: int, epoch: str)
+__all__ = ["LocalHistory", "RedisHistory", "LiveGate", "envelope_head", "recoverable_entries"]
 
 
 def new_epoch() -> str:
@@ -129,12 +127,6 @@ class LocalHistory:
         stream = self._stream_now(key)
         return stream.offset, stream.epoch, list(stream.entries)
 
-    def recent(self, key, n: int) -> list[tuple[int, bytes]]:
-        stream = self._stream(key, False)
-        if stream is None or n <= 0:
-            return []
-        return list(stream.entries)[-n:]
-
 
 # KEYS: entries list, meta hash
 # ARGV: epoch candidate, size, ttl ms, envelope head, redis channel, routed prefix
@@ -194,8 +186,8 @@ class RedisHistory:
         self._append = client.register_script(_APPEND)
         self._read = client.register_script(_READ)
 
-    def _keys(self, key) -> list[str]:
-        digest = hashlib.sha1(wire.key_to_bytes(key)).hexdigest()
+    def _keys(self, key_bytes: bytes) -> list[str]:
+        digest = hashlib.sha1(key_bytes).hexdigest()
         return [self.namespace + digest, self.namespace + digest + ":m"]
 
     def _call(self, script, keys, args):
@@ -207,33 +199,53 @@ class RedisHistory:
             raise BrokerUnavailable(str(exc)) from exc
 
     def append(self, key, head: bytes) -> tuple[int, str]:
-        """Append and publish (to every process, in offset order); returns (offset, epoch)."""
-        kb = wire.key_to_bytes(key)
-        prefix = self.broker.origin + len(kb).to_bytes(4, "big") + kb
-        offset, epoch = self._call(self._append, self._keys(key),
-                                   [new_epoch(), self.size, self.ttl_ms, head, self.channel, prefix])
-        return int(offset), epoch.decode() if isinstance(epoch, bytes) else epoch
+        """Append and publish (to every process, in offset order); returns (offset, epoch).
+
+        What is published is ``wire.pack_routed(key, b"<offset> " + envelope)``
+        behind this process's origin, as the broker publishes."""
+        routed = wire.pack_routed(key, b"")
+        offset, epoch = self._call(self._append, self._keys(routed[4:]),
+                                   [new_epoch(), self.size, self.ttl_ms, head, self.channel,
+                                    self.broker.origin + routed])
+        return int(offset), _text(epoch)
 
     def read(self, key) -> tuple[int, str, list[tuple[int, bytes]]]:
-        epoch, offset, raw = self._call(self._read, self._keys(key), [new_epoch(), self.ttl_ms])
-        entries = []
-        for item in raw:
-            n, _, env = bytes(item).partition(b" ")
-            entries.append((int(n), env))
-        return int(offset), epoch.decode() if isinstance(epoch, bytes) else epoch, entries
-
-    def recent(self, key, n: int) -> list[tuple[int, bytes]]:
-        if n <= 0:
-            return []
-        return self.read(key)[2][-n:]
+        epoch, offset, raw = self._call(self._read, self._keys(wire.key_to_bytes(key)),
+                                        [new_epoch(), self.ttl_ms])
+        return int(offset), _text(epoch), [_numbered(item) for item in raw]
 
     @staticmethod
     def unpack(data: bytes) -> tuple[Any, int, bytes]:
         """A published message: (channel key, offset, envelope)."""
-        n = int.from_bytes(data[:4], "big")
-        key = wire.key_from_bytes(data[4:4 + n])
-        num, _, env = bytes(data[4 + n:]).partition(b" ")
-        return key, int(num), env
+        key, rest = wire.unpack_routed(data)
+        offset, env = _numbered(rest)
+        return key, offset, env
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _numbered(item: bytes) -> tuple[int, bytes]:
+    """``b"<offset> <envelope>"`` (how the scripts store and publish) -> (offset, envelope)."""
+    num, _, env = bytes(item).partition(b" ")
+    return int(num), env
+
+
+def replay(client, since: Any, current: int, epoch: str, entries: list[tuple[int, bytes]],
+           counter: str) -> dict:
+    """The position part of a subscribe/join answer: ``{"offset", "epoch"}``, and
+    with ``since`` the entries after it sent to ``client`` first and
+    ``"recovered"`` (counted as ``<counter>_recoveries`` / ``_recoveries_failed``)."""
+    answer: dict[str, Any] = {"offset": current, "epoch": epoch}
+    if since is None:
+        return answer
+    missed = recoverable_entries(entries, current, epoch, since)
+    answer["recovered"] = missed is not None
+    counters[f"{counter}_recoveries" if missed is not None else f"{counter}_recoveries_failed"] += 1
+    for frame in frames(missed or ()):
+        client.send_frame(frame)
+    return answer
 
 
 def send_newer(client, held: list, current: int, gate: LiveGate, key) -> int:

@@ -130,7 +130,7 @@ class PubSubService(RPCService):
             with self.lock:  # publishes take the lock too: nothing slips between
                 self._add(client, key)
                 current, epoch, entries = self.history.read(key)
-                return self._replay(client, since, current, epoch, entries)
+                return _history.replay(client, since, current, epoch, entries, "pubsub")
         with self.lock:
             self._add(client, key)
             self.gate.hold(key, client)
@@ -147,21 +147,9 @@ class PubSubService(RPCService):
             held = self.gate.release(key, client)
             if held is None:  # the client left meanwhile
                 raise RPCError("Not subscribed")
-            answer = self._replay(client, since, current, epoch, entries)
+            answer = _history.replay(client, since, current, epoch, entries, "pubsub")
             answer["offset"] = _history.send_newer(client, held, current, self.gate, key)
             return answer
-
-    def _replay(self, client, since, current: int, epoch: str, entries) -> dict:
-        if since is None:
-            return {"offset": current, "epoch": epoch}
-        missed = _history.recoverable_entries(entries, current, epoch, since)
-        if missed is None:
-            counters["pubsub_recoveries_failed"] += 1
-            return {"recovered": False, "offset": current, "epoch": epoch}
-        for frame in _history.frames(missed):
-            client.send_frame(frame)
-        counters["pubsub_recoveries"] += 1
-        return {"recovered": True, "offset": current, "epoch": epoch}
 
     def _add(self, client, key) -> None:
         mine = self.subscriptions.get(client)
