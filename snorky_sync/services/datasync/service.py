@@ -80,6 +80,8 @@ class DataSyncService(RPCService):
         # a subclass overriding deliver_delta (as 0.1 allowed) gets one call per
         # client and delta instead of the encode-once batch
         self._deliver_overridden = type(self).deliver_delta is not DataSyncService.deliver_delta
+        # resumable subscriptions need seq in the frames: not with a deliver_delta override
+        self._resumable = self.resume_window > 0 and not self._deliver_overridden
         if isinstance(dealers, (str, bytes, dict)) or not hasattr(dealers, "__iter__"):
             raise TypeError(f"DataSyncService(name, dealers): dealers is a list of Dealer classes "
                             f"or instances, got {type(dealers).__name__}")
@@ -293,10 +295,6 @@ class DataSyncService(RPCService):
             elif clients:
                 self.broadcast(clients, msg)
 
-    @property
-    def _resumable(self) -> bool:
-        return self.resume_window > 0 and not self._deliver_overridden
-
     # -- delivery, called by subscriptions --------------------------------------
     def send_delta(self, client, delta: dict, subscription: Subscription | None = None) -> None:
         """Queue ``delta`` for ``client`` (batched while a publish is delivering).
@@ -311,12 +309,13 @@ class DataSyncService(RPCService):
             elif client is not None:
                 self.deliver_delta(client, delta)
             return
+        keep = subscription is not None and self._resumable  # to remember what it was sent
         entry = outbox.get(id(delta))
         if entry is None:
-            outbox[id(delta)] = (delta, [client], [subscription] if subscription is not None else [])
+            outbox[id(delta)] = (delta, [client], [subscription] if keep else [])
         else:
             entry[1].append(client)
-            if subscription is not None:
+            if keep:
                 entry[2].append(subscription)
 
     def deliver_delta(self, client, delta: dict) -> None:
