@@ -1090,30 +1090,31 @@
       // message published meanwhile was delivered (in order, once); false:
       // some are gone, reload the channel's state.
       this.recovered = new Snorky.Signal();
-      this.subscriptions = new ValueSet();  // channel -> {offset, epoch} (history) or undefined
+      this.subscriptions = new ValueSet();
+      this.positions = new Positions();
     },
 
     subscribe: function (params) {
       var subs = this.subscriptions;
+      var positions = this.positions;
       return this._callThen("subscribe", params, function (data) {
-        subs.add(params.channel, positionOf(data));
+        subs.add(params.channel);
+        positions.move(params.channel, positionOf(data));
       });
     },
 
     unsubscribe: function (params) {
       var subs = this.subscriptions;
-      return this._callThen("unsubscribe", params, function () { subs["delete"](params.channel); });
+      var positions = this.positions;
+      return this._callThen("unsubscribe", params, function () {
+        subs["delete"](params.channel);
+        positions["delete"](params.channel);
+      });
     },
 
     onNotification: function (message) {
       if (message.type === "message") {
-        if (typeof message.offset === "number" && this.subscriptions.has(message.channel)) {
-          var pos = this.subscriptions.get(message.channel);
-          if (pos && pos.epoch === message.epoch && message.offset <= pos.offset) {
-            return;  // already delivered (never expected from the server; kept safe)
-          }
-          this.subscriptions.add(message.channel, {offset: message.offset, epoch: message.epoch});
-        }
+        if (this.positions.seen(message)) { return; }  // already delivered
         this.messagePublished.dispatch(message);
         if (typeof this.onMessagePublished === "function") {
           Snorky.emitEvent(this.onMessagePublished.bind(this), message);
@@ -1124,24 +1125,7 @@
     },
 
     restore: function () {
-      var self = this;
-      var subs = this.subscriptions;
-      subs.values().forEach(function (channel) {
-        var pos = subs.get(channel);
-        var params = pos ? {channel: channel, since: pos} : {channel: channel};
-        self.rpcCall("subscribe", params).then(function (data) {
-          var now = positionOf(data);
-          var got = subs.get(channel);  // replayed messages moved it forward already
-          if (now) {
-            subs.add(channel, got && got.epoch === now.epoch && got.offset > now.offset ? got : now);
-          }
-          if (pos) { self.recovered.dispatch(channel, !!(data && data.recovered)); }
-        }, function (err) {
-          subs["delete"](channel);
-          logError("snorky: " + self.name + ": subscribe after reconnecting failed for",
-                   channel, err.message);
-        });
-      });
+      resumeChannels(this, this.subscriptions, "subscribe");
     }
   });
   Snorky.PubSub.addRPCMethods(["publish"]);
@@ -1153,6 +1137,50 @@
       return {offset: data.offset, epoch: data.epoch};
     }
     return undefined;
+  }
+
+  /* Where the page is in each channel of a service with history: the
+   * {offset, epoch} of the last message it got. */
+  function Positions() { this.known = new ValueSet(); }
+  Positions.prototype = {
+    get: function (channel) { return this.known.get(channel); },
+    "delete": function (channel) { this.known["delete"](channel); },
+    /* Forward only: an answer never moves it back past messages replayed before it. */
+    move: function (channel, pos) {
+      var got = this.known.get(channel);
+      if (pos && !(got && got.epoch === pos.epoch && got.offset > pos.offset)) {
+        this.known.add(channel, pos);
+      }
+    },
+    /* True for a message already delivered; else its offset becomes the position. */
+    seen: function (message) {
+      if (typeof message.offset !== "number") { return false; }
+      var got = this.known.get(message.channel);
+      if (got && got.epoch === message.epoch && message.offset <= got.offset) { return true; }
+      this.known.add(message.channel, {offset: message.offset, epoch: message.epoch});
+      return false;
+    }
+  };
+
+  /* After a reconnection: `command` again for every channel of `tracked`,
+   * from its position when known (then service.recovered(channel, true|false));
+   * `onAnswer(channel, data)` first.  A channel the server refuses is forgotten. */
+  function resumeChannels(service, tracked, command, onAnswer) {
+    var positions = service.positions;
+    tracked.values().forEach(function (channel) {
+      var pos = positions.get(channel);
+      var params = pos ? {channel: channel, since: pos} : {channel: channel};
+      service.rpcCall(command, params).then(function (data) {
+        if (onAnswer) { onAnswer(channel, data); }
+        positions.move(channel, positionOf(data));
+        if (pos) { service.recovered.dispatch(channel, !!(data && data.recovered)); }
+      }, function (err) {
+        tracked["delete"](channel);
+        positions["delete"](channel);
+        logError("snorky: " + service.name + ": " + command + " after reconnecting failed for",
+                 channel, err.message);
+      });
+    });
   }
 
   /* Chat --------------------------------------------------------------- */
@@ -1170,14 +1198,14 @@
       // meanwhile was replayed, false when some are gone.
       this.recovered = new Snorky.Signal();
       this.channels = new ValueSet();               // joined channel -> members array
-      this.positions = new ValueSet();              // joined channel -> {offset, epoch} (history)
+      this.positions = new Positions();             // where the page is in each channel (history)
     },
 
     join: function (params) {
       var self = this;
       return this._callThen("join", params, function (data) {
         self._joined(params.channel, data);
-        self._moveTo(params.channel, positionOf(data));
+        self.positions.move(params.channel, positionOf(data));
       });
     },
 
@@ -1190,12 +1218,6 @@
       });
     },
 
-    _moveTo: function (channel, pos) {
-      var got = this.positions.get(channel);
-      if (pos && !(got && got.epoch === pos.epoch && got.offset > pos.offset)) {
-        this.positions.add(channel, pos);
-      }
-    },
 
     _joined: function (channel, data) {
       var members = (data && data.members) || [];
@@ -1210,13 +1232,7 @@
 
     onNotification: function (message) {
       if (message.type === "message") {
-        if (typeof message.offset === "number") {
-          var pos = this.positions.get(message.channel);
-          if (pos && pos.epoch === message.epoch && message.offset <= pos.offset) {
-            return;  // already delivered
-          }
-          this.positions.add(message.channel, {offset: message.offset, epoch: message.epoch});
-        }
+        if (this.positions.seen(message)) { return; }  // already delivered
         this.messageReceived.dispatch(message);
       } else if (message.type === "presence") {
         var members = this.channels.get(message.channel);
@@ -1236,21 +1252,7 @@
     },
 
     restore: function () {
-      var self = this;
-      this.channels.values().forEach(function (channel) {
-        var pos = self.positions.get(channel);
-        var params = pos ? {channel: channel, since: pos} : {channel: channel};
-        self.rpcCall("join", params).then(function (data) {
-          self._joined(channel, data);
-          self._moveTo(channel, positionOf(data));
-          if (pos) { self.recovered.dispatch(channel, !!(data && data.recovered)); }
-        }, function (err) {
-          self.channels["delete"](channel);
-          self.positions["delete"](channel);
-          logError("snorky: " + self.name + ": join after reconnecting failed for",
-                   channel, err.message);
-        });
-      });
+      resumeChannels(this, this.channels, "join", this._joined.bind(this));
     }
   });
   Snorky.Chat.addRPCMethods(["send", "read"]);
