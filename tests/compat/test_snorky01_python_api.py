@@ -155,7 +155,7 @@ def test_rpc_service_as_01_declares_and_checks_it():
         @rpc_command
         @rpc_asynchronous
         def later(self, req):
-            gevent.spawn(req.reply, "done")
+            self.spawned = gevent.spawn(req.reply, "done")
 
         @rpc_command
         def fail(self, req):
@@ -174,7 +174,7 @@ def test_rpc_service_as_01_declares_and_checks_it():
     assert rpc(calc, client, "crash")["message"] == "Internal error"
     assert rpc(calc, client, "nothing")["message"] == "Unknown command"
     calc.process_message_from(client, {"command": "later", "params": {}, "callId": 7})
-    gevent.sleep(0)  # the spawned reply runs (one switch, no timing)
+    calc.spawned.join(timeout=5)  # the background reply has run
     assert client.pop_messages() == [{"type": "response", "callId": 7, "data": "done"}]
 
     req = Request(calc, client, {"command": "crash", "params": {}})

@@ -459,7 +459,7 @@ def test_acquiring_stops_the_expiry_timer():
     assert timer is not None and not timer.greenlet.dead and not timer.cancelled
     acquire(front, FakeClient(), token)
     assert timer.cancelled
-    gevent.sleep(0)  # let the kill land
+    timer.greenlet.join(timeout=5)  # the kill lands (a bounded wait for it)
     assert timer.greenlet.dead
     assert front.subscriptions[token].timer is None
     front.client_disconnected(next(iter(front.subscriptions_by_client)))
