@@ -16,3 +16,14 @@ def playwright_instance():
     from playwright.sync_api import sync_playwright
     with sync_playwright() as p:
         yield p
+
+
+@pytest.fixture(scope="module")
+def testapp_server():
+    """The integration test app (tests/integration/testapp.py) on the embedded
+    server, one per test module."""
+    from support.servers import ServerProcess
+
+    srv = ServerProcess("embedded", app="tests.integration.testapp:app")
+    yield srv
+    srv.stop()

@@ -12,17 +12,15 @@ from pathlib import Path
 import pytest
 import requests
 
-from support.servers import API_KEY, ServerProcess
+from support.servers import API_KEY
 
 PAGE = Path(__file__).resolve().parent / "snorky01_page.html"
 T = 15000  # ms: generous, the machine is shared
 
 
 @pytest.fixture(scope="module")
-def server():
-    srv = ServerProcess("embedded", app="tests.integration.testapp:app")
-    yield srv
-    srv.stop()
+def server(testapp_server):
+    return testapp_server
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import pytest
 
 from snorky_sync.backend import HTTPTransport, SnorkyBackend
 from support.postgres import fresh_database
-from support.servers import API_KEY, ROOT, ServerProcess
+from support.servers import API_KEY, ROOT
 from support.wsclient import SnorkyTestClient
 
 psycopg = pytest.importorskip("psycopg")
@@ -27,10 +27,8 @@ def dsn():
 
 
 @pytest.fixture(scope="module")
-def server():
-    srv = ServerProcess("embedded", app="tests.integration.testapp:app")
-    yield srv
-    srv.stop()
+def server(testapp_server):
+    return testapp_server
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from snorky_sync.backend import HTTPTransport, SnorkyBackend, SnorkyTransportError
 from snorky_sync.integrations.sqlalchemy import DeltaPublisher, subscribable
 from support.postgres import fresh_database
-from support.servers import API_KEY, ServerProcess
+from support.servers import API_KEY
 from support.wsclient import SnorkyTestClient
 
 class Base(DeclarativeBase):
@@ -39,10 +39,8 @@ class Untracked(Base):
 
 
 @pytest.fixture(scope="module")
-def server():
-    srv = ServerProcess("embedded", app="tests.integration.testapp:app")
-    yield srv
-    srv.stop()
+def server(testapp_server):
+    return testapp_server
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
