@@ -63,7 +63,7 @@ window.startLive = (url, transport) => {
     if (isReconnection) { snorky.services.pubsub.publish({channel: "live", message: "hello again"}); }
   });
   snorky.services.pubsub.messagePublished.add(function (m) { window.live.messages.push(m.message); });
-  snorky.services.pubsub.subscribe({channel: "live"});
+  snorky.services.pubsub.subscribe({channel: "live"}).then(function () { window.live.subscribed = true; });
 };
 </script></body></html>"""
 
@@ -127,7 +127,7 @@ def test_falls_back_to_sockjs_when_the_websocket_cannot_open(page, server, trans
 
 def test_reconnects_and_restores_over_sockjs_after_a_restart(page, server, port):
     page.evaluate("([u, t]) => startLive(u, t)", [server["srv"].url + "/sockjs", "xhr-polling"])
-    page.wait_for_function("window.live.opens === 1", timeout=T)
+    page.wait_for_function("window.live.opens === 1 && window.live.subscribed === true", timeout=T)
 
     def publish(text):
         answer = requests.post(server["srv"].url + "/backend", headers={"X-Backend-Key": API_KEY}, json={
@@ -135,7 +135,7 @@ def test_reconnects_and_restores_over_sockjs_after_a_restart(page, server, port)
                 "command": "publish", "params": {"channel": "live", "message": text}}}, timeout=10).json()
         assert answer["message"]["type"] == "response", answer
 
-    # the subscription is in place once a publish reaches the page
+    # the subscribe was answered: a publish now reaches the page
     publish("before")
     page.wait_for_function("window.live.messages.includes('before')", timeout=T)
     server["srv"].stop()
