@@ -21,6 +21,16 @@
  *   idle    N connections, K handshakes in flight; prints a "ready" line
  *           with handshakes/s, then holds them (answering pings) until a
  *           line or EOF on stdin, or --hold seconds.
+ *   cursors C clients join document --document D of the Cursors service
+ *           ("cursors"), each creates one cursor, then all move them, R
+ *           updateCursor/s each (default 30), staggered evenly, for --warmup
+ *           plus S seconds; each update carries its send time in its
+ *           position ({"x": µs, "y": seq}) and its callId, so each other
+ *           member's cursorUpdated and the sender's reply give a latency.
+ *           Counted are the updates sent after the warm-up: expected =
+ *           updates x (C - 1) notifications, lost = expected - received
+ *           within --drain seconds after the last update.  --tokens FILE:
+ *           line i is appended to client i's path as ?token= (its identity).
  *   storm   N clients that behave like snorky.js: a failed attempt (503,
  *           refused, reset) is retried after min(15 s, 500 ms * 2^n),
  *           half fixed, half random; a connection the server closes is
@@ -36,6 +46,7 @@
  *   --messages M --window W --rate R --size B --clients C --seconds S
  *   --warmup S --conns N --concurrency K --hold S --cpu-pids a,b,c
  *   --timeout S (bound on any phase) --duration D (fanout)
+ *   --tokens FILE --document D --drain S (cursors)
  * Every result has the server's CPU share (--cpu-pids) and the generator's,
  * and how long each waited runnable for a core (server_wait,
  * generator_wait: shares of the run; high on a busy shared machine).
@@ -60,7 +71,7 @@
 
 enum { P_SNORKY, P_SOCKETIO };
 enum { ST_FREE, ST_CONNECTING, ST_HS, ST_WS, ST_READY, ST_CLOSED };
-enum { R_SUB, R_PUB, R_RPC, R_IDLE };
+enum { R_SUB, R_PUB, R_RPC, R_IDLE, R_CUR };
 
 typedef struct conn {
     int fd, state, role, counted, attempts, heap_pos;
@@ -72,7 +83,10 @@ typedef struct conn {
     uint64_t received, last_seq, reordered, subscribed;
     uint64_t sent_ns, ack_id;
     int64_t outstanding;
+    char *cpath;   /* cursors: --path with this client's ?token=, or NULL for --path */
+    int cstage;    /* cursors: CS_* below */
 } conn;
+enum { CS_NONE, CS_JOINING, CS_JOINED, CS_CREATING, CS_CREATED };
 
 /* ---- settings ---- */
 static int proto = P_SNORKY, port = 0;
@@ -83,6 +97,8 @@ static double rate = 0, seconds = 5, warmup = 0.5, hold = 120, timeout_s = 60, d
 static int storm_mode = 0, honour_retry_after = 0;
 static uint64_t st_503, st_refused, st_reset, st_other, st_attempts, st_lost, st_retry_after_max;
 static uint64_t pub_stop_at = UINT64_MAX;  /* --duration: no publish starts after this */
+static const char *tokens_file = NULL, *document = "bench";
+static double drain = 3;
 
 /* ---- state ---- */
 static int epfd;
@@ -107,37 +123,42 @@ static void die(const char *msg) {
     exit(2);
 }
 
-/* ---- latency histogram (µs): 1 µs to 1 ms, 10 µs to 100 ms, 1 ms to 10 s ---- */
+/* ---- latency histograms (µs): 1 µs to 1 ms, 10 µs to 100 ms, 1 ms to 10 s ---- */
 #define HBUCKETS 20800
-static uint64_t hist[HBUCKETS], hcount;
-static void hist_add(uint64_t ns) {
+typedef struct { uint64_t b[HBUCKETS], n; } histo;
+static histo H;       /* the latency of each mode: deliveries, RPC calls, cursor notifications */
+static histo H_REPLY; /* cursors: updateCursor reply latency */
+static void hist_add_to(histo *h, uint64_t ns) {
     uint64_t us = ns / 1000, i;
     if (us < 1000) i = us;
     else if (us < 100000) i = 1000 + (us - 1000) / 10;
     else if (us < 10000000) i = 10900 + (us - 100000) / 1000;
     else i = HBUCKETS - 1;
-    hist[i]++;
-    hcount++;
+    h->b[i]++;
+    h->n++;
 }
+static void hist_add(uint64_t ns) { hist_add_to(&H, ns); }
 static double hist_value(uint64_t i) {  /* bucket midpoint, ms */
     if (i < 1000) return (i + 0.5) / 1000.0;
     if (i < 10900) return (1000 + (i - 1000) * 10 + 5) / 1000.0;
     return (100000 + (i - 10900) * 1000 + 500) / 1000.0;
 }
-static double hist_pct(double p) {
-    if (!hcount) return -1;
-    uint64_t want = (uint64_t)(p * hcount), acc = 0;
-    if (want >= hcount) want = hcount - 1;
+static double hist_pct_of(const histo *h, double p) {
+    if (!h->n) return -1;
+    uint64_t want = (uint64_t)(p * h->n), acc = 0;
+    if (want >= h->n) want = h->n - 1;
     for (uint64_t i = 0; i < HBUCKETS; i++) {
-        acc += hist[i];
+        acc += h->b[i];
         if (acc > want) return hist_value(i);
     }
     return hist_value(HBUCKETS - 1);
 }
-static double hist_max(void) {
-    for (long i = HBUCKETS - 1; i >= 0; i--) if (hist[i]) return hist_value(i);
+static double hist_pct(double p) { return hist_pct_of(&H, p); }
+static double hist_max_of(const histo *h) {
+    for (long i = HBUCKETS - 1; i >= 0; i--) if (h->b[i]) return hist_value(i);
     return -1;
 }
+static double hist_max(void) { return hist_max_of(&H); }
 
 /* ---- CPU accounting ---- */
 static double self_cpu(void) {
@@ -282,6 +303,105 @@ static void send_publish(conn *c, const char *channel, uint64_t seq, int stamped
     c->outstanding++;
 }
 
+/* ---- cursors: the Cursors service ("cursors"), one document, one cursor per client ----
+ * join {document} (callId 1), then createCursor {privateHandle: 1, document,
+ * position, status: null} (callId 2), then updateCursor {privateHandle: 1,
+ * newData: {position: {x: <send time, CLOCK_MONOTONIC µs>, y: <seq>}}} with
+ * callId = the same send time, so the reply's latency and every other
+ * member's cursorUpdated latency are read off the frame. */
+static uint64_t cur_measure_from = UINT64_MAX, cur_stop_at;   /* ns */
+static uint64_t cur_joined, cur_created, cur_added, cur_removed, cur_setup_errors;
+static uint64_t upd_sent, upd_measured, notif_measured, notif_warm, replies_measured;
+static char first_error[240];
+
+static void note_error(const char *p, size_t n) {
+    errors_total++;
+    if (first_error[0]) return;
+    size_t m = n < sizeof first_error - 1 ? n : sizeof first_error - 1;
+    for (size_t i = 0; i < m; i++) {  /* printed inside a JSON string: no quotes, backslashes, controls */
+        char ch = p[i];
+        first_error[i] = (ch == '"' || ch == '\\' || (unsigned char)ch < 32) ? '\'' : ch;
+    }
+    first_error[m] = 0;
+}
+
+static void send_cursors(conn *c, const char *command, const char *params, uint64_t call_id) {
+    char buf[512];
+    int n = snprintf(buf, sizeof buf, "{\"service\":\"cursors\",\"message\":{\"command\":\"%s\",\"params\":%s,"
+                     "\"callId\":%llu}}", command, params, (unsigned long long)call_id);
+    ws_out(c, 1, buf, n);
+}
+
+static void send_join(conn *c) {
+    char params[256];
+    snprintf(params, sizeof params, "{\"document\":\"%s\"}", document);
+    send_cursors(c, "join", params, 1);
+    c->cstage = CS_JOINING;
+}
+
+static void send_create(conn *c) {
+    char params[256];
+    snprintf(params, sizeof params, "{\"privateHandle\":1,\"document\":\"%s\",\"position\":{\"x\":0,\"y\":0},"
+             "\"status\":null}", document);
+    send_cursors(c, "createCursor", params, 2);
+    c->cstage = CS_CREATING;
+}
+
+static void send_update(conn *c) {
+    char params[256];
+    uint64_t t = now_ns(), us = t / 1000;
+    snprintf(params, sizeof params, "{\"privateHandle\":1,\"newData\":{\"position\":{\"x\":%llu,\"y\":%llu}}}",
+             (unsigned long long)us, (unsigned long long)++c->ack_id);
+    send_cursors(c, "updateCursor", params, us);
+    upd_sent++;
+    if (us * 1000 >= cur_measure_from) upd_measured++;
+}
+
+/* the unsigned integer after "key" and a colon (JSON spacing allowed); 0 if absent */
+static int json_uint(const char *p, size_t n, const char *key, uint64_t *out) {
+    size_t kl = strlen(key);
+    const char *k = memmem(p, n, key, kl);
+    if (!k) return 0;
+    const char *q = k + kl, *end = p + n;
+    while (q < end && (*q == ' ' || *q == ':')) q++;
+    if (q >= end || *q < '0' || *q > '9') return 0;
+    uint64_t v = 0;
+    while (q < end && *q >= '0' && *q <= '9') v = v * 10 + (uint64_t)(*q++ - '0');
+    *out = v;
+    return 1;
+}
+
+static void cursors_text(conn *c, const char *p, size_t n, uint64_t now) {
+    uint64_t v;
+    if (memmem(p, n, "\"cursorUpdated\"", 15)) {
+        const char *pos = memmem(p, n, "\"position\"", 10);
+        if (!pos || !json_uint(pos, n - (pos - p), "\"x\"", &v)) { unexpected++; return; }
+        if (v * 1000 >= cur_measure_from) {
+            notif_measured++;
+            if (now > v * 1000) hist_add(now - v * 1000);
+            t_last_delivery = now;
+        } else {
+            notif_warm++;
+        }
+    } else if (memmem(p, n, "\"cursorAdded\"", 13)) {
+        cur_added++;
+    } else if (memmem(p, n, "\"cursorRemoved\"", 15)) {
+        cur_removed++;
+    } else if (memmem(p, n, "\"response\"", 10)) {
+        if (c->cstage == CS_JOINING) { c->cstage = CS_JOINED; cur_joined++; }
+        else if (c->cstage == CS_CREATING) { c->cstage = CS_CREATED; cur_created++; }
+        else if (json_uint(p, n, "\"callId\"", &v) && v * 1000 >= cur_measure_from) {
+            replies_measured++;
+            if (now > v * 1000) hist_add_to(&H_REPLY, now - v * 1000);
+        }
+    } else if (memmem(p, n, "\"error\"", 7)) {
+        note_error(p, n);
+        if (c->cstage == CS_JOINING || c->cstage == CS_CREATING) { c->cstage = CS_NONE; cur_setup_errors++; }
+    } else {
+        unexpected++;
+    }
+}
+
 static void on_ready(conn *c, uint64_t now);
 
 static void on_response(conn *c, int is_error, uint64_t now) {
@@ -331,7 +451,10 @@ static void on_delivery(conn *c, const char *at, size_t left, uint64_t now) {
     t_last_delivery = now;
 }
 
+static void cursors_text(conn *c, const char *p, size_t n, uint64_t now);
+
 static void handle_text(conn *c, const char *p, size_t n, uint64_t now) {
+    if (c->role == R_CUR) { cursors_text(c, p, n, now); return; }
     if (proto == P_SNORKY) {
         const char *at = memchr(p, '@', n);
         if (at) { on_delivery(c, at, n - (at - p), now); return; }
@@ -458,6 +581,7 @@ static void on_ready(conn *c, uint64_t now) {
     if (c->counted) { c->counted = 0; in_progress--; }
     t_all_ready = now;  /* the last one's time, once all are in */
     if (c->role == R_SUB) { send_subscribe(c); c->outstanding++; }
+    if (c->role == R_CUR) send_join(c);
 }
 
 static void handle_handshake(conn *c, uint64_t now) {
@@ -515,8 +639,8 @@ static void on_writable(conn *c) {
         socklen_t l = sizeof err;
         getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &l);
         if (err) { conn_close(c, 1); return; }
-        char req[512];
-        int n = snprintf(req, sizeof req, request_fmt, path, port);
+        char req[2048];
+        int n = snprintf(req, sizeof req, request_fmt, c->cpath ? c->cpath : path, port);
         raw_out(c, req, n);
         c->state = ST_HS;
     }
@@ -711,6 +835,107 @@ static int run_idle(void) {
 }
 
 
+/* ---- cursors ---- */
+static int cur_all_joined(void) { return cur_joined + cur_setup_errors + failed >= (uint64_t)nconn; }
+static int cur_all_created(void) {
+    if (cur_created + cur_setup_errors + failed + server_closed < (uint64_t)nconn) return 0;
+    return cur_created < (uint64_t)nconn || cur_added >= (uint64_t)nconn * (nconn - 1);
+}
+static int never(void) { return 0; }
+static uint64_t slot_next_at, slot_interval, slot_n;
+static void cursors_tick(uint64_t now) {
+    while (now >= slot_next_at && slot_next_at < cur_stop_at) {
+        conn *c = &C[slot_n++ % nconn];
+        slot_next_at += slot_interval;
+        if (c->state != ST_READY) continue;
+        send_update(c);
+        flush_out(c);
+    }
+}
+static int cur_drained(void) {
+    return notif_measured >= upd_measured * (uint64_t)(nconn - 1) && replies_measured >= upd_measured;
+}
+
+static char **read_tokens(const char *fn, long want) {
+    FILE *f = fopen(fn, "r");
+    if (!f) return NULL;
+    char **t = calloc(want, sizeof(char *)), line[1024];
+    long i = 0;
+    while (i < want && fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\r\n")] = 0;
+        t[i++] = strdup(line);
+    }
+    fclose(f);
+    if (i < want) { free(t); return NULL; }
+    return t;
+}
+
+static int run_cursors(void) {
+    if (rate <= 0) rate = 30;
+    if (clients < 2) { printf("{\"error\":\"cursors needs at least 2 clients\"}\n"); return 1; }
+    alloc_conns(clients);
+    char **tokens = NULL;
+    if (tokens_file && !(tokens = read_tokens(tokens_file, clients))) {
+        printf("{\"error\":\"fewer than %ld tokens in %s\"}\n", clients, tokens_file);
+        return 1;
+    }
+    for (long i = 0; i < clients; i++) {
+        C[i].role = R_CUR;
+        if (tokens) {
+            size_t n = strlen(path) + strlen(tokens[i]) + 8;
+            C[i].cpath = malloc(n);
+            snprintf(C[i].cpath, n, "%s%stoken=%s", path, strchr(path, '?') ? "&" : "?", tokens[i]);
+        }
+    }
+    uint64_t t_setup = now_ns(), deadline = t_setup + (uint64_t)(timeout_s * 1e9);
+    loop(cur_all_joined, NULL, deadline, 0);
+    if (cur_joined < (uint64_t)clients) {
+        printf("{\"error\":\"setup incomplete: %ld ready, %llu joined, %ld failed; first error: %s\"}\n", ready_count,
+               (unsigned long long)cur_joined, failed, first_error);
+        return 1;
+    }
+    for (long i = 0; i < clients; i++) { send_create(&C[i]); flush_out(&C[i]); }
+    loop(cur_all_created, NULL, deadline, 0);
+    if (cur_created < (uint64_t)clients || cur_added < (uint64_t)clients * (clients - 1)) {
+        printf("{\"error\":\"setup incomplete: %llu of %ld cursors created, %llu of %llu cursorAdded; "
+               "first error: %s\"}\n", (unsigned long long)cur_created, clients, (unsigned long long)cur_added,
+               (unsigned long long)clients * (clients - 1), first_error);
+        return 1;
+    }
+    double setup_s = (now_ns() - t_setup) / 1e9;
+    measuring = 1;
+    uint64_t t0 = now_ns();
+    cur_measure_from = t0 + (uint64_t)(warmup * 1e9);
+    cur_stop_at = cur_measure_from + (uint64_t)(seconds * 1e9);
+    slot_interval = (uint64_t)(1e9 / (rate * clients));
+    if (!slot_interval) slot_interval = 1;
+    slot_next_at = t0;
+    loop(never, cursors_tick, cur_measure_from, 0);
+    double g0 = self_cpu(), s0 = pids_cpu();
+    wait_mark();
+    loop(never, cursors_tick, cur_stop_at, 0);
+    double g1 = self_cpu(), s1 = pids_cpu();
+    double waits_elapsed = seconds;
+    loop(cur_drained, NULL, cur_stop_at + (uint64_t)(drain * 1e9), 0);
+    uint64_t expected = upd_measured * (uint64_t)(clients - 1);
+    printf("{\"mode\":\"cursors\",\"clients\":%ld,\"rate\":%.1f,\"seconds\":%.3f,\"setup_s\":%.3f,"
+           "\"updates\":%llu,\"updates_per_s\":%.1f,\"expected\":%llu,\"received\":%llu,\"lost\":%lld,"
+           "\"notifications_per_s\":%.1f,\"p50_ms\":%.4f,\"p99_ms\":%.4f,\"max_ms\":%.4f,"
+           "\"replies\":%llu,\"reply_p50_ms\":%.4f,\"reply_p99_ms\":%.4f,\"reply_max_ms\":%.4f,"
+           "\"added\":%llu,\"removed\":%llu,\"warmup_notifications\":%llu,\"first_error\":\"%s\",",
+           clients, rate, seconds, setup_s, (unsigned long long)upd_measured, upd_measured / seconds,
+           (unsigned long long)expected, (unsigned long long)notif_measured,
+           (long long)(expected - notif_measured), notif_measured / seconds, hist_pct(0.50), hist_pct(0.99),
+           hist_max(), (unsigned long long)replies_measured, hist_pct_of(&H_REPLY, 0.50),
+           hist_pct_of(&H_REPLY, 0.99), hist_max_of(&H_REPLY), (unsigned long long)cur_added,
+           (unsigned long long)cur_removed, (unsigned long long)notif_warm, first_error);
+    print_common(g1 - g0, s1 - s0, waits_elapsed);
+    printf("}\n");
+    fflush(stdout);
+    close_all();
+    return 0;
+}
+
 /* ---- storm: clients reconnecting the way snorky.js does ---- */
 static conn **heap;
 static long heap_n;
@@ -840,6 +1065,9 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--duration")) duration = atof(v);
         else if (!strcmp(a, "--cpu-pids")) cpu_pids = v;
         else if (!strcmp(a, "--retry-after")) honour_retry_after = atoi(v);
+        else if (!strcmp(a, "--tokens")) tokens_file = v;
+        else if (!strcmp(a, "--document")) document = v;
+        else if (!strcmp(a, "--drain")) drain = atof(v);
         else { fprintf(stderr, "loadgen: unknown option %s\n", a); return 2; }
     }
     if (!port) { fprintf(stderr, "loadgen: --port is required\n"); return 2; }
@@ -857,6 +1085,7 @@ int main(int argc, char **argv) {
     if (!strcmp(mode, "rpc")) return run_rpc();
     if (!strcmp(mode, "idle")) return run_idle();
     if (!strcmp(mode, "storm")) return run_storm();
+    if (!strcmp(mode, "cursors")) return run_cursors();
     fprintf(stderr, "loadgen: unknown mode %s\n", mode);
     return 2;
 }
