@@ -11,8 +11,17 @@ importing snorky (its installed files are not edited):
   * ``sockjs.tornado`` (the optional SockJS transport, never installed):
     a stub module, so ``import snorky.request_handlers`` works either way.
 
-PubSubService is registered as "pubsub" and the WebSocket is at /ws, like
-snorky_sync's default app.  Only 127.0.0.1 is bound.
+PubSubService is registered as "pubsub" and CursorsService as "cursors", and
+the WebSocket is at /ws, like snorky_sync's default app.  Only 127.0.0.1 is
+bound.
+
+Snorky 0.1 has no authentication of its own: a connection's identity is the
+``identity`` attribute of its ``snorky.client.Client`` (None until the
+application sets it), which ChatService and CursorsService read.  The
+application gives it one in a subclass of ``SnorkyWebSocketHandler`` before
+the registry hears of the connection (``open()``); here, from the ``token``
+query parameter taken verbatim (the benchmark hands out one per client; a
+real application would check a session or a signed token there).
 """
 import sys
 import types
@@ -33,13 +42,22 @@ import logging  # noqa: E402
 import tornado.ioloop  # noqa: E402
 from snorky import ServiceRegistry  # noqa: E402
 from snorky.request_handlers.websocket import SnorkyWebSocketHandler  # noqa: E402
+from snorky.services.cursors import CursorsService  # noqa: E402
 from snorky.services.pubsub import PubSubService  # noqa: E402
+
+
+class IdentifiedWebSocketHandler(SnorkyWebSocketHandler):
+    """0.1's handler, with ``?token=`` as the connection's identity."""
+
+    def open(self):
+        self.client.identity = self.get_argument("token", None)
+        super().open()
 
 
 async def main(port: int) -> None:
     logging.getLogger("snorky").setLevel(logging.ERROR)
-    registry = ServiceRegistry([PubSubService("pubsub")])
-    app = tornado.web.Application([SnorkyWebSocketHandler.get_route(registry, "/ws")])
+    registry = ServiceRegistry([PubSubService("pubsub"), CursorsService("cursors")])
+    app = tornado.web.Application([IdentifiedWebSocketHandler.get_route(registry, "/ws")])
     app.listen(port, address="127.0.0.1", backlog=4096)
     print(f"snorky 0.1 listening on 127.0.0.1:{port}", flush=True)
     await asyncio.Event().wait()
