@@ -6,11 +6,14 @@
 
 Each target server runs pinned to core 0 and the C load generator
 (bench/loadgen.c, compiled on first use) to core 1.  Workloads: fan-out at
-saturation and at a fixed rate, RPC round trips, idle connections (memory,
-handshakes/s).  Targets: snorky_sync embedded and under gunicorn, the
-generator's own ceiling against a trivial C server, Snorky 0.1 on Tornado 6
-and Flask-SocketIO on gevent (both in bench/.peers-venv, installed on first
-use; a peer that cannot be installed or started shows as a row saying why).
+saturation and at a fixed rate, RPC round trips, shared cursors (the most
+clients of one document whose cursor updates reach the others with p99 under
+50 ms), idle connections (memory, handshakes/s).  Targets: snorky_sync
+embedded and under gunicorn, the generator's own ceiling against a trivial C
+server, Snorky 0.1 on Tornado 6 and Flask-SocketIO on gevent (both in
+bench/.peers-venv), Node.js on the npm package ws (bench/.peers-node); each
+peer is installed on first use, and one that cannot be installed or started
+shows as a row saying why.
 The table is printed and written to bench/results/YYYY-MM-DD-HOST.md.
 """
 from __future__ import annotations
@@ -38,8 +41,30 @@ the same number of subscribers, latency from the publisher's send to each subscr
 fixed rate and RPC each ran {repeat} time(s) on one server process; the table shows the run with
 the median deliveries/s, p99 and calls/s respectively, and "lost" adds up every run. Memory: RSS
 growth of the server process per idle WebSocket, cumulative, after 100 warm-up connections, on a
-fresh process; handshakes/s of the first batch with {conc} in flight. CPU: share of one core
-(the server is pinned to core 0, the generator to core 1)."""
+fresh process; handshakes/s of the first batch with {conc} in flight.{idle_capped} CPU: share of one core
+(the server is pinned to core 0, the generator to core 1).
+
+Cursors (run once per target, after RPC, on the same process): N clients, each with its own identity,
+join one document of the Cursors service, each creates one cursor, then each moves it {crate:g} times a
+second (updateCursor, staggered evenly; {cwarm:g} s warm-up, {csec:g} s measured). Every update is an RPC
+answered to its sender and a cursorUpdated notification to the N-1 other members; the update's send
+time travels in its position, so the latency is from the sender's send to each other client's read
+(the reply latency is from the send to the sender's read of its response). A step holds when its
+notification p99 is under {cp99:g} ms, every expected notification (updates x (N-1)) arrived within 3 s,
+and no RPC failed and no connection closed; N doubles from {cstart} while it holds (at most {cmax:,}),
+then {cbis} bisection step(s) narrow it; each step is a fresh document. The figures are those of the
+largest N that held ("≥" when the cap held); the first failing N and why follow it. On a shared machine
+one noisy step can end the search early. Identities: snorky_sync gets a signed connection token per
+client (snorky_sync.auth.ConnectionTokens, SNORKY_TOKEN_SECRET set on the target) as ?token=; Snorky 0.1
+has no authentication of its own, so its runner sets Client.identity from ?token= in a subclass of its
+SnorkyWebSocketHandler (open()), the way a 0.1 application does; the Node.js peer takes ?token= as the
+identity too. "n/a": the target has no Cursors service. Snorky 0.1 runs as shipped: Tornado leaves
+Nagle's algorithm on (0.1 never calls set_nodelay), which delays its small replies and notifications
+by up to ~40 ms at low load.
+
+Node.js ws: one node process (single-threaded) on ws with permessage-deflate off, speaking the PubSub
+and Cursors subset of the protocol (bench/peers/node_ws_server.mjs); a notification is encoded once and
+the same Buffer is passed to ws.send for every recipient (one write per frame, ws's default)."""
 
 
 def log(msg: str) -> None:
@@ -77,6 +102,23 @@ def _median_of(r: dict, key: str, runs: list[dict]) -> None:
         r[key]["lost"] = sum(x["lost"] for x in runs)
 
 
+def _logged_exceptions(output: str) -> dict:
+    """{exception line: count} of the tracebacks in a server's output."""
+    found: dict = {}
+    lines = output.splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith("Traceback"):
+            end = next((ln for ln in lines[i + 1:] if ln and not ln.startswith(" ")), "?")
+            found[end[:160]] = found.get(end[:160], 0) + 1
+    return found
+
+
+def _stop(srv, r: dict) -> None:
+    for what, n in _logged_exceptions(srv.output()).items():
+        r.setdefault("server_log", {})[what] = r.get("server_log", {}).get(what, 0) + n
+    srv.stop()
+
+
 def run_target(target, sizes, repeat: int = 1) -> dict:
     r = {"name": target.name, "label": target.label}
     srv, why = _start(target)
@@ -94,10 +136,15 @@ def run_target(target, sizes, repeat: int = 1) -> dict:
                 r.setdefault("errors", []).extend(one.get("errors", []))
         for key, got in runs.items():
             _median_of(r, key, got)
+        if target.identity is None:
+            r["cursors"] = None
+        else:
+            log(f"[{target.name}] cursors")
+            _step(r, "cursors", workloads.cursors, target, srv.port, srv.pid, sizes)
         if not r["errors"]:
             del r["errors"]
     finally:
-        srv.stop()
+        _stop(srv, r)
     srv, why = _start(target)  # idle connections on a fresh process: no heap left over from fan-out
     if srv is None:
         r.setdefault("errors", []).append(f"idle: {why}")
@@ -106,7 +153,7 @@ def run_target(target, sizes, repeat: int = 1) -> dict:
         log(f"[{target.name}] idle connections {', '.join(map(str, sizes.idle))}")
         _step(r, "idle", workloads.idle_memory, target, srv.port, srv.pid, sizes)
     finally:
-        srv.stop()
+        _stop(srv, r)
     return r
 
 
@@ -137,6 +184,9 @@ def main(argv=None) -> int:
         return 2
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # inherited by servers and generator
+    sizes = workloads.fit_idle(sizes, hard)
+    if sizes.idle_capped:
+        log(f"idle levels {sizes.idle}: {sizes.idle_capped}")
     affinity = os.sched_getaffinity(0)
     if two_cores():
         os.sched_setaffinity(0, {GENERATOR_CORE})  # this driver mostly waits; keep it off the server's core
@@ -148,7 +198,10 @@ def main(argv=None) -> int:
         os.sched_setaffinity(0, affinity)  # when called in-process (the test), leave it as it was
     notes = NOTES.format(subs=sizes.subscribers, window=sizes.window, size=sizes.size, duration=sizes.duration,
                          maxm=sizes.max_messages, repeat=repeat, rate=sizes.rate, rpc=sizes.rpc_clients,
-                         conc=sizes.concurrency)
+                         conc=sizes.concurrency, crate=sizes.cursor_rate, cwarm=sizes.warmup,
+                         csec=sizes.cursor_seconds, cp99=sizes.cursor_p99_ms, cstart=sizes.cursor_start,
+                         cmax=sizes.cursor_max, cbis=sizes.cursor_bisect,
+                         idle_capped=f" Idle levels lowered: {sizes.idle_capped}." if sizes.idle_capped else "")
     text = report.table(results, sizes)
     print(text)
     out = report.write(results, sizes, argv, args.out, notes)

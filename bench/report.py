@@ -31,12 +31,35 @@ def columns(sizes) -> list[str]:
             f"p50 / p99 ms at {sizes.rate:g} publishes/s", "lost (saturation / fixed rate)",
             f"RPC calls/s ({sizes.rpc_clients} clients)", "RPC p50 / p99 ms", f"KB per idle conn @{a:,}",
             f"KB per idle conn @{b:,}", "handshakes/s", "server CPU (fan-out / RPC)",
-            "generator CPU (fan-out / RPC)", "waited for a core: server / generator (fan-out)"]
+            "generator CPU (fan-out / RPC)", "waited for a core: server / generator (fan-out)",
+            f"Cursors: most clients with p99 < {sizes.cursor_p99_ms:g} ms (first N that failed: why)",
+            "Cursors updates/s / notifications/s", "Cursors notification p50 / p99 ms",
+            "Cursors reply p50 / p99 ms", "Cursors server CPU"]
+
+
+CURSOR_CELLS = 5
+
+
+def cursor_cells(r: dict) -> list[str]:
+    if "cursors" not in r:
+        return ["—"] * CURSOR_CELLS  # not run (an error above says why)
+    c = r["cursors"]
+    if c is None:
+        return ["n/a"] * CURSOR_CELLS  # the target has no Cursors service
+    at = c.get("at")
+    most = f"{c['max_clients']:,}" if c.get("failed_at") or not at else f"≥ {c['max_clients']:,}"
+    if c.get("failed_at"):
+        most += f" ({c['failed_at']:,}: {c['failed_why']})"
+    if not at:
+        return [most] + ["—"] * (CURSOR_CELLS - 1)
+    reply = {"p50_ms": at["reply_p50_ms"], "p99_ms": at["reply_p99_ms"]}
+    return [most, f"{_n(at['updates_per_s'])} / {_n(at['notifications_per_s'])}", _ms(at), _ms(reply),
+            _cpu({**at, "elapsed_s": at["seconds"]}, "server_cpu")]
 
 
 def row(label: str, r: dict) -> str:
     if r.get("unavailable"):
-        return f"| {label} | not measured: {r['unavailable']} |" + " |" * 12
+        return f"| {label} | not measured: {r['unavailable']} |" + " |" * (12 + CURSOR_CELLS)
     f, fr, p, idle = r.get("fanout"), r.get("rate"), r.get("rpc"), r.get("idle") or {}
     levels = idle.get("levels", {})
     kb = [_n(v["kb_per_conn"], "{:.1f}") for v in levels.values()] + ["—"] * (2 - len(levels))
@@ -45,7 +68,7 @@ def row(label: str, r: dict) -> str:
     cells = [label, _n(f and f["deliveries_per_s"]), _n(f and f["publishes_per_s"]), _ms(f), _ms(fr), lost,
              _n(p and p["calls_per_s"]), _ms(p), kb[0], kb[-1], _n(idle.get("handshakes_per_s")), cpu,
              f"{_cpu(f, 'generator_cpu')} / {_cpu(p, 'generator_cpu')}",
-             f"{_cpu(f, 'server_wait')} / {_cpu(f, 'generator_wait')}"]
+             f"{_cpu(f, 'server_wait')} / {_cpu(f, 'generator_wait')}", *cursor_cells(r)]
     return "| " + " | ".join(cells) + " |"
 
 
@@ -54,7 +77,10 @@ def table(results: list[dict], sizes) -> str:
     lines = ["| " + " | ".join(cols) + " |", "|---|" + "---:|" * (len(cols) - 1)]
     lines += [row(r["label"], r) for r in results]
     problems = [f"- {r['label']}: {e}" for r in results for e in r.get("errors", [])]
-    return "\n".join(lines) + "\n" + ("\nProblems:\n" + "\n".join(problems) + "\n" if problems else "")
+    logged = [f"- {r['label']}: " + "; ".join(f"{what} (x{n:,})" for what, n in r["server_log"].items())
+              for r in results if r.get("server_log")]
+    return ("\n".join(lines) + "\n" + ("\nProblems:\n" + "\n".join(problems) + "\n" if problems else "")
+            + ("\nThe servers logged exceptions:\n" + "\n".join(logged) + "\n" if logged else ""))
 
 
 def machine() -> str:

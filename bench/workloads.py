@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from bench import build
 from bench.procs import GENERATOR_CORE, pinned, rss_kb
@@ -22,13 +24,39 @@ class Sizes:
     rpc_clients: int = 50
     rpc_seconds: float = 3.0
     warmup: float = 0.5
-    idle: tuple = (5000, 10000)
-    concurrency: int = 64       # handshakes in flight
+    idle: tuple = (10000, 20000)
+    concurrency: int = 100      # handshakes in flight
     timeout: float = 120.0      # bound on any one phase of the generator
+    cursor_start: int = 10      # Cursors: clients of the first step, doubled while held
+    cursor_max: int = 5000      # ... up to this many
+    cursor_bisect: int = 4      # steps of bisection between the last held and the first failed N
+    cursor_rate: float = 30.0   # updateCursor/s per client
+    cursor_seconds: float = 2.0  # measured seconds per step (after `warmup`)
+    cursor_p99_ms: float = 50.0  # a step holds when its notification p99 is under this (and nothing is lost)
+    idle_capped: str = ""       # set by fit_idle: why the idle levels are lower than asked
 
 
 QUICK = Sizes(subscribers=100, duration=1.0, max_messages=200, rate=20.0, rate_messages=10, rpc_clients=10,
-              rpc_seconds=0.5, warmup=0.2, idle=(200, 400), timeout=30.0)
+              rpc_seconds=0.5, warmup=0.2, idle=(200, 400), timeout=30.0, cursor_start=5, cursor_max=10,
+              cursor_bisect=0, cursor_seconds=0.5)
+
+# the server's own files besides the idle sockets (listening socket, event
+# loop, logs, libraries), and the 100 warm-up connections of idle_memory
+FD_HEADROOM = 100
+WARMUP_CONNS = 100
+
+
+def fit_idle(s: Sizes, nofile: int) -> Sizes:
+    """``s`` with its idle levels lowered to what one server process can hold
+    under an open-file limit of ``nofile`` (one descriptor per connection)."""
+    room = (nofile - FD_HEADROOM - WARMUP_CONNS) // 100 * 100
+    if max(s.idle) <= room:
+        return s
+    levels = tuple(dict.fromkeys(min(level, room) for level in s.idle))
+    why = (f"{', '.join(f'{x:,}' for x in s.idle)} idle connections asked; this machine's open-file limit "
+           f"(RLIMIT_NOFILE, hard) is {nofile:,} per process, so the server can hold at most "
+           f"{room:,} besides the {WARMUP_CONNS} warm-up ones")
+    return replace(s, idle=levels, idle_capped=why)
 
 
 class LoadgenError(RuntimeError):
@@ -74,6 +102,76 @@ def rpc(target, port: int, pid: int, s: Sizes) -> dict:
     return run("rpc", target, port, pid, s.timeout, clients=s.rpc_clients, seconds=s.rpc_seconds, warmup=s.warmup)
 
 
+def _cursor_step(target, port: int, pid: int, s: Sizes, n: int, tokens: str, document: str) -> dict:
+    """One run of N Cursors clients; ``held`` and, when not, ``why``."""
+    try:
+        r = run("cursors", target, port, pid, s.timeout, clients=n, rate=s.cursor_rate, seconds=s.cursor_seconds,
+                warmup=s.warmup, tokens=tokens, document=document)
+    except LoadgenError as exc:
+        return {"clients": n, "held": False, "why": str(exc)[:300]}
+    want = n * s.cursor_rate * s.cursor_seconds
+    why = []
+    if r["failed"] or r["server_closed"]:
+        why.append(f"{r['failed']} connections failed, {r['server_closed']} closed by the server")
+    if r["errors"]:
+        why.append(f"{r['errors']} RPC errors ({r['first_error'][:120]})")
+    if r["lost"]:
+        why.append(f"lost {r['lost']:,} of {r['expected']:,}")
+    if r["p99_ms"] < 0 or r["p99_ms"] >= s.cursor_p99_ms:
+        why.append(f"p99 {r['p99_ms']:.0f} ms")
+    if r["updates"] < 0.95 * want:
+        why.append(f"{r['updates']:,} of {want:,.0f} updates sent (the generator fell behind)")
+    return {**r, "held": not why, **({"why": "; ".join(why)} if why else {})}
+
+
+def cursors(target, port: int, pid: int, s: Sizes) -> dict:
+    """The largest N of Cursors clients (one document, one cursor each, moved
+    ``cursor_rate`` times a second) whose cursorUpdated p99 stays under
+    ``cursor_p99_ms`` with nothing lost: N doubles from ``cursor_start``
+    while it holds, then ``cursor_bisect`` steps bisect.  Each step is a fresh
+    document on the same server."""
+    steps: list[dict] = []
+    fd, tokens = tempfile.mkstemp(prefix="bench-tokens-", suffix=".txt")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write("".join(t + "\n" for t in target.tokens(s.cursor_max)))
+
+        def attempt(n: int) -> dict:
+            r = _cursor_step(target, port, pid, s, n, tokens, f"bench-{len(steps)}")
+            steps.append(r)
+            return r
+
+        held, failed = None, None
+        n = s.cursor_start
+        while True:
+            r = attempt(n)
+            if not r["held"]:
+                failed = r
+                break
+            held = r
+            if n >= s.cursor_max:
+                break
+            n = min(2 * n, s.cursor_max)
+        for _ in range(s.cursor_bisect):
+            lo = held["clients"] if held else 1
+            if failed is None or failed["clients"] - lo <= max(1, lo // 20):
+                break
+            mid = (lo + failed["clients"]) // 2
+            if mid < 2:
+                break
+            r = attempt(mid)
+            if r["held"]:
+                held = r
+            else:
+                failed = r
+    finally:
+        os.unlink(tokens)
+    return {"max_clients": held["clients"] if held else 0, "at": held,
+            "failed_at": failed and failed["clients"], "failed_why": failed and failed["why"],
+            "steps": [{k: x.get(k) for k in ("clients", "held", "p99_ms", "expected", "received", "lost", "errors", "why")}
+                      for x in steps]}
+
+
 class Holder:
     """A loadgen holding ``conns`` idle connections until :meth:`release`."""
 
@@ -87,7 +185,7 @@ class Holder:
             self.ready = _parse(line, "")
         except LoadgenError:
             self.release()
-            raise LoadgenError(f"idle: {line.strip() or self.proc.stderr.read()[-300:]}")
+            raise LoadgenError(f"idle: {line.strip() or self.proc.stderr.read()[-300:]}") from None
 
     def release(self) -> dict:
         try:

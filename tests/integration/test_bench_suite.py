@@ -22,6 +22,22 @@ def test_bench_suite_quick_embedded(tmp_path, capsys):
     assert [int(k) for k in levels] == [200, 400]
     assert all(v["ready"] == int(k) for k, v in levels.items())
     assert r["idle"]["handshakes_per_s"] > 0 and r["idle"]["server_closed"] == 0
+    # Cursors: every step got every notification its updates owed, without an RPC error
+    steps = r["cursors"]["steps"]
+    assert steps and steps[0]["clients"] == 5
+    for step in steps:
+        assert step["expected"] > 0 and step["received"] == step["expected"] and step["lost"] == 0
+        assert step["errors"] == 0
+
+
+def test_idle_levels_fit_the_open_file_limit():
+    from bench.workloads import Sizes, fit_idle
+
+    asked = Sizes(idle=(10000, 20000))
+    assert fit_idle(asked, 1_048_576) is asked
+    capped = fit_idle(asked, 20000)
+    assert capped.idle == (10000, 19800) and "20,000" in capped.idle_capped
+    assert fit_idle(asked, 5000).idle == (4800,)
 
 
 def test_a_peer_that_cannot_be_installed_is_a_row_saying_why(tmp_path, capsys, monkeypatch):
