@@ -108,9 +108,9 @@ def ensure_node(log=_log) -> tuple[Path, Path]:
     except (OSError, subprocess.SubprocessError) as exc:
         raise PeerUnavailable(f"npm install {' '.join(specs)}: {exc}") from exc
     if proc.returncode != 0:
-        lines = [ln for ln in proc.stderr.splitlines() if ln.strip()] or ["?"]
-        errors = [ln for ln in lines if "ERR" in ln or "error" in ln] or lines
-        raise PeerUnavailable(f"npm install {' '.join(specs)} failed: {errors[-1][:200]}")
+        lines = [ln.strip() for ln in proc.stderr.splitlines() if ln.strip() and "complete log" not in ln]
+        errors = [ln for ln in lines if "ERR" in ln or "error" in ln] or lines or ["?"]
+        raise PeerUnavailable(f"npm install {' '.join(specs)} failed: {' / '.join(errors[:2])[:200]}")
     why = _node_missing()
     if why is not None:
         raise PeerUnavailable(f"npm install {' '.join(specs)} ran but {why}")
