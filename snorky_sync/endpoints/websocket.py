@@ -35,6 +35,11 @@ from websockets.frames import Frame, Opcode
 from websockets.protocol import Protocol, Side, State
 from werkzeug.exceptions import HTTPException
 
+try:  # websockets' C unmasking, as its own parser uses it
+    from websockets.speedups import apply_mask as _apply_mask
+except ImportError:  # pragma: no cover - a websockets built without its C extension
+    from websockets.utils import apply_mask as _apply_mask
+
 from .. import wire
 from ..client import PING_FRAME, Client, close_frame
 from ..logs import RateLimitedLogger
@@ -426,35 +431,90 @@ def _linger_close(sock, timeout: float, limit: int = 1 << 20) -> None:
             pass
 
 
+def _fast_frames(data: bytes, max_size: int) -> tuple[list[bytes], int]:
+    """The payloads of the complete, unfragmented, masked text/binary frames
+    at the start of ``data`` (up to 64 KiB each), and where they end.
+
+    The common case of a read — one or a few small messages — without
+    websockets' generator-based parser (2.4 µs per frame here, against 0.2 µs
+    for this loop; the unmasking is websockets' own C ``apply_mask``).  It
+    stops at the first frame it does not take (control frames, fragments,
+    reserved bits, unmasked or oversized frames, a frame cut by the read):
+    that frame and the rest go to websockets, which also decides every error.
+    """
+    payloads: list[bytes] = []
+    pos, end = 0, len(data)
+    while pos + 6 <= end:
+        b0, n = data[pos], data[pos + 1] ^ 0x80  # FIN + opcode; mask bit flipped off
+        if (b0 != 0x81 and b0 != 0x82) or n > 126:  # not a final data frame, or unmasked, or 64-bit length
+            break
+        if n < 126:
+            key = pos + 2
+        else:  # a 16-bit length (its two bytes are within the six checked)
+            n = (data[pos + 2] << 8) | data[pos + 3]
+            key = pos + 4
+        stop = key + 4 + n
+        if stop > end or n > max_size:
+            break
+        payloads.append(_apply_mask(data[key + 4:stop], data[key:key + 4]))
+        pos = stop
+    return payloads, pos
+
+
 def _read_loop(process, opts: WebSocketOptions, client: Client, sock, proto: Protocol) -> None:
     max_size = opts.max_frame_size
-    recv = sock.recv
     recv_size = opts.recv_size
     sock.settimeout(None)  # liveness is the pinger's job: no timer per read
+    # Read the non-blocking stdlib socket under the gevent one, and after a
+    # short read wait for input *before* reading: gevent's recv() would try
+    # first, get EAGAIN (a syscall and an exception per message) and wait anyway.
+    raw = sock._sock
+    read, wait, readable = raw.recv, sock._wait, sock._read_event
+    pending = proto.reader.buffer  # websockets' unparsed input: a frame it has begun
     fragments: list | None = None
     fragments_size = 0
     rate, burst = opts.rate_limit, opts.rate_burst
     tokens, last = burst, _monotonic()
+    more = True  # the last read filled the buffer: there may be more at once
     while True:
         try:
-            data = recv(recv_size)
+            if not more:
+                wait(readable)
+            data = read(recv_size)
+        except BlockingIOError:
+            more = False
+            continue
         except OSError:
             return
         if not data:
             return
+        more = len(data) == recv_size
         client.seen = True
         counters["bytes_in"] += len(data)
-        proto.receive_data(data)
-        events: list[Frame] = proto.events_received()  # type: ignore[assignment]  # open: frames only
-        if rate and events:
+        fast: list[bytes] = []
+        taken = 0
+        if fragments is None and not pending:
+            fast, taken = _fast_frames(data, max_size)
+        fed = taken < len(data)
+        if fed:  # the rest (or all) through websockets
+            proto.receive_data(data[taken:] if taken else data)
+            events: list[Frame] = proto.events_received()  # type: ignore[assignment]  # open: frames only
+        else:
+            events = []
+        if rate:
             now = _monotonic()
-            tokens = min(burst, tokens + (now - last) * rate) - len(events)
+            tokens = min(burst, tokens + (now - last) * rate) - len(fast) - len(events)
             last = now
             if tokens < 0 and not client._closing:
                 counters["rate_limited_disconnects"] += 1
                 _warn.warning("rate-limit", "closing %s (#%d): more than %s messages/s (burst %s)",
                               client.remote_address, client.id, rate, burst)
                 client.close(1008, "Rate limit exceeded")
+        for payload in fast:
+            if client._closing:
+                break  # closing: the peer's remaining frames are not processed
+            counters["frames_in"] += 1
+            process(client, payload)
         for frame in events:
             op = frame.opcode
             if client._closing and op is not _CLOSE:
@@ -478,15 +538,14 @@ def _read_loop(process, opts: WebSocketOptions, client: Client, sock, proto: Pro
                     fragments = None
             elif op is _CLOSE and client._closing:
                 return  # the answer to our own close
-        out = proto.data_to_send()
-        if out:
-            for chunk in out:
+        if fed:  # pongs, close echoes, a close after a protocol error
+            for chunk in proto.data_to_send():
                 if chunk:
                     client.send_control(chunk)
-        if proto.state is not State.OPEN:
-            if proto.parser_exc is not None:
-                log.info("closing %s (#%d): %s", client.remote_address, client.id, proto.parser_exc)
-            return
+            if proto.state is not State.OPEN:
+                if proto.parser_exc is not None:
+                    log.info("closing %s (#%d): %s", client.remote_address, client.id, proto.parser_exc)
+                return
 
 
 def live_clients() -> list[Client]:
