@@ -2,7 +2,8 @@
 
 Exports every counter of :mod:`snorky_sync.metrics` (``snorky_<name>_total``
 for counts, ``snorky_connections_current`` as a gauge) plus the outbound queue
-depth summed over this process's connections, the bytes owed to them
+depth summed over this process's connections, how many of them have a
+reading greenlet (``snorky_websockets_reading``; the others are parked), the bytes owed to them
 (``snorky_outbound_bytes``, its peak) and the process's budget for them.  The scraper authenticates
 with the backend key, as ``X-Backend-Key: KEY`` or ``Authorization: Bearer KEY``.
 """
@@ -17,6 +18,7 @@ from prometheus_client.core import CollectorRegistry, CounterMetricFamily, Gauge
 from .. import client as _client
 from ..metrics import rpc_calls, rpc_errors, snapshot, transport_counters
 from . import local_port
+from .reader import awake_readers
 from .websocket import live_clients
 
 __all__ = ["make_metrics_view"]
@@ -60,6 +62,9 @@ class _SnorkyCollector:
                                 value=sum(c.queue_depth() for c in clients))
         yield GaugeMetricFamily("snorky_websockets_open", "open WebSocket connections",
                                 value=len(clients))
+        yield GaugeMetricFamily("snorky_websockets_reading", "WebSocket connections with a reading "
+                                "greenlet now (the others are parked: idle, no greenlet)",
+                                value=awake_readers())
         yield GaugeMetricFamily("snorky_outbound_bytes", "bytes owed to this process's connections "
                                 "(queued and being written)", value=_client.outbound_bytes())
         yield GaugeMetricFamily("snorky_outbound_bytes_peak", "largest outbound_bytes seen by the "

@@ -12,17 +12,17 @@ How the view gets its socket:
   ``101``; the view adopts that socket and never handshakes again.  A refusal
   can then only be a close frame (1008) right after the upgrade.
 
-In every case the frames are then parsed by ``websockets``' sans-I/O protocol
-(C-accelerated unmasking, ~3.5 µs per small frame here against ~13 µs for
-wsproto), every complete frame of one ``recv`` is processed before the next
-read, and everything written goes through the :class:`~snorky_sync.client.Client`
-writer.  gevent-websocket's own read/write/close paths are never used.
+In every case the connection is then read by :mod:`.reader` (plain data
+frames by a measured fast path, everything else by ``websockets``' sans-I/O
+protocol; quiet connections parked without a greenlet), every complete frame
+of one ``recv`` is processed before the next read, and everything written
+goes through the :class:`~snorky_sync.client.Client` writer.
+gevent-websocket's own read/write/close paths are never used.
 """
 from __future__ import annotations
 
 import logging
 import socket
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -31,39 +31,26 @@ import gevent
 import gevent.event
 import gevent.socket
 from flask import Response, request
-from websockets.frames import Frame, Opcode
-from websockets.protocol import Protocol, Side, State
 from werkzeug.exceptions import HTTPException
-
-try:  # websockets' C unmasking, as its own parser uses it
-    from websockets.speedups import apply_mask as _apply_mask
-except ImportError:  # pragma: no cover - a websockets built without its C extension
-    from websockets.utils import apply_mask as _apply_mask
 
 from .. import wire
 from ..client import PING_FRAME, Client, close_frame
-from ..logs import RateLimitedLogger
 from ..metrics import counters
 from .admission import ConnectRate
 from .handshake import HandshakeError, accept_handshake
+from .reader import Reader
 
 __all__ = ["WebSocketOptions", "make_websocket_view", "Reject", "close_all", "live_clients",
            "track", "untrack", "same_origin", "uses_cookies"]
 
 log = logging.getLogger("snorky_sync.websocket")
-# websockets logs "connection open" at INFO for every handshake; keep it out.
-_protocol_log = logging.getLogger("snorky_sync.websocket.protocol")
-_protocol_log.setLevel(logging.WARNING)
 
 _spawn = gevent.spawn
-_monotonic = time.monotonic
-_warn = RateLimitedLogger(log)
 _live: set[Client] = set()          # every open WebSocket of this process
 _drained = gevent.event.Event()     # set whenever _live becomes empty
 _drained.set()
 _per_identity: dict[Any, int] = {}  # identity key -> open connections
 _socket_class = gevent.socket.socket
-_TEXT, _BINARY, _CONT, _CLOSE = Opcode.TEXT, Opcode.BINARY, Opcode.CONT, Opcode.CLOSE
 
 
 class Reject(Exception):
@@ -328,23 +315,23 @@ def _refuse_after_upgrade(sock, remote: str, refusal: Reject, code: int = 1008) 
 
 
 def _detach(serving: tuple, sock, remote: str, identity: Any) -> None:
-    """Serve the connection from a fresh greenlet that owns the descriptor.
+    """Take the descriptor over from the server and start the connection, parked.
 
     The socket object the server knows is detached (gevent's ``detach()``:
     it keeps no descriptor, so the server's own clean-up, which may read or
     close it, touches nothing) and the descriptor is wrapped anew.  The
-    server's request greenlet then returns at once and frees everything it
-    held for the HTTP request (Flask request context, environ, buffered
-    reader, parser, a deep stack): an idle connection keeps only its socket,
-    its Client, its protocol state and one shallow greenlet.
+    connection is set up here and parked (:mod:`.reader`): it gets a greenlet
+    when its first frame arrives.  The server's request greenlet then returns
+    at once and frees everything it held for the HTTP request (Flask request
+    context, environ, buffered reader, parser, a deep stack): an idle
+    connection keeps only its socket, its Client and its read state.
     """
     family, type_, proto = sock.family, sock.type, sock.proto
     try:
         fd = sock.detach()
     except OSError:
         return
-    mine = _socket_class(family, type_, proto, fileno=fd)
-    _spawn(_serve, serving, mine, remote, identity)
+    _start(serving, _socket_class(family, type_, proto, fileno=fd), remote, identity)
 
 
 def track(client: Client) -> Any:
@@ -375,8 +362,8 @@ def untrack(client: Client, ident_key: Any) -> None:
             _per_identity[ident_key] = left
 
 
-def _serve(serving: tuple, sock, remote: str, identity: Any) -> None:
-    """Run one connection until it ends: read, dispatch, clean up."""
+def _start(serving: tuple, sock, remote: str, identity: Any) -> None:
+    """Set up one connection (Client, counts, the services' ``client_connected``) and park it."""
     registry, opts, pinger, client_class, process = serving
     try:  # writes are already batched per connection: Nagle would only add delay
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # (the embedded server left it on)
@@ -389,22 +376,27 @@ def _serve(serving: tuple, sock, remote: str, identity: Any) -> None:
             pass
     client = client_class(sock, remote, identity, opts.max_queue_frames, opts.max_queue_bytes,
                           write_timeout=opts.write_timeout)
-    proto = Protocol(Side.SERVER, state=State.OPEN, max_size=opts.max_frame_size,
-                     logger=_protocol_log)
     ident_key = track(client)
     pinger.add(client)
-    try:
-        registry.client_connected(client)
-        _read_loop(process, opts, client, sock, proto)
-    except Exception:
-        log.exception("connection %s failed", remote)
-    finally:
+
+    def end(reader: Reader) -> None:
+        """The connection is over: forget it everywhere, flush, close."""
         untrack(client, ident_key)
         pinger.discard(client)
         registry.client_disconnected(client)
         client.flush(opts.close_timeout)
         client.mark_closed()
         _linger_close(sock, min(opts.close_timeout, 2.0))
+
+    reader = Reader(client, sock, process, end, opts.max_frame_size, opts.recv_size,
+                    opts.rate_limit, opts.rate_burst)
+    try:
+        registry.client_connected(client)
+    except Exception:  # the registry logs each service's failure; this is anything else
+        log.exception("connection %s failed", remote)
+        end(reader)
+        return
+    reader.park()
 
 
 def _linger_close(sock, timeout: float, limit: int = 1 << 20) -> None:
@@ -429,123 +421,6 @@ def _linger_close(sock, timeout: float, limit: int = 1 << 20) -> None:
             sock.close()
         except OSError:
             pass
-
-
-def _fast_frames(data: bytes, max_size: int) -> tuple[list[bytes], int]:
-    """The payloads of the complete, unfragmented, masked text/binary frames
-    at the start of ``data`` (up to 64 KiB each), and where they end.
-
-    The common case of a read — one or a few small messages — without
-    websockets' generator-based parser (2.4 µs per frame here, against 0.2 µs
-    for this loop; the unmasking is websockets' own C ``apply_mask``).  It
-    stops at the first frame it does not take (control frames, fragments,
-    reserved bits, unmasked or oversized frames, a frame cut by the read):
-    that frame and the rest go to websockets, which also decides every error.
-    """
-    payloads: list[bytes] = []
-    pos, end = 0, len(data)
-    while pos + 6 <= end:
-        b0, n = data[pos], data[pos + 1] ^ 0x80  # FIN + opcode; mask bit flipped off
-        if (b0 != 0x81 and b0 != 0x82) or n > 126:  # not a final data frame, or unmasked, or 64-bit length
-            break
-        if n < 126:
-            key = pos + 2
-        else:  # a 16-bit length (its two bytes are within the six checked)
-            n = (data[pos + 2] << 8) | data[pos + 3]
-            key = pos + 4
-        stop = key + 4 + n
-        if stop > end or n > max_size:
-            break
-        payloads.append(_apply_mask(data[key + 4:stop], data[key:key + 4]))
-        pos = stop
-    return payloads, pos
-
-
-def _read_loop(process, opts: WebSocketOptions, client: Client, sock, proto: Protocol) -> None:
-    max_size = opts.max_frame_size
-    recv_size = opts.recv_size
-    sock.settimeout(None)  # liveness is the pinger's job: no timer per read
-    # Read the non-blocking stdlib socket under the gevent one, and after a
-    # short read wait for input *before* reading: gevent's recv() would try
-    # first, get EAGAIN (a syscall and an exception per message) and wait anyway.
-    raw = sock._sock
-    read, wait, readable = raw.recv, sock._wait, sock._read_event
-    pending = proto.reader.buffer  # websockets' unparsed input: a frame it has begun
-    fragments: list | None = None
-    fragments_size = 0
-    rate, burst = opts.rate_limit, opts.rate_burst
-    tokens, last = burst, _monotonic()
-    more = True  # the last read filled the buffer: there may be more at once
-    while True:
-        try:
-            if not more:
-                wait(readable)
-            data = read(recv_size)
-        except BlockingIOError:
-            more = False
-            continue
-        except OSError:
-            return
-        if not data:
-            return
-        more = len(data) == recv_size
-        client.seen = True
-        counters["bytes_in"] += len(data)
-        fast: list[bytes] = []
-        taken = 0
-        if fragments is None and not pending:
-            fast, taken = _fast_frames(data, max_size)
-        fed = taken < len(data)
-        if fed:  # the rest (or all) through websockets
-            proto.receive_data(data[taken:] if taken else data)
-            events: list[Frame] = proto.events_received()  # type: ignore[assignment]  # open: frames only
-        else:
-            events = []
-        if rate:
-            now = _monotonic()
-            tokens = min(burst, tokens + (now - last) * rate) - len(fast) - len(events)
-            last = now
-            if tokens < 0 and not client._closing:
-                counters["rate_limited_disconnects"] += 1
-                _warn.warning("rate-limit", "closing %s (#%d): more than %s messages/s (burst %s)",
-                              client.remote_address, client.id, rate, burst)
-                client.close(1008, "Rate limit exceeded")
-        for payload in fast:
-            if client._closing:
-                break  # closing: the peer's remaining frames are not processed
-            counters["frames_in"] += 1
-            process(client, payload)
-        for frame in events:
-            op = frame.opcode
-            if client._closing and op is not _CLOSE:
-                continue  # closing: the peer's remaining frames are not processed
-            if op is _TEXT or op is _BINARY:
-                counters["frames_in"] += 1
-                if frame.fin:
-                    process(client, frame.data)
-                else:
-                    fragments = [frame.data]
-                    fragments_size = len(frame.data)
-            elif op is _CONT and fragments is not None:
-                fragments.append(frame.data)
-                fragments_size += len(frame.data)
-                if fragments_size > max_size:
-                    proto.fail(1009, "message too big")
-                    fragments = None
-                elif frame.fin:
-                    counters["frames_in"] += 1
-                    process(client, b"".join(fragments))
-                    fragments = None
-            elif op is _CLOSE and client._closing:
-                return  # the answer to our own close
-        if fed:  # pongs, close echoes, a close after a protocol error
-            for chunk in proto.data_to_send():
-                if chunk:
-                    client.send_control(chunk)
-            if proto.state is not State.OPEN:
-                if proto.parser_exc is not None:
-                    log.info("closing %s (#%d): %s", client.remote_address, client.id, proto.parser_exc)
-                return
 
 
 def live_clients() -> list[Client]:

@@ -42,6 +42,7 @@ class AllTodos(BroadcastDealer):
 class TodosFilter(FilterDealer):
     name = "todosFilter"
     model = "Todo"
+from snorky_sync.endpoints.reader import awake_readers  # noqa: E402
 from snorky_sync.metrics import snapshot  # noqa: E402
 from snorky_sync.services.pubsub import PubSubBackend, PubSubService  # noqa: E402
 
@@ -58,7 +59,8 @@ class InspectService(RPCService):
         return {"pid": os.getpid(),
                 "subscribers": len(self.pubsub.subscribers),
                 "subscriptions": len(self.pubsub.subscriptions),
-                "counters": snapshot()}
+                "counters": snapshot(),
+                "reading": awake_readers()}
 
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -10,7 +10,7 @@ import pytest
 from websockets.frames import Frame, Opcode
 from websockets.protocol import Protocol, Side, State
 
-from snorky_sync.endpoints.websocket import _fast_frames
+from snorky_sync.endpoints.reader import fast_frames as _fast_frames
 
 MAX = 10 * 1024 * 1024
 
