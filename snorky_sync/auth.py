@@ -93,7 +93,8 @@ class ConnectionTokens:
         return data["identity"]
 
     def __call__(self, request) -> Any:
-        token = request.args.get(self.param)
+        args = request.args  # (``in`` first: a missing key's .get raises and catches inside werkzeug)
+        token = args.get(self.param) if self.param in args else None
         if not token:
             if self.required:
                 raise Reject(401, "Token required")

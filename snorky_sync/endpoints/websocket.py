@@ -94,6 +94,10 @@ class WebSocketOptions:
 class _Hijacked(Response):
     """What the view returns once it owns the socket: the server writes nothing."""
 
+    def __init__(self) -> None:
+        # a content type given: werkzeug's default-mimetype lookup raises and catches a KeyError
+        super().__init__(content_type="text/plain")
+
     def __call__(self, environ, start_response):
         environ["snorky.hijacked"] = True
         if "gunicorn.socket" in environ:
@@ -294,8 +298,15 @@ def make_websocket_view(registry, opts: WebSocketOptions, client_class: type[Cli
             log.info("bad handshake from %s: %s", remote, exc.reason)
             return Response(exc.reason + "\n", status=exc.status, mimetype="text/plain",
                             headers=exc.headers)
-        try:
-            sock.sendall(answer)
+        try:  # one send: gevent's sendall() asks the kernel for SO_SNDBUF first, every time
+            sent = sock._sock.send(answer)
+            if sent < len(answer):
+                sock.sendall(answer[sent:])
+        except BlockingIOError:
+            try:
+                sock.sendall(answer)
+            except OSError:
+                return _Hijacked()
         except OSError:
             return _Hijacked()
         _detach(serving, sock, remote, identity)
