@@ -9,7 +9,10 @@ bounded outbound queue (DESIGN.md rule 3):
 * One flusher greenlet per process waits for ``gevent.idle()`` — so that all
   the work of the current burst has queued its frames — and then writes each
   dirty client's whole backlog with one non-blocking ``send``.  No greenlet is
-  spawned or switched to per client on this path.
+  spawned or switched to per client on this path.  After a flush that
+  wrote broadcasts to many connections (:data:`coalesce`) the next one waits
+  a moment, so a stream of broadcasts costs one send per few frames per
+  recipient.
 * Only when the kernel's send buffer is full (a partial or refused write)
   does the client get a writer greenlet of its own, which finishes the job
   with ``sendall`` and keeps draining until the queue is empty, then exits.
@@ -49,13 +52,14 @@ from . import wire
 from .metrics import counters
 
 __all__ = ["Client", "close_frame", "PING_FRAME", "configure", "budget", "stats", "outbound_bytes",
-           "default_memory_budget"]
+           "default_memory_budget", "coalesce"]
 
 log = logging.getLogger("snorky_sync.client")
 
 _ids = itertools.count(1)
 _idle = gevent.idle
 _spawn = gevent.spawn
+_sleep = gevent.sleep
 
 
 def close_frame(code: int, reason: str = "") -> bytes:
@@ -135,6 +139,15 @@ def _keep_budget() -> None:
 
 
 # -- the process's flusher ------------------------------------------------------
+#: when the frames a flush wrote include broadcasts to at least ``sends``
+#: recipients in all, the next flush waits ``delay`` seconds: under a stream of
+#: broadcasts (Cursors at mouse speed, a busy chat room) every recipient then
+#: gets one send per few frames instead of one per frame.  Flushes of replies
+#: and single sends only (however many connections) are never delayed: a
+#: closed loop of RPC callers would wait on every round trip.
+coalesce = {"sends": 32, "delay": 0.002}
+#: recipients of broadcasts queued since the last flush (Service.broadcast_frame adds to it)
+broadcast_sends = [0]
 _dirty: list[Client] = []
 _wake = gevent.event.Event()
 _flusher: gevent.Greenlet | None = None
@@ -149,6 +162,11 @@ def _flush_loop() -> None:
         batch, _dirty = _dirty, []
         for client in batch:
             client._flush()
+        fanned, broadcast_sends[0] = broadcast_sends[0], 0
+        if fanned >= coalesce["sends"]:
+            # broadcasts to many: let the next ones gather for a moment, so
+            # each recipient gets one send for several frames
+            _sleep(coalesce["delay"])
 
 
 def _schedule(client: Client) -> None:
@@ -282,6 +300,7 @@ class Client:
             return
         data = self._take()
         raw = self._raw
+        counters["socket_writes"] += 1
         try:
             sent = raw.send(data) if raw is not None else 0
         except BlockingIOError:

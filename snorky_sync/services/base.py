@@ -33,6 +33,7 @@ import gevent
 import gevent.lock
 
 from .. import wire
+from ..client import broadcast_sends as _broadcast_sends
 from ..logs import RateLimitedLogger
 from ..metrics import rpc_calls, rpc_errors
 
@@ -140,6 +141,7 @@ class Service:
         for client in clients:
             client.send_frame(frame)
             n += 1
+        _broadcast_sends[0] += n  # the flusher coalesces streams of broadcasts
         return n
 
     def client_connected(self, client: Client) -> None:
