@@ -140,15 +140,16 @@ class Reader:
 
     def run(self) -> None:
         """The greenlet's body: read until parked or ended."""
+        ended = True  # unless parked: an error, even GreenletExit, ends the connection
         try:
             ended = self._read()
         except Exception:
             log.exception("connection %s failed", self.client.remote_address)
-            ended = True
-        if ended:
-            _awake.discard(self)
-            self.greenlet = None
-            self.on_end(self)
+        finally:
+            if ended:
+                _awake.discard(self)
+                self.greenlet = None
+                self.on_end(self)
 
     def _read(self) -> bool:
         """Read and dispatch until the connection ends (True) or is parked (False)."""
