@@ -588,8 +588,14 @@
      * for the browser's WebSocket (or named a sockjsClass), and only until a
      * first connection has opened (a later failure is the server, not a proxy). */
     _fallbackClass: function () {
+      if (this.options.fallback === false || this.connectionCount > 0) { return null; }
+      return this._sockjsClass();
+    },
+
+    /* The SockJS class of this page (its sockjsClass, or the global SockJS), or
+     * null when there is none or the page's own socket class is that one. */
+    _sockjsClass: function () {
       var opts = this.options;
-      if (opts.fallback === false || this.connectionCount > 0) { return null; }
       if (!opts.sockjsClass && this.socketClass !== root.WebSocket) { return null; }
       var cls = opts.sockjsClass || root.SockJS;
       if (typeof cls !== "function" || cls === this.socketClass) { return null; }
@@ -599,8 +605,12 @@
     _open: function (url) {
       var self = this;
       var socket;
+      if (this.onFallback && !this._sockjsClass()) {
+        this.onFallback = false;  // the SockJS class went away: back to the page's own
+      }
       if (this.onFallback) {
-        var Fallback = this._fallbackClass();
+        // once fallen back, every reconnection uses SockJS too (it works from here)
+        var Fallback = this._sockjsClass();
         var addr = this.options.sockjsAddress;
         var target = typeof addr === "function" ? addr(url) : (addr || sockjsAddressFor(url));
         this.logDebug("Snorky: connecting with SockJS to", target);

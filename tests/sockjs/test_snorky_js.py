@@ -49,12 +49,17 @@ window.fallback = (wsUrl, transport) => new Promise((resolve, reject) => {
   }).then(null, function (err) { reject(err.message); });
 });
 
-// stays connected: window.live tells what happened
-window.startLive = (url, transport) => {
+// stays connected: window.live tells what happened.  SockJS as the socket
+// class (0.1's way), or (viaFallback) a WebSocket URL that cannot be opened,
+// so that snorky.js falls back to SockJS by itself
+window.startLive = (url, transport, viaFallback) => {
   window.live = {opens: 0, messages: [], transports: []};
   function ForcedSockJS(u) { return new SockJS(u, null, {transports: [transport]}); }
-  var snorky = window.liveSnorky = new Snorky(ForcedSockJS, url, {pubsub: Snorky.PubSub},
-                                              {reconnectDelay: 200, maxReconnectDelay: 1000});
+  var timing = {reconnectDelay: 200, maxReconnectDelay: 1000};
+  var snorky = window.liveSnorky = viaFallback
+    ? new Snorky(WebSocket, url, {pubsub: Snorky.PubSub},
+                 Object.assign({sockjsOptions: {transports: [transport]}}, timing))
+    : new Snorky(ForcedSockJS, url, {pubsub: Snorky.PubSub}, timing);
   snorky.connected.add(function (isReconnection) {
     window.live.opens += 1;
     window.live.transports.push(snorky.transport);
@@ -125,8 +130,12 @@ def test_falls_back_to_sockjs_when_the_websocket_cannot_open(page, server, trans
     assert got == {"message": "fell back", "transport": "sockjs:" + transport, "onFallback": True}
 
 
-def test_reconnects_and_restores_over_sockjs_after_a_restart(page, server, port):
-    page.evaluate("([u, t]) => startLive(u, t)", [server["srv"].url + "/sockjs", "xhr-polling"])
+@pytest.mark.parametrize("via_fallback", [False, True], ids=["sockjs-class", "after-fallback"])
+def test_reconnects_and_restores_over_sockjs_after_a_restart(page, server, port, via_fallback):
+    # after-fallback: the page asked for a WebSocket that cannot open and fell back to
+    # SockJS; its reconnection must use SockJS again (it once crashed: no class to use)
+    url = server["srv"].ws_url + "/no-websocket-here" if via_fallback else server["srv"].url + "/sockjs"
+    page.evaluate("([u, t, f]) => startLive(u, t, f)", [url, "xhr-polling", via_fallback])
     page.wait_for_function("window.live.opens === 1 && window.live.subscribed === true", timeout=T)
 
     def publish(text):
