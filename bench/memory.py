@@ -19,7 +19,6 @@ import base64
 import json
 import os
 import resource
-import selectors
 import socket
 import sys
 import time

@@ -28,9 +28,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
-from support.servers import ServerProcess, free_port  # noqa: E402
-
 from bench.procs import rss_kb  # noqa: E402
+from support.servers import ServerProcess, free_port  # noqa: E402
 
 ENV = {"SNORKY_API_KEY": "bench-key-0123456789abcdef", "SNORKY_RATE_LIMIT": "0", "SNORKY_CONNECT_RATE": "0",
        "SNORKY_MAX_CONNECTIONS": "50000", "SNORKY_MAX_QUEUE_FRAMES": "100000"}

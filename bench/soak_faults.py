@@ -186,7 +186,7 @@ def soak_faults(seconds: float, clients: int = 40, channels: int = 5, fault_ever
                 harvest_ok.stop(sig=9)
                 start_worker(victim)
                 # its clients are gone: replace them; the publisher too
-                for j, (c, ch, w) in enumerate(pool):
+                for j, (c, _ch, w) in enumerate(pool):
                     if w == victim:
                         c.close()
                         pool[j] = new_client()

@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "tests" / "sockjs"))
 
 from rawhttp import Stream, request  # noqa: E402
+
 from support.servers import API_KEY, ServerProcess  # noqa: E402
 
 SUB = json.dumps([json.dumps({"service": "pubsub", "message": {

@@ -36,7 +36,7 @@ fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test,redis,docs,lint]"
 
 # Lint, types and the docs first (seconds; docs/development.md): any failure stops here.
-.venv/bin/ruff check snorky_sync tests/docs docs/_ext
+.venv/bin/ruff check snorky_sync bench tests/docs docs/_ext
 .venv/bin/mypy
 .venv/bin/sphinx-build -W --keep-going -q -b html docs docs/_build/html
 
