@@ -93,8 +93,8 @@ class ConnectionTokens:
         return data["identity"]
 
     def __call__(self, request) -> Any:
-        args = request.args  # (``in`` first: a missing key's .get raises and catches inside werkzeug)
-        token = args.get(self.param) if self.param in args else None
+        args = request.args  # (``in`` first: werkzeug's .get of a missing key raises and catches)
+        token = args[self.param] if self.param in args else None
         if not token:
             if self.required:
                 raise Reject(401, "Token required")

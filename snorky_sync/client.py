@@ -41,7 +41,7 @@ import logging
 import os
 import socket
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import gevent
@@ -52,7 +52,7 @@ from . import wire
 from .metrics import counters
 
 __all__ = ["Client", "close_frame", "PING_FRAME", "configure", "budget", "stats", "outbound_bytes",
-           "default_memory_budget", "coalesce"]
+           "default_memory_budget", "coalesce", "send_to_all"]
 
 log = logging.getLogger("snorky_sync.client")
 
@@ -146,15 +146,14 @@ def _keep_budget() -> None:
 #: and single sends only (however many connections) are never delayed: a
 #: closed loop of RPC callers would wait on every round trip.
 coalesce = {"sends": 32, "delay": 0.002}
-#: recipients of broadcasts queued since the last flush (Service.broadcast_frame adds to it)
-broadcast_sends = [0]
+_fanned = 0  # recipients of broadcasts (send_to_all) queued since the last flush
 _dirty: list[Client] = []
 _wake = gevent.event.Event()
 _flusher: gevent.Greenlet | None = None
 
 
 def _flush_loop() -> None:
-    global _dirty
+    global _dirty, _fanned
     while True:
         _wake.wait()
         _wake.clear()
@@ -162,11 +161,24 @@ def _flush_loop() -> None:
         batch, _dirty = _dirty, []
         for client in batch:
             client._flush()
-        fanned, broadcast_sends[0] = broadcast_sends[0], 0
+        fanned, _fanned = _fanned, 0
         if fanned >= coalesce["sends"]:
             # broadcasts to many: let the next ones gather for a moment, so
             # each recipient gets one send for several frames
             _sleep(coalesce["delay"])
+
+
+def send_to_all(clients: Iterable[Client], frame: bytes) -> int:
+    """Queue one encoded frame to many clients (a broadcast); returns how many.
+
+    Counted for the flusher, which coalesces streams of broadcasts."""
+    global _fanned
+    n = 0
+    for client in clients:
+        client.send_frame(frame)
+        n += 1
+    _fanned += n
+    return n
 
 
 def _schedule(client: Client) -> None:

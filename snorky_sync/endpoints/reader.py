@@ -102,7 +102,7 @@ class Reader:
 
     __slots__ = ("client", "sock", "process", "on_end", "max_size", "recv_size", "rate", "burst",
                  "proto", "fragments", "fragments_size", "tokens", "last", "waiting", "active",
-                 "greenlet", "__weakref__")
+                 "greenlet")
 
     def __init__(self, client: Client, sock: Any, process: Callable[[Client, Any], None],
                  on_end: Callable[[Reader], None], max_size: int, recv_size: int = 65536,
@@ -250,12 +250,8 @@ class Reader:
 
 def _resume(reader: Reader) -> None:
     """The hub's callback for a parked reader's socket: input, give it a greenlet."""
-    reader.sock._read_event.stop()
-    _wake(reader)
-
-
-def _wake(reader: Reader) -> None:
     global _parker
+    reader.sock._read_event.stop()
     _awake.add(reader)
     reader.greenlet = _spawn(reader.run)
     if _parker is None:

@@ -299,14 +299,12 @@ def make_websocket_view(registry, opts: WebSocketOptions, client_class: type[Cli
             return Response(exc.reason + "\n", status=exc.status, mimetype="text/plain",
                             headers=exc.headers)
         try:  # one send: gevent's sendall() asks the kernel for SO_SNDBUF first, every time
-            sent = sock._sock.send(answer)
+            try:
+                sent = sock._sock.send(answer)
+            except BlockingIOError:
+                sent = 0
             if sent < len(answer):
                 sock.sendall(answer[sent:])
-        except BlockingIOError:
-            try:
-                sock.sendall(answer)
-            except OSError:
-                return _Hijacked()
         except OSError:
             return _Hijacked()
         _detach(serving, sock, remote, identity)

@@ -33,7 +33,7 @@ import gevent
 import gevent.lock
 
 from .. import wire
-from ..client import broadcast_sends as _broadcast_sends
+from ..client import send_to_all as _send_to_all
 from ..logs import RateLimitedLogger
 from ..metrics import rpc_calls, rpc_errors
 
@@ -137,12 +137,7 @@ class Service:
     @staticmethod
     def broadcast_frame(clients: Iterable[Client], frame: bytes) -> int:
         """Queue an already-encoded frame to many clients; returns how many."""
-        n = 0
-        for client in clients:
-            client.send_frame(frame)
-            n += 1
-        _broadcast_sends[0] += n  # the flusher coalesces streams of broadcasts
-        return n
+        return _send_to_all(clients, frame)
 
     def client_connected(self, client: Client) -> None:
         """A client connected to the registry this service belongs to."""

@@ -21,7 +21,7 @@ def fresh_flusher() -> None:
     if client_mod._flusher is not None:
         client_mod._flusher.kill()
         client_mod._flusher = None
-    client_mod.broadcast_sends[0] = 0
+    client_mod._fanned = 0
 
 
 @pytest.fixture
