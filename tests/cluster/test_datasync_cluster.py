@@ -1,9 +1,5 @@
 """DataSync across processes: authorize on one, publish on another, acquire on any."""
-import time
-
-import requests
-
-from support.servers import API_KEY
+from support.servers import wait_metric
 
 ENV = {"SNORKY_DATASYNC_DEALERS": "tests.cluster.dealers:DEALERS", "SNORKY_DATASYNC_TIMEOUT": "2"}
 
@@ -46,26 +42,15 @@ def test_token_acquired_on_one_process_is_gone_on_the_others(cluster, connect):
     a, b = cluster(2, **ENV)
     token = backend(a, "authorizeSubscription", items=[{"dealer": "allTodos", "query": None}])["data"]
     connect(b).ok("datasync", "acquireSubscription", {"token": token})
-    wait_metric(a, "snorky_datasync_acquired_elsewhere_total 1.0")
+    assert wait_metric(a, "snorky_datasync_acquired_elsewhere_total", 1, timeout=15) == 1
     answer = connect(a).call("datasync", "acquireSubscription", {"token": token})
     assert answer == {"type": "error", "callId": answer["callId"], "message": "No such subscription"}
-
-
-def wait_metric(srv, line, timeout=15.0):
-    """Poll /metrics until ``line`` shows (the state is only visible there)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        text = requests.get(srv.url + "/metrics", headers={"X-Backend-Key": API_KEY}, timeout=5).text
-        if line in text:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"{line!r} never showed on {srv.url}/metrics")
 
 
 def test_expiry_is_cluster_wide(cluster, connect):
     a, b = cluster(2, **ENV)
     token = backend(a, "authorizeSubscription", items=[{"dealer": "allTodos", "query": None}])["data"]
     for srv in (a, b):  # each process expires its own copy
-        wait_metric(srv, "snorky_datasync_subscriptions_expired_total 1.0")
+        assert wait_metric(srv, "snorky_datasync_subscriptions_expired_total", 1, timeout=15) == 1
     for srv in (a, b):
         assert connect(srv).call("datasync", "acquireSubscription", {"token": token})["message"] == "No such subscription"

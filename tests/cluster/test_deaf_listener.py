@@ -4,11 +4,8 @@ does not stay deaf.  Between that worker and a real redis-server sits a TCP
 relay that can freeze its open connections (they stay open, nothing passes)."""
 import socket
 import threading
-import time
 
-import requests
-
-from support.servers import API_KEY, ServerProcess, free_port
+from support.servers import ServerProcess, free_port, wait_metric
 
 from .conftest import wait_broker
 
@@ -64,14 +61,6 @@ class FreezingRelay:
                     pass
 
 
-def metric(srv, name):
-    text = requests.get(srv.url + "/metrics", headers={"X-Backend-Key": API_KEY}, timeout=5).text
-    for line in text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    return 0.0
-
-
 def test_a_worker_whose_redis_connections_go_silent_reconnects(redis_server, connect):
     relay = FreezingRelay(redis_server.port)
     env = {"SNORKY_CLUSTER_HEARTBEAT": "0.2", "SNORKY_CLUSTER_EXPIRY": "1.5"}
@@ -91,10 +80,7 @@ def test_a_worker_whose_redis_connections_go_silent_reconnects(redis_server, con
         assert listener.wait_for(lambda m: m.get("type") == "message")["message"] == "before"
 
         relay.freeze()                                   # the worker's connections go silent
-        deadline = time.monotonic() + 30
-        while metric(deaf, "snorky_broker_deaf_reconnects_total") < 1:
-            assert time.monotonic() < deadline, "the worker never noticed it was deaf"
-            time.sleep(0.1)  # the detection is only visible in /metrics
+        wait_metric(deaf, "snorky_broker_deaf_reconnects_total", 1, timeout=30)  # it noticed it was deaf
         wait_broker(deaf)                                # reconnected (through fresh connections)
         publisher.ok("pubsub", "publish", {"channel": "c", "message": "after"})
         assert listener.wait_for(lambda m: m.get("type") == "message", timeout=20)["message"] == "after"

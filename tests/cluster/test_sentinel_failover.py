@@ -16,7 +16,7 @@ import pytest
 import redis
 import requests
 
-from support.servers import API_KEY, ServerProcess, free_port
+from support.servers import API_KEY, ServerProcess, free_port, metric
 from support.wsclient import SnorkyTestClient
 
 from .conftest import wait_broker
@@ -95,14 +95,6 @@ def publish(srv, channel, message):
                       json={"service": "pubsub_backend", "message": {
                           "command": "publish", "params": {"channel": channel, "message": message}}})
     return r.status_code == 200
-
-
-def metric(srv, name):
-    text = requests.get(srv.url + "/metrics", headers={"X-Backend-Key": API_KEY}, timeout=5).text
-    for line in text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    return 0.0
 
 
 class Reader(threading.Thread):

@@ -1,12 +1,12 @@
 """PROTOCOL.md §5: pings and dead peers, origin allowlist — under every server kind."""
 import base64
 import os
-import socket
 import time
 
 import pytest
 import websocket
 
+from support.rawws import handshake
 from support.servers import WORKER_CLASSES, ServerProcess
 from support.wsclient import SnorkyTestClient
 
@@ -19,22 +19,8 @@ def pinging_server(request):
     srv.stop()
 
 
-def raw_handshake(port, origin="https://good.example"):
-    s = socket.create_connection(("127.0.0.1", port), timeout=10)
-    key = base64.b64encode(os.urandom(16)).decode()
-    s.sendall((f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-               f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
-               f"Origin: {origin}\r\n\r\n").encode())
-    head = b""
-    while b"\r\n\r\n" not in head:
-        chunk = s.recv(4096)
-        assert chunk, head
-        head += chunk
-    return s, head
-
-
 def test_server_pings_and_drops_a_peer_that_never_answers(pinging_server):
-    s, head = raw_handshake(pinging_server.port)
+    s, head = handshake(pinging_server.port, origin="https://good.example")
     assert head.startswith(b"HTTP/1.1 101")
     s.settimeout(15)
     data = head.split(b"\r\n\r\n", 1)[1]
@@ -65,7 +51,7 @@ def test_a_peer_that_answers_pings_stays(pinging_server):
 
 
 def test_origin_allowlist(pinging_server):
-    s, head = raw_handshake(pinging_server.port, origin="https://evil.example")
+    s, head = handshake(pinging_server.port, origin="https://evil.example")
     try:
         if pinging_server.mode == "gunicorn-geventwebsocket":
             # gevent-websocket upgrades before the app runs: the refusal is a 1008 close
@@ -88,7 +74,7 @@ def test_origin_allowlist(pinging_server):
 
 def test_exactly_one_101_even_under_gevent_websocket(pinging_server):
     """flask-sock would answer a second 101 under the geventwebsocket worker; we adopt its socket."""
-    s, head = raw_handshake(pinging_server.port)
+    s, head = handshake(pinging_server.port, origin="https://good.example")
     try:
         s.settimeout(0.3)
         rest = head
@@ -98,7 +84,7 @@ def test_exactly_one_101_even_under_gevent_websocket(pinging_server):
                 if not chunk:
                     break
                 rest += chunk
-        except socket.timeout:
+        except TimeoutError:
             pass
         assert rest.count(b"HTTP/1.1 101") == 1
     finally:
@@ -125,8 +111,6 @@ def test_open_websockets_do_not_count_against_worker_connections(mode):
 
 def test_bad_handshakes_get_clear_http_answers(server):
     """Requests to /ws that are not a valid opening handshake: an HTTP error, nothing upgraded."""
-    import base64
-    import os
     import requests
 
     if server.mode == "gunicorn-geventwebsocket":

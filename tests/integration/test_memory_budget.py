@@ -10,55 +10,15 @@
   the others keep everything.
 """
 import json
-import os
 import selectors
-import socket
 import time
 
-import requests
-
-from support.servers import API_KEY, ServerProcess
-
-from .test_slow_consumers import open_ws
-
-
-def masked(obj):
-    """A masked client text frame of any length."""
-    payload = json.dumps(obj).encode()
-    n = len(payload)
-    if n < 126:
-        head = bytes([0x81, 0x80 | n])
-    elif n < 65536:
-        head = bytes([0x81, 0x80 | 126]) + n.to_bytes(2, "big")
-    else:
-        head = bytes([0x81, 0x80 | 127]) + n.to_bytes(8, "big")
-    mask = os.urandom(4)
-    key = (mask * (n // 4 + 1))[:n]
-    body = (int.from_bytes(payload, "big") ^ int.from_bytes(key, "big")).to_bytes(n, "big")
-    return head + mask + body
-
-
-def metric(srv, name):
-    text = requests.get(srv.url + "/metrics", headers={"X-Backend-Key": API_KEY}, timeout=5).text
-    for line in text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    return 0.0
-
-
-def wait_metric(srv, name, at_least, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    value = 0.0
-    while time.monotonic() < deadline:
-        value = metric(srv, name)
-        if value >= at_least:
-            return value
-        time.sleep(0.05)  # polling the metrics endpoint: the counter is only visible there
-    raise AssertionError(f"{name} = {value}, expected >= {at_least}")
+from support.rawws import open_ws, text_frame
+from support.servers import ServerProcess, metric, wait_metric
 
 
 def subscribe(sock, channel, call_id=1):
-    sock.sendall(masked({"service": "pubsub", "message": {
+    sock.sendall(text_frame({"service": "pubsub", "message": {
         "command": "subscribe", "params": {"channel": channel}, "callId": call_id}}))
 
 
@@ -81,7 +41,7 @@ def stream_ends(sock, timeout=30.0):
                 return True
     except ConnectionResetError:
         return True
-    except socket.timeout:
+    except TimeoutError:
         return False
 
 
@@ -95,7 +55,7 @@ def notification_len(channel, body):
 
 
 def publish(sock, channel, body):
-    sock.sendall(masked({"service": "pubsub", "message": {
+    sock.sendall(text_frame({"service": "pubsub", "message": {
         "command": "publish", "params": {"channel": channel, "message": body}}}))
 
 
@@ -132,7 +92,7 @@ def pump(publisher, frames, reader, per_frame, timeout=60.0):
         if sent < len(frames) and got >= (sent - 40) * per_frame:
             publisher.sendall(b"".join(frames[sent:sent + 20]))
             sent = min(len(frames), sent + 20)
-        for key, _ in sel.select(0.2):
+        for _key, _ in sel.select(0.2):
             try:
                 chunk = reader.recv(1 << 20)
             except BlockingIOError:
@@ -156,7 +116,7 @@ def test_defaults_cut_a_stalled_subscriber_and_pass_a_large_message_to_a_reader(
             read_until(s, b'"response"')
         # the issue's case: 1,000 messages of 8 KB to a subscriber that stops reading
         body = "m" * 8192
-        frame = masked({"service": "pubsub", "message": {
+        frame = text_frame({"service": "pubsub", "message": {
             "command": "publish", "params": {"channel": "c", "message": body}}})
         per = notification_len("c", body)
         assert pump(publisher, [frame] * 1000, reader, per) == 1000 * per, \

@@ -1,13 +1,11 @@
 """1,000 healthy subscribers and 10 that stop reading: the healthy get everything,
 the stalled are cut off, and server memory stays bounded."""
-import base64
 import json
-import os
 import resource
 import selectors
-import socket
 import time
 
+from support.rawws import open_ws, text_frame
 from support.servers import ServerProcess
 
 N_HEALTHY, N_STALLED, N_MESSAGES = 1000, 10, 400
@@ -20,29 +18,6 @@ def rss_kb(pid):
                 return int(line.split()[1])
 
 
-def masked(obj):
-    payload = json.dumps(obj).encode()
-    mask = os.urandom(4)
-    n = len(payload)
-    head = bytes([0x81]) + (bytes([0x80 | n]) if n < 126 else bytes([0x80 | 126]) + n.to_bytes(2, "big"))
-    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-
-
-def open_ws(port, rcvbuf=None):
-    s = socket.socket()
-    if rcvbuf:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-    s.connect(("127.0.0.1", port))
-    s.sendall((f"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-               f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}\r\n"
-               f"Sec-WebSocket-Version: 13\r\n\r\n").encode())
-    head = b""
-    while b"\r\n\r\n" not in head:
-        head += s.recv(4096)
-    assert head.startswith(b"HTTP/1.1 101")
-    return s
-
-
 def test_stalled_subscribers_are_cut_off_healthy_ones_lose_nothing():
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -51,7 +26,7 @@ def test_stalled_subscribers_are_cut_off_healthy_ones_lose_nothing():
         "SNORKY_RATE_LIMIT": "0"})
     socks = []
     try:
-        subscribe = masked({"service": "pubsub", "message": {"command": "subscribe", "params": {"channel": "c"}, "callId": 1}})
+        subscribe = text_frame({"service": "pubsub", "message": {"command": "subscribe", "params": {"channel": "c"}, "callId": 1}})
         healthy = [open_ws(srv.port) for _ in range(N_HEALTHY)]
         stalled = [open_ws(srv.port, rcvbuf=4096) for _ in range(N_STALLED)]
         socks = healthy + stalled
@@ -67,7 +42,7 @@ def test_stalled_subscribers_are_cut_off_healthy_ones_lose_nothing():
                                    separators=(",", ":")).encode()) + 4
         publisher = open_ws(srv.port)
         socks.append(publisher)
-        publish = masked({"service": "pubsub", "message": {"command": "publish", "params": {"channel": "c", "message": body}}})
+        publish = text_frame({"service": "pubsub", "message": {"command": "publish", "params": {"channel": "c", "message": body}}})
         sel = selectors.DefaultSelector()
         for s in healthy:
             s.setblocking(False)

@@ -103,3 +103,25 @@ class ServerProcess:
         headers = {"X-Backend-Key": key} if key is not None else {}
         return requests.post(self.url + path, json={"service": service, "message": message},
                              headers=headers, timeout=10)
+
+
+def metric(srv, name: str) -> float:
+    """One value of ``srv``'s /metrics (0.0 when absent)."""
+    text = requests.get(srv.url + "/metrics", headers={"X-Backend-Key": API_KEY}, timeout=5).text
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return 0.0
+
+
+def wait_metric(srv, name: str, at_least: float, timeout: float = 20.0) -> float:
+    """Poll /metrics until ``name`` reaches ``at_least`` (a state only visible
+    there); returns the value."""
+    deadline = time.monotonic() + timeout
+    value = 0.0
+    while time.monotonic() < deadline:
+        value = metric(srv, name)
+        if value >= at_least:
+            return value
+        time.sleep(0.05)  # polling the metrics endpoint: the counter is only visible there
+    raise AssertionError(f"{name} = {value} on {srv.url}, expected >= {at_least}")

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import socket
 import time
 
 import websocket  # websocket-client
@@ -74,7 +73,7 @@ class SnorkyTestClient:
         self.ws.settimeout(seconds)
         try:
             data = self.ws.recv()
-        except (websocket.WebSocketTimeoutException, socket.timeout):
+        except (TimeoutError, websocket.WebSocketTimeoutException):
             return
         raise AssertionError(f"expected silence, got {data!r}")
 

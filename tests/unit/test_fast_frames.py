@@ -3,7 +3,6 @@
 for any stream and any cut, the frames the fast path takes plus what
 websockets parses from the rest are exactly what websockets alone parses."""
 import logging
-import os
 import random
 
 import pytest
@@ -11,27 +10,9 @@ from websockets.frames import Frame, Opcode
 from websockets.protocol import Protocol, Side, State
 
 from snorky_sync.endpoints.reader import fast_frames as _fast_frames
+from support.rawws import frame
 
 MAX = 10 * 1024 * 1024
-
-
-def client_frame(opcode, payload: bytes, fin=True, rsv1=False, masked=True, long_length=False) -> bytes:
-    """A client frame built by hand (so broken ones can be built too)."""
-    b0 = (0x80 if fin else 0) | (0x40 if rsv1 else 0) | opcode
-    n = len(payload)
-    mbit = 0x80 if masked else 0
-    if long_length:
-        head = bytes((b0, mbit | 127)) + n.to_bytes(8, "big")
-    elif n < 126:
-        head = bytes((b0, mbit | n))
-    elif n < 65536:
-        head = bytes((b0, mbit | 126)) + n.to_bytes(2, "big")
-    else:
-        head = bytes((b0, mbit | 127)) + n.to_bytes(8, "big")
-    if not masked:
-        return head + payload
-    key = os.urandom(4)
-    return head + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
 
 
 def server_protocol(max_size=MAX) -> Protocol:
@@ -78,33 +59,33 @@ def normalise(frames):
 
 
 def test_several_frames_in_one_read_are_all_taken():
-    frames = [client_frame(0x1, b'{"a":1}'), client_frame(0x2, b"x" * 125), client_frame(0x1, b"y" * 126),
-              client_frame(0x1, b"z" * 65535)]
+    frames = [frame(0x1, b'{"a":1}'), frame(0x2, b"x" * 125), frame(0x1, b"y" * 126),
+              frame(0x1, b"z" * 65535)]
     payloads, taken = _fast_frames(b"".join(frames), MAX)
     assert payloads == [b'{"a":1}', b"x" * 125, b"y" * 126, b"z" * 65535]
     assert taken == sum(map(len, frames))
 
 
-@pytest.mark.parametrize("frame, why", [
-    (client_frame(0x9, b"ping"), "control frame"),
-    (client_frame(0x1, b"part", fin=False), "first fragment"),
-    (client_frame(0x1, b"deflated?", rsv1=True), "reserved bit"),
-    (client_frame(0x1, b"bare", masked=False), "unmasked"),
-    (client_frame(0x1, b"x" * 10, long_length=True), "64-bit length"),
-    (client_frame(0x1, b"x" * 70000), "over 64 KiB"),
+@pytest.mark.parametrize("other, why", [
+    (frame(0x9, b"ping"), "control frame"),
+    (frame(0x1, b"part", fin=False), "first fragment"),
+    (frame(0x1, b"deflated?", rsv1=True), "reserved bit"),
+    (frame(0x1, b"bare", masked=False), "unmasked"),
+    (frame(0x1, b"x" * 10, long_length=True), "64-bit length"),
+    (frame(0x1, b"x" * 70000), "over 64 KiB"),
 ])
-def test_what_it_leaves_to_websockets(frame, why):
-    payloads, taken = _fast_frames(client_frame(0x1, b"first") + frame, MAX)
-    assert (payloads, taken) == ([b"first"], len(client_frame(0x1, b"first"))), why
+def test_what_it_leaves_to_websockets(other, why):
+    payloads, taken = _fast_frames(frame(0x1, b"first") + other, MAX)
+    assert (payloads, taken) == ([b"first"], len(frame(0x1, b"first"))), why
 
 
 def test_a_frame_over_max_size_is_left_to_websockets():
-    payloads, taken = _fast_frames(client_frame(0x1, b"x" * 200), 100)
+    payloads, taken = _fast_frames(frame(0x1, b"x" * 200), 100)
     assert (payloads, taken) == ([], 0)
 
 
 def test_a_frame_cut_anywhere_is_left_whole():
-    stream = client_frame(0x1, b"a" * 5) + client_frame(0x1, b"b" * 300) + client_frame(0x1, b"c")
+    stream = frame(0x1, b"a" * 5) + frame(0x1, b"b" * 300) + frame(0x1, b"c")
     bounds = [0, 11, 11 + 308, len(stream)]
     for cut in range(len(stream) + 1):
         payloads, taken = _fast_frames(stream[:cut], MAX)
@@ -120,21 +101,21 @@ def random_stream(rng: random.Random) -> list[bytes]:
         payload = bytes(rng.getrandbits(8) for _ in range(min(size, 64))) * (size // 64 + 1)
         payload = payload[:size]
         if kind < 0.55:
-            frames.append(client_frame(rng.choice([0x1, 0x2]), payload))
+            frames.append(frame(rng.choice([0x1, 0x2]), payload))
         elif kind < 0.7:
-            frames.append(client_frame(0x9, payload[:125]))  # ping
+            frames.append(frame(0x9, payload[:125]))  # ping
         elif kind < 0.8:
-            frames.append(client_frame(0xA, payload[:125]))  # unsolicited pong
+            frames.append(frame(0xA, payload[:125]))  # unsolicited pong
         else:  # a fragmented message: first, continuations, last
             parts = rng.randint(2, 4)
-            frames.append(client_frame(0x1, payload[:10], fin=False))
+            frames.append(frame(0x1, payload[:10], fin=False))
             for i in range(parts - 1):
-                frames.append(client_frame(0x0, payload[10 + i:11 + i], fin=i == parts - 2))
+                frames.append(frame(0x0, payload[10 + i:11 + i], fin=i == parts - 2))
     if rng.random() < 0.2:  # and sometimes a broken one
         frames.insert(rng.randrange(len(frames) + 1),
-                      rng.choice([client_frame(0x1, b"bare", masked=False),
-                                  client_frame(0x1, b"rsv", rsv1=True),
-                                  client_frame(0x0, b"stray continuation")]))
+                      rng.choice([frame(0x1, b"bare", masked=False),
+                                  frame(0x1, b"rsv", rsv1=True),
+                                  frame(0x0, b"stray continuation")]))
     return frames
 
 
