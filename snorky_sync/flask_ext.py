@@ -79,6 +79,7 @@ class Snorky:
                   ping_interval: float | None = None, max_frame_size: int | None = None,
                   max_queue_frames: int | None = None, max_queue_bytes: int | None = None,
                   rate_limit: float | None = None, rate_burst: float | None = None,
+                  byte_rate: float | None = None, byte_burst: float | None = None,
                   max_connections: int | None = None,
                   max_connections_per_identity: int | None = None,
                   write_timeout: float | None = None,
@@ -109,6 +110,8 @@ class Snorky:
             max_queue_bytes=max_queue_bytes or s.max_queue_bytes,
             rate_limit=s.rate_limit if rate_limit is None else rate_limit,
             rate_burst=s.rate_burst if rate_burst is None else rate_burst,
+            byte_rate=s.byte_rate_limit if byte_rate is None else byte_rate,
+            byte_burst=s.byte_rate_burst if byte_burst is None else byte_burst,
             max_connections=max_connections or s.max_connections,
             socket_sndbuf=s.socket_sndbuf,
             max_connections_per_identity=(max_connections_per_identity

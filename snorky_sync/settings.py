@@ -44,6 +44,8 @@ class Settings:
     trusted_proxies: tuple[str, ...] | None = None  # SNORKY_TRUSTED_PROXIES (addresses whose X-Forwarded-For is believed)
     rate_limit: float = 1000.0              # SNORKY_RATE_LIMIT (messages/s per connection, 0: off)
     rate_burst: float = 2000.0              # SNORKY_RATE_BURST
+    byte_rate_limit: float = 256 * 1024     # SNORKY_BYTE_RATE_LIMIT (bytes/s of messages per connection; over it the connection is read slower, not closed; 0: off)
+    byte_rate_burst: float = 1024 * 1024    # SNORKY_BYTE_RATE_BURST (bytes)
     max_connections: int = 20000            # SNORKY_MAX_CONNECTIONS (per process)
     max_connections_per_identity: int = 100  # SNORKY_MAX_CONNECTIONS_PER_IDENTITY
     max_subscriptions: int = 1000           # SNORKY_MAX_SUBSCRIPTIONS (per connection: pubsub channels, chat channels, cursor documents, datasync subscriptions)

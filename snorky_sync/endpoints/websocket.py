@@ -80,6 +80,8 @@ class WebSocketOptions:
     recv_size: int = 65536
     rate_limit: float = 1000.0       # messages/s per connection (0: off); excess closes with 1008
     rate_burst: float = 2000.0
+    byte_rate: float = 256 * 1024    # bytes/s per connection (0: off); excess is read later, not refused
+    byte_burst: float = 1024 * 1024
     max_connections: int = 20000     # per process; more are refused with 503
     max_connections_per_identity: int = 100  # more are refused with 429
     max_identity_size: int = 1024    # bytes of JSON; larger identities are refused (400)
