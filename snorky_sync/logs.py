@@ -10,7 +10,30 @@ import json
 import logging
 import time
 
-__all__ = ["RateLimitedLogger", "JSONFormatter", "configure_logging", "get_logger"]
+__all__ = ["RateLimitedLogger", "JSONFormatter", "configure_logging", "get_logger", "printable"]
+
+_PRINTABLE_LIMIT = 200
+_ESCAPES = {i: f"\\x{i:02x}" for i in (*range(0x20), 0x7f, *range(0x80, 0xa0))}
+_ESCAPES.update({ord("\\"): "\\\\", 0x2028: "\\u2028", 0x2029: "\\u2029"})
+
+
+def printable(value: object, limit: int = _PRINTABLE_LIMIT) -> str:
+    """A client-supplied value as it may go into a log line: control characters
+    (CR, LF, ESC, C1), backslashes and line separators escaped, at most
+    ``limit`` characters (longer: cut, with how long it was).  Bytes are
+    decoded as UTF-8 with undecodable bytes escaped.  A client cannot forge
+    a log line or drive a terminal through it."""
+    if isinstance(value, (bytes, bytearray)):
+        text = bytes(value).decode("utf-8", "backslashreplace")
+    else:
+        text = value if isinstance(value, str) else str(value)
+    total = len(text)
+    if total > limit:
+        text = text[:limit]
+    text = text.translate(_ESCAPES)
+    if total > limit:
+        text += f"...({total} chars)"
+    return text
 
 
 def get_logger(name: str) -> logging.Logger:

@@ -1,0 +1,27 @@
+"""The attack suite (DESIGN.md, "How it is tested": security/).
+
+One module per class of attack from issue #21; each test is an attack, run
+against every transport and serving mode it applies to, that fails when the
+defence it names is gone.  Fixtures shared by several modules live here;
+``MODES`` are the three serving modes (embedded, gunicorn -k gevent,
+gunicorn with the gevent-websocket worker).
+"""
+from __future__ import annotations
+
+import pytest
+
+from support.servers import WORKER_CLASSES, ServerProcess
+
+MODES = list(WORKER_CLASSES)
+
+
+@pytest.fixture(scope="module", params=MODES)
+def default_server(request):
+    """The default app (wsgi:app, demos off) under each serving mode; a module
+    sets ``SERVER_ENV`` for extra settings."""
+    env = getattr(request.module, "SERVER_ENV", {})
+    srv = ServerProcess(request.param, app="wsgi:app", env=env)
+    yield srv
+    srv.stop()
+    if request.session.testsfailed:
+        print(f"--- server log ({srv.mode}) ---\n{srv.log()[-4000:]}")
