@@ -31,9 +31,14 @@ from .services.messaging import MessagingService
 from .services.pubsub import PubSubBackend, PubSubService
 from .settings import Settings
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "BACKEND_ONLY_CHANNELS"]
 
 log = logging.getLogger("snorky_sync")
+
+BACKEND_ONLY_CHANNELS = ("news",)
+"""PubSub channels of the default app that only the backend publishes to
+(the docs' ``SnorkyBackend.publish("news", ...)``), unless
+``SNORKY_BACKEND_ONLY_CHANNELS`` names others."""
 
 
 def load_dealers(spec: str | None) -> list:
@@ -65,8 +70,10 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     broker = make_broker(settings.redis_url, settings.cluster_heartbeat, settings.cluster_expiry)
     frontend = ServiceRegistry(broker=broker)
+    # only the backend publishes into these (SNORKY_BACKEND_ONLY_CHANNELS replaces the list)
     pubsub = PubSubService("pubsub", history_size=settings.pubsub_history_size,
-                           history_ttl=settings.pubsub_history_ttl)
+                           history_ttl=settings.pubsub_history_ttl,
+                           backend_only=settings.backend_only_channels or BACKEND_ONLY_CHANNELS)
     frontend.register_service(pubsub)
 
     chat = ChatService("chat", history_size=settings.chat_history_size,
@@ -78,12 +85,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     datasync = DataSyncService("datasync", load_dealers(settings.datasync_dealers),
                                resume_window=settings.datasync_resume_window)
     frontend.register_service(datasync)
-    # per-connection limits from settings
-    pubsub.max_subscriptions = chat.max_channels = cursors.max_documents = settings.max_subscriptions
-    datasync.MAX_SUBSCRIPTIONS_PER_CLIENT = settings.max_subscriptions
-    pubsub.max_channel_size = chat.max_channel_size = cursors.max_document_size = settings.max_channel_size
-    cursors.MAX_CURSORS = settings.max_cursors
-    datasync.MAX_PENDING = settings.max_pending_subscriptions
+    # per-connection limits: from settings when Snorky mounts the registry, as in any app
 
     backend = ServiceRegistry(broker=broker)
     backend.register_service(PubSubBackend("pubsub_backend", pubsub))

@@ -97,6 +97,10 @@ class Snorky:
         Host, or ``public_origin`` behind a proxy that rewrites it).
         """
         _check_registry("websocket", registry)
+        from .services.configure import configure_services
+
+        # SNORKY_MAX_*, SNORKY_BACKEND_ONLY_CHANNELS; single-use tokens where they can hold
+        configure_services(registry, self.settings, authenticate)
         if authenticate is not None and not callable(authenticate):
             raise TypeError("websocket(authenticate=...) wants a callable taking the request, "
                             f"got {type(authenticate).__name__}")

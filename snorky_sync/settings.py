@@ -11,7 +11,7 @@ from typing import Any
 __all__ = ["Settings", "MIN_API_KEY_LENGTH"]
 
 MIN_API_KEY_LENGTH = 16
-_LISTS = ("allowed_origins", "public_origin", "trusted_proxies")
+_LISTS = ("allowed_origins", "public_origin", "trusted_proxies", "backend_only_channels")
 
 
 def _split(value: str) -> tuple[str, ...] | None:
@@ -48,10 +48,14 @@ class Settings:
     byte_rate_burst: float = 1024 * 1024    # SNORKY_BYTE_RATE_BURST (bytes)
     max_connections: int = 20000            # SNORKY_MAX_CONNECTIONS (per process)
     max_connections_per_identity: int = 100  # SNORKY_MAX_CONNECTIONS_PER_IDENTITY
-    max_subscriptions: int = 1000           # SNORKY_MAX_SUBSCRIPTIONS (per connection: pubsub channels, chat channels, cursor documents, datasync subscriptions)
+    max_subscriptions: int = 200            # SNORKY_MAX_SUBSCRIPTIONS (per connection and service: pubsub channels, chat channels, cursor documents, datasync subscriptions)
     max_cursors: int = 16                   # SNORKY_MAX_CURSORS (per connection)
+    max_cursor_size: int = 4096             # SNORKY_MAX_CURSOR_SIZE (bytes of JSON of one cursor's private handle, position and status together)
+    max_chat_message_size: int = 64 * 1024  # SNORKY_MAX_CHAT_MESSAGE_SIZE (bytes of JSON of a chat message's body)
     max_pending_subscriptions: int = 10000  # SNORKY_MAX_PENDING_SUBSCRIPTIONS (unacquired DataSync authorizations per process)
+    max_pending_per_requester: int = 100    # SNORKY_MAX_PENDING_PER_REQUESTER (unacquired DataSync authorizations per requester the web app names; its oldest go first)
     max_channel_size: int = 1024            # SNORKY_MAX_CHANNEL_SIZE (bytes of JSON per channel / document name)
+    backend_only_channels: tuple[str, ...] | None = None  # SNORKY_BACKEND_ONLY_CHANNELS (comma-separated PubSub channel names or globs only the backend may publish to; the default app: news)
     pubsub_history_size: int = 0            # SNORKY_PUBSUB_HISTORY_SIZE (messages kept per PubSub channel for recovery; 0: off, 0.1's frames)
     pubsub_history_ttl: float = 300.0       # SNORKY_PUBSUB_HISTORY_TTL (seconds a channel's history lives after its last message)
     chat_history_size: int = 0              # SNORKY_CHAT_HISTORY_SIZE (chat messages kept per channel; 0: off)

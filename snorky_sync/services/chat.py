@@ -19,11 +19,14 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
+import orjson
+
 from .. import wire
 from ..brokers.base import BrokerUnavailable
 from ..metrics import counters
 from . import history as _history
-from .base import RPCError, RPCService, bounded_key, rpc_command
+from . import retained
+from .base import RPCError, RPCService, rpc_command
 from .replica import Replica
 
 __all__ = ["ChatService"]
@@ -40,7 +43,7 @@ class _Channel:
     __slots__ = ("members", "remote", "value")
 
     def __init__(self, value: Any) -> None:
-        self.value = value
+        self.value = value  # as kept (retained.key_value): the string, or its JSON
         # identity key -> (identity, {client: None}): this process's connections
         self.members: dict[Any, tuple[Any, dict]] = {}
         # identity key -> (identity, {origin: None}): other processes having it here
@@ -70,7 +73,12 @@ class ChatService(RPCService):
     hashable_messages = False  # keys by canonical JSON (wire.json_key)
 
     max_channels = 1000
+    """Channels joined per connection (``Too many channels``)."""
     max_channel_size = 1024
+    """Bytes of JSON of a channel name (``Channel too long``)."""
+    max_message_size = 64 * 1024
+    """Bytes of JSON of a message's ``body`` (``Message too large``); with
+    history, each channel keeps ``history_size`` of them."""
 
     def __init__(self, name: str, history_size: int = 0, history_ttl: float = 300.0) -> None:
         """``history_size``: messages kept per channel (0: none, 0.1's frames);
@@ -133,7 +141,7 @@ class ChatService(RPCService):
         return client.identity
 
     def _key(self, channel: Any) -> Any:
-        return bounded_key(channel, self.max_channel_size, "Channel too long")
+        return retained.bounded_key(channel, self.max_channel_size, "Channel too long")
 
     @rpc_command(lock=False)  # with Redis it waits for the broker, without the lock
     def join(self, req, channel, since=None, recent=None):
@@ -200,8 +208,8 @@ class ChatService(RPCService):
             raise RPCError("Too many channels")
         chan = self.channels.get(key)
         if chan is None:
-            chan = self.channels[key] = _Channel(channel)
-        ikey = _json_key(identity)
+            chan = self.channels[key] = _Channel(retained.key_value(key))
+        ikey = retained.compact_key(_json_key(identity))
         entry = chan.members.get(ikey)
         if entry is None:
             if ikey not in chan.remote:  # present nowhere yet
@@ -209,9 +217,9 @@ class ChatService(RPCService):
             ts = self.get_time()
             entry = chan.members[ikey] = (identity, {})
             if self.replica is not None:
-                self.replica.add([channel, identity, ts])
+                self.replica.add([chan.value, identity, ts])
         entry[1][client] = None
-        self.client_channels.setdefault(client, {})[key] = channel
+        self.client_channels.setdefault(client, {})[key] = chan.value
         return {"members": chan.identities()}
 
     @rpc_command
@@ -227,8 +235,11 @@ class ChatService(RPCService):
             mine = self.client_channels.get(client)
             if mine is None or key not in mine:
                 raise RPCError("Not joined")
-            msg = {"type": "message", "from": client.identity, "channel": channel, "body": body,
-                   "timestamp": self.get_time()}
+            encoded = orjson.dumps(body)
+            if len(encoded) > self.max_message_size:
+                raise RPCError("Message too large")
+            msg = {"type": "message", "from": client.identity, "channel": channel,
+                   "body": orjson.Fragment(encoded), "timestamp": self.get_time()}
             if history is None:
                 self.broadcast(self.channels[key].clients(), msg)
                 if self.replica is not None:
@@ -291,7 +302,7 @@ class ChatService(RPCService):
     # -- replication (Replica calls these under self.lock) -----------------------------
     @staticmethod
     def fact_key(fact) -> tuple:
-        return (_json_key(fact[0]), _json_key(fact[1]))
+        return (retained.compact_key(_json_key(fact[0])), retained.compact_key(_json_key(fact[1])))
 
     def local_facts(self) -> list:
         ts = self.get_time()
@@ -302,6 +313,7 @@ class ChatService(RPCService):
         if old is not None:
             return  # already known (a snapshot repeating it)
         ckey, ikey = key
+        fact[0] = retained.key_value(ckey)  # kept as JSON, not as the parsed objects
         channel, identity, ts = fact
         chan = self.channels.get(ckey)
         if chan is None:

@@ -29,7 +29,8 @@ from typing import Any
 from .. import wire
 from ..brokers.base import BrokerUnavailable
 from ..metrics import counters
-from .base import RPCError, RPCService, bounded_key, rpc_command
+from . import retained
+from .base import RPCError, RPCService, rpc_command
 from .replica import Replica, present
 
 __all__ = ["CursorsService", "Cursor"]
@@ -37,6 +38,15 @@ __all__ = ["CursorsService", "Cursor"]
 _json_key = wire.json_key
 _random = random.SystemRandom()
 log = logging.getLogger("snorky_sync.services.cursors")
+
+
+def _field(name: str):
+    def get(self):
+        return retained.json_value(self[name], self.json[name])
+
+    def set(self, value):
+        self[name], self.json[name] = retained.bounded_json(value)
+    return property(get, set)
 
 
 class Cursor(dict):
@@ -47,15 +57,20 @@ class Cursor(dict):
     ``document``, ``position``, ``status``, ``owner`` = the owner's
     identity), so the service sends it without copying; the attributes read
     and write that form.  ``private_handle`` and ``owner`` (the Client) are
-    kept beside it.
+    kept beside it.  A position or status that is a list or an object is
+    kept as its JSON (:mod:`.retained`), never as parsed Python objects;
+    ``json`` holds both fields' JSON bytes, whose lengths are their sizes.
     """
 
-    __slots__ = ("private_handle", "owner")
+    __slots__ = ("private_handle", "owner", "json")
 
     def __init__(self, private_handle: Any, public_handle: int, document: Any, position: Any,
-                 status: Any, owner) -> None:
-        super().__init__(publicHandle=public_handle, document=document, position=position,
-                         status=status, owner=getattr(owner, "identity", None))
+                 status: Any, owner, _fields: tuple | None = None) -> None:
+        (pos, pos_json), (st, st_json) = _fields or (retained.bounded_json(position),
+                                                     retained.bounded_json(status))
+        super().__init__(publicHandle=public_handle, document=document, position=pos,
+                         status=st, owner=getattr(owner, "identity", None))
+        self.json = {"position": pos_json, "status": st_json}
         self.private_handle = private_handle
         self.owner = owner
 
@@ -63,12 +78,14 @@ class Cursor(dict):
         """The cursor as sent to the other connections of the document."""
         return self
 
+    def size(self, handle_size: int = 0) -> int:
+        """Bytes of JSON of its position and status (plus ``handle_size``)."""
+        return handle_size + len(self.json["position"]) + len(self.json["status"])
+
     public_handle = property(lambda self: self["publicHandle"])
     document = property(lambda self: self["document"])
-    position = property(lambda self: self["position"],
-                        lambda self, value: self.__setitem__("position", value))
-    status = property(lambda self: self["status"],
-                      lambda self, value: self.__setitem__("status", value))
+    position = _field("position")
+    status = _field("status")
 
     def __repr__(self) -> str:
         return f"<Cursor {self.public_handle} of {self['owner']!r} in {self.document!r}>"
@@ -92,7 +109,12 @@ class CursorsService(RPCService):
     """Cursors per connection, across all its documents (``Too many cursors``)."""
 
     max_documents = 1000
+    """Documents joined per connection (``Too many documents``)."""
     max_document_size = 1024
+    """Bytes of JSON of a document name (``Document too long``)."""
+    max_cursor_size = 4096
+    """Bytes of JSON of one cursor's private handle, position and status
+    together (``Cursor too large``)."""
 
     def __init__(self, name: str) -> None:
         super().__init__(name)
@@ -146,7 +168,18 @@ class CursorsService(RPCService):
 
     # -- helpers -----------------------------------------------------------------
     def _doc_key(self, document: Any) -> Any:
-        return bounded_key(document, self.max_document_size, "Document too long")
+        return retained.bounded_key(document, self.max_document_size, "Document too long")
+
+    def _handle_key(self, private_handle: Any) -> Any:
+        return retained.bounded_key(private_handle, self.max_cursor_size, "Cursor too large")
+
+    def _fields(self, pkey: Any, pos: tuple, st: tuple) -> tuple:
+        """``(pos, st)``, the kept forms of a cursor's position and status
+        (from :func:`.retained.bounded_json`), or ``Cursor too large`` when
+        they and the private handle exceed ``max_cursor_size`` together."""
+        if retained.key_size(pkey) + len(pos[1]) + len(st[1]) > self.max_cursor_size:
+            raise RPCError("Cursor too large")
+        return pos, st
 
     def _others(self, doc: _Document, client):
         return [c for c in doc.clients if c is not client]
@@ -222,7 +255,7 @@ class CursorsService(RPCService):
         if doc is None:
             doc = self.documents[key] = _Document()
         doc.clients[client] = None
-        self.client_documents.setdefault(client, {})[key] = document
+        self.client_documents.setdefault(client, {})[key] = retained.key_value(key)
         cursors = list(doc.cursors.values())
         remote = self.remote_docs.get(key)
         if remote:  # (a handle given out twice during a Redis outage: ours wins until it moves)
@@ -241,16 +274,17 @@ class CursorsService(RPCService):
             mine = self.client_documents.get(client)
             if mine is None or key not in mine:
                 raise RPCError("Not joined")
-            pkey = _json_key(private_handle)
+            pkey = self._handle_key(private_handle)
             if pkey in self.client_cursors.get(client, ()):
                 raise RPCError("Reused handle")
+            fields = self._fields(pkey, retained.bounded_json(position), retained.bounded_json(status))
             if self._hook_takes_document:
-                self.check_new_cursor_allowed(client, document)
+                self.check_new_cursor_allowed(client, retained.key_to_value(key))
             else:
                 self.check_new_cursor_allowed(client)
             if self.replica is None:
                 return self._install(client, pkey, key, mine[key], self._new_handle(self.documents[key]),
-                                     position, status, private_handle)
+                                     fields)
         handle, token = self._claim_handle(client, key)
         with self.lock:
             self._reserved.discard((key, handle))
@@ -259,15 +293,13 @@ class CursorsService(RPCService):
                 self.broker.release([(self._claim_key(key, handle), token)])
                 raise RPCError("Not joined")
             self.tokens[(key, handle)] = token
-            handle = self._install(client, pkey, key, mine[key], handle, position, status,
-                                   private_handle)
+            handle = self._install(client, pkey, key, mine[key], handle, fields)
         self.broker.flush()  # the cursor reaches Redis before the caller hears back
         return handle
 
-    def _install(self, client, pkey, key, document, handle: int, position, status,
-                 private_handle=None) -> int:
+    def _install(self, client, pkey, key, document, handle: int, fields: tuple) -> int:
         doc = self.documents[key]
-        cursor = Cursor(private_handle, handle, document, position, status, client)
+        cursor = Cursor(retained.key_value(pkey), handle, document, None, None, client, fields)
         doc.cursors[handle] = cursor
         self.client_cursors.setdefault(client, {})[pkey] = (key, handle)
         self.broadcast(self._others(doc, client), {"type": "cursorAdded", "cursor": cursor})
@@ -283,10 +315,16 @@ class CursorsService(RPCService):
             raise RPCError("Invalid params")
         doc = self.documents[key]
         cursor = doc.cursors[handle]
-        if "position" in new_data:
-            cursor["position"] = new_data["position"]
-        if "status" in new_data:
-            cursor["status"] = new_data["status"]
+        if "position" in new_data or "status" in new_data:
+            old = cursor.json
+            (pos, pos_json), (st, st_json) = self._fields(
+                _json_key(private_handle),
+                retained.bounded_json(new_data["position"]) if "position" in new_data
+                else (cursor["position"], old["position"]),
+                retained.bounded_json(new_data["status"]) if "status" in new_data
+                else (cursor["status"], old["status"]))
+            cursor["position"], cursor["status"] = pos, st
+            old["position"], old["status"] = pos_json, st_json
         self.broadcast(self._others(doc, client), {"type": "cursorUpdated", "cursor": cursor})
         if self.replica is not None:
             self.replica.add(cursor)
@@ -344,13 +382,17 @@ class CursorsService(RPCService):
     # -- replication (Replica calls these under self.lock) -----------------------------
     @staticmethod
     def fact_key(cursor: dict) -> tuple:
-        return (_json_key(cursor["document"]), cursor["publicHandle"])
+        return (retained.compact_key(_json_key(cursor["document"])), cursor["publicHandle"])
 
     def local_facts(self) -> list:
         return [cursor for doc in self.documents.values() for cursor in doc.cursors.values()]
 
     def remote_set(self, origin: str, key: tuple, cursor: dict, old) -> None:
         dkey, handle = key
+        # kept as JSON like ours, not as the parsed objects the broker gave us
+        cursor["document"] = retained.key_value(dkey)
+        for name in ("position", "status"):
+            cursor[name] = retained.bounded_json(cursor.get(name))[0]
         self.remote_docs.setdefault(dkey, {})[handle] = (origin, cursor)
         doc = self.documents.get(dkey)
         if doc is not None and handle not in doc.cursors:  # else shadowed by ours until one moves

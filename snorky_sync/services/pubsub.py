@@ -15,13 +15,16 @@ lost or delivered twice between the replay and live delivery.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from .. import wire
 from ..brokers.base import BrokerUnavailable
 from ..metrics import counters
 from . import history as _history
-from .base import RPCError, RPCService, bounded_key, rpc_command
+from . import retained
+from .base import RPCError, RPCService, rpc_command
+from .patterns import ChannelPatterns
 
 __all__ = ["PubSubService", "PubSubBackend"]
 
@@ -34,6 +37,13 @@ class PubSubService(RPCService):
     Limits (class attributes, override in a subclass): ``max_subscriptions``
     per connection (``Too many subscriptions``) and ``max_channel_size``
     bytes of JSON per channel (``Channel too long``).
+
+    ``backend_only``: channel names and globs (``("news", "prices.*")``) that
+    only the backend (:class:`PubSubBackend`) publishes to; a client's
+    ``publish`` there answers ``Not authorized``.  None (the default) leaves
+    it to ``SNORKY_BACKEND_ONLY_CHANNELS`` when the registry is mounted
+    (:mod:`snorky_sync.services.configure`); ``()`` means none, whatever the
+    setting says.
     """
 
     hashable_messages = False  # keys by canonical JSON (wire.json_key)
@@ -41,11 +51,14 @@ class PubSubService(RPCService):
     max_subscriptions = 1000
     max_channel_size = 1024
 
-    def __init__(self, name: str, history_size: int = 0, history_ttl: float = 300.0) -> None:
+    def __init__(self, name: str, history_size: int = 0, history_ttl: float = 300.0,
+                 backend_only: Iterable[str] | str | None = None) -> None:
         """``history_size``: messages kept per channel (0: no history, 0.1's
         frames); ``history_ttl``: seconds a channel's history lives after its
-        last message."""
+        last message; ``backend_only``: see the class."""
         super().__init__(name)
+        self.backend_only: ChannelPatterns | None = (
+            None if backend_only is None else ChannelPatterns(backend_only))
         if not isinstance(history_size, int) or history_size < 0:
             raise TypeError(f"PubSubService(history_size=...) is a count >= 0, got {history_size!r}")
         if not isinstance(history_ttl, (int, float)) or history_ttl <= 0:
@@ -114,7 +127,8 @@ class PubSubService(RPCService):
             self.broadcast_frame(self.subscribers.get(key, ()), frame)
 
     def _key(self, channel: Any):
-        return bounded_key(channel, self.max_channel_size, "Channel too long")
+        # right-sized (orjson's own output keeps KBs of slack) and checked before kept
+        return retained.bounded_key(channel, self.max_channel_size, "Channel too long")
 
     @rpc_command(lock=False)  # with Redis history it reads Redis, without the lock
     def subscribe(self, req, channel, since=None):
@@ -174,6 +188,10 @@ class PubSubService(RPCService):
     @rpc_command
     def publish(self, req, channel, message):
         self._key(channel)
+        rule = self.backend_only
+        if rule and channel in rule:
+            counters["pubsub_publishes_refused_backend_only"] += 1
+            raise RPCError("Not authorized")
         if not self.can_publish(req.client, channel):
             raise RPCError("Not authorized")
         self.do_publish(channel, message)

@@ -36,10 +36,12 @@ class DataSyncBackend(RPCService):
         self.timeout_factory = timeout_factory
 
     @rpc_command(lock=False)
-    def authorizeSubscription(self, req, items):
-        """``items = [{"dealer": name, "query": q}, ...]`` -> token."""
+    def authorizeSubscription(self, req, items, requester=None):
+        """``items = [{"dealer": name, "query": q}, ...]`` -> token.  ``requester``
+        (optional, a string): who the page belongs to, e.g. ``user:42`` or
+        ``addr:203.0.113.7`` — pending subscriptions are capped per requester."""
         return self.frontend.do_authorize_subscription(items, self.timeout_interval,
-                                                       self.timeout_factory)
+                                                       self.timeout_factory, requester)
 
     @rpc_command(lock=False)
     def publishDeltas(self, req, deltas):

@@ -29,6 +29,7 @@ from typing import Any
 
 from ... import wire
 from ...logs import RateLimitedLogger
+from ..retained import compact_key
 from .deltas import deletion_delta, insertion_delta
 from .filters import (
     InvalidFilter,
@@ -158,7 +159,9 @@ class SimpleDealer(Dealer):
         """
 
     def add_subscription_item(self, item: SubscriptionItem) -> None:
-        self.items_by_model_key.setdefault(_json_key(item.query), {})[item] = None
+        # a right-sized copy: orjson's own output keeps KBs of slack (see services/retained.py)
+        key = compact_key(_json_key(item.query))
+        self.items_by_model_key.setdefault(key, {})[item] = None
 
     def remove_subscription_item(self, item: SubscriptionItem) -> None:
         key = _json_key(item.query)

@@ -11,23 +11,28 @@ The service owns all DataSync state; the backend only calls
 """
 from __future__ import annotations
 
-import collections
 import logging
 from collections.abc import Iterable
 from typing import Any
 
 from ... import wire
+from ...logs import RateLimitedLogger, printable
 from ...metrics import counters
 from ...timeout import GeventTimeoutFactory
+from .. import retained
 from ..base import RPCError, RPCService, rpc_command
 from .dealers import BadQuery, Dealer
 from .deltas import Delta, validate_deltas
 from .managers import DealerManager, SubscriptionManager
-from .subscriptions import Subscription, SubscriptionItem
+from .subscriptions import ResumeLog, Subscription, SubscriptionItem
 
 __all__ = ["DataSyncService"]
 
 log = logging.getLogger("snorky_sync.services.datasync")
+_warn = RateLimitedLogger(log)
+
+MAX_REQUESTER_SIZE = 256
+"""Characters of a ``requester`` name (``Invalid requester`` beyond)."""
 
 
 class DataSyncService(RPCService):
@@ -40,8 +45,18 @@ class DataSyncService(RPCService):
     hashable_messages = False  # keys by canonical JSON (wire.json_key)
 
     MAX_PENDING = 10000
-    """Authorized subscriptions not yet acquired; beyond this
-    ``authorizeSubscription`` answers ``Too many pending subscriptions``."""
+    """Authorized subscriptions not yet acquired, in this process.  At the
+    cap, an authorization for a requester that holds the most of them is
+    refused (``Too many pending subscriptions``); one for anybody else
+    evicts the oldest pending subscription of the requester holding the
+    most, so one requester's flood never locks the others out."""
+
+    MAX_PENDING_PER_REQUESTER = 100
+    """Pending subscriptions of one named requester (``authorizeSubscription``'s
+    ``requester``: the page's user or client address); beyond it that
+    requester's oldest pending subscription is evicted (acquiring it then
+    answers ``No such subscription``).  Authorizations naming no requester
+    (Snorky 0.1's backends) are bounded by ``MAX_PENDING`` only."""
 
     MAX_BUFFERED_DELTAS = 10000
     """Deltas buffered for one pending subscription.  Beyond this the
@@ -76,6 +91,7 @@ class DataSyncService(RPCService):
         self.subscriptions = self.sm.subscriptions_by_token     # token -> every live subscription
         self.pending = self.sm.pending                          # token -> not yet acquired
         self.subscriptions_by_client = self.sm.subscriptions_by_client
+        self._logs: dict[Any, ResumeLog] = {}  # client -> its resumable subscriptions' log
         self._outbox: dict[int, tuple[dict, list, list]] | None = None
         # a subclass overriding deliver_delta (as 0.1 allowed) gets one call per
         # client and delta instead of the encode-once batch
@@ -124,32 +140,64 @@ class DataSyncService(RPCService):
 
     # -- called by the backend -------------------------------------------------
     def do_authorize_subscription(self, items: Any, timeout_interval: float,
-                                  timeout_factory=None) -> str:
+                                  timeout_factory=None, requester: str | None = None) -> str:
         """Register a pending subscription for ``items``; returns its token.
 
         Raises RPCError with the protocol's texts.  A refused authorization
         registers nothing.  Unless acquired within ``timeout_interval``
-        seconds the subscription expires.  With a distributed broker the
-        authorization is also announced to every other process, so the
-        browser may acquire it on any of them.
+        seconds the subscription expires.  ``requester`` (optional) names who
+        the page belongs to (``user:42``, ``addr:203.0.113.7``): pending
+        subscriptions are capped per requester (``MAX_PENDING_PER_REQUESTER``)
+        and the process-wide cap never locks out the others (``MAX_PENDING``).
+        With a distributed broker the authorization is also announced to
+        every other process, so the browser may acquire it on any of them.
         """
         if not isinstance(items, (list, tuple)):
             raise RPCError("items must be a list")
+        if requester is not None and (not isinstance(requester, str)
+                                      or len(requester) > MAX_REQUESTER_SIZE):
+            raise RPCError("Invalid requester")
         with self.lock:
             pairs = self._parse_items(items)
-            if len(self.pending) >= self.MAX_PENDING:
-                counters["datasync_authorizations_refused"] += 1
-                log.warning("%s: %d subscriptions pending, authorization refused",
-                            self.name, len(self.pending))
-                raise RPCError("Too many pending subscriptions")
-            token = self._register(None, pairs, timeout_interval, timeout_factory).token
+            self._admit(requester)
+            token = self._register(None, pairs, timeout_interval, timeout_factory, requester).token
         if self._distributed:
             self._announce({"op": "auth", "token": token, "timeout": timeout_interval,
-                            "items": [{"dealer": d, "query": q} for d, q in pairs]})
+                            "items": [{"dealer": d, "query": q} for d, q in pairs],
+                            "requester": requester})
             # The token must reach Redis before the web app has it: deltas it
             # publishes next (through any process) are then ordered after it.
             self.cluster.flush()
         return token
+
+    def _admit(self, requester: str | None) -> None:
+        """Make room for one more pending subscription of ``requester`` (under
+        the lock): evict its own oldest at its cap; at the process-wide cap
+        refuse it if it holds the most, else evict the oldest of whoever does."""
+        sm = self.sm
+        if requester is not None and sm.pending_of(requester) >= self.MAX_PENDING_PER_REQUESTER:
+            self._evict(requester, "requester_cap")
+        if len(self.pending) < self.MAX_PENDING:
+            return
+        biggest, most = sm.biggest_requester()
+        if sm.pending_of(requester) >= most:
+            counters["datasync_authorizations_refused"] += 1
+            _warn.warning("datasync-pending", "%s: %d subscriptions pending (%d of them for %s), "
+                          "authorization refused", self.name, len(self.pending), most,
+                          printable(requester))
+            raise RPCError("Too many pending subscriptions")
+        self._evict(biggest, "process_cap")
+
+    def _evict(self, requester: str | None, why: str) -> None:
+        oldest = self.sm.oldest_pending(requester)
+        if oldest is None:
+            return
+        counters["datasync_pending_evicted"] += 1
+        counters[f"datasync_pending_evicted_{why}"] += 1
+        _warn.warning(f"datasync-evict-{why}", "%s: pending subscription of %s evicted (%s): "
+                      "%d pending for it, %d in all", self.name, printable(requester), why,
+                      self.sm.pending_of(requester), len(self.pending))
+        self.do_cancel_subscription(oldest)
 
     def _parse_items(self, items) -> list[tuple[str, Any]]:
         pairs: list[tuple[str, Any]] = []
@@ -175,10 +223,10 @@ class DataSyncService(RPCService):
         return pairs
 
     def _register(self, token: str | None, pairs: list[tuple[str, Any]], timeout_interval: float,
-                  timeout_factory=None) -> Subscription:
+                  timeout_factory=None, requester: str | None = None) -> Subscription:
         """Create the pending subscription (all items or none; a new token if
         ``token`` is None); caller holds the lock."""
-        sub = Subscription([SubscriptionItem(d, q) for d, q in pairs], self, token)
+        sub = Subscription([SubscriptionItem(d, q) for d, q in pairs], self, token, requester)
         try:
             self.dm.connect_subscription(sub)
         except BaseException as exc:
@@ -255,8 +303,13 @@ class DataSyncService(RPCService):
                               "process lacks (%s): it cannot be acquired here", self.name,
                               sorted({d for d, _ in pairs} - set(self.dealers_by_name)))
                     return
+                requester = event.get("requester")
                 try:
-                    self._register(event["token"], pairs, event["timeout"])
+                    self._admit(requester)
+                except RPCError:
+                    return  # (counted and logged) acquirable on the process that authorized it
+                try:
+                    self._register(event["token"], pairs, event["timeout"], requester=requester)
                 except Exception:
                     log.exception("%s: cannot register an authorization from another process", self.name)
         elif op == "acquired" and not mine:
@@ -388,6 +441,10 @@ class DataSyncService(RPCService):
             return {"recovered": True} if since is not None else None
 
     def _resume(self, client, sub: Subscription, since: int) -> dict:
+        if retained.compact_key(wire.json_key(client.identity)) != sub.identity:
+            # another identity (anonymous included): as for an unknown token
+            counters["datasync_resumptions_refused_identity"] += 1
+            raise RPCError("No such subscription")
         if since < sub.evicted:
             counters["datasync_resumptions_failed"] += 1
             log.info("%s: a resumption came too late (deltas since %d are gone): cancelled",
@@ -401,9 +458,10 @@ class DataSyncService(RPCService):
         sub.detached = False
         sub.client = client
         self.subscriptions_by_client.setdefault(client, {})[sub.token] = sub
-        for seq, delta in sub.recent or ():
-            if seq > since:
-                self.send_message_to(client, {"type": "delta", "delta": delta, "seq": seq})
+        missed = sub.recent.since(sub, since) if sub.recent is not None else ()
+        sub.recent = self._log_of(client)
+        for seq, delta in missed:
+            self.send_message_to(client, {"type": "delta", "delta": delta, "seq": seq})
         counters["datasync_resumptions"] += 1
         return {"recovered": True}
 
@@ -422,18 +480,28 @@ class DataSyncService(RPCService):
             self.do_cancel_subscription(sub)
             counters["datasync_resume_windows_expired"] += 1
 
+    def _log_of(self, client) -> ResumeLog:
+        log_ = self._logs.get(client)
+        if log_ is None:
+            log_ = self._logs[client] = ResumeLog(self.resume_buffer)
+        return log_
+
     def _acquire(self, req, token: str) -> None:
         sub = self.subscriptions.get(token)
         if sub is None:
             raise RPCError("No such subscription")
+        client = req.client
+        identity = retained.compact_key(wire.json_key(client.identity))
+        if sub.detached and sub.identity != identity:
+            raise RPCError("No such subscription")  # not even whether it exists
         if sub.client is not None or sub.detached:
             raise RPCError("Subscription already acquired")
-        client = req.client
         mine = self.subscriptions_by_client.get(client)
         if mine is not None and len(mine) >= self.MAX_SUBSCRIPTIONS_PER_CLIENT:
             raise RPCError("Too many subscriptions")
+        sub.identity = identity
         if self._resumable:
-            sub.recent = collections.deque(maxlen=self.resume_buffer)
+            sub.recent = self._log_of(client)
         for delta in self.sm.link_subscription_to_client(sub, client):
             self.send_delta(client, delta, sub)
         if self._distributed:  # other processes drop their pending copy (queued, no I/O here)
@@ -454,6 +522,7 @@ class DataSyncService(RPCService):
             mine = self.subscriptions_by_client.get(client)
             for sub in list(mine.values()) if mine else ():
                 if self._resumable and sub.recent is not None:
-                    self._detach(sub)
+                    self._detach(sub)  # it keeps the connection's log for the window
                 else:
                     self.do_cancel_subscription(sub)
+            self._logs.pop(client, None)

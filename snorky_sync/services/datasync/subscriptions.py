@@ -20,7 +20,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from .dealers import Dealer
     from .service import DataSyncService
 
-__all__ = ["Subscription", "SubscriptionItem", "new_token", "TOKEN_ALPHABET", "TOKEN_LENGTH"]
+__all__ = ["Subscription", "SubscriptionItem", "ResumeLog", "new_token", "TOKEN_ALPHABET",
+           "TOKEN_LENGTH"]
 
 TOKEN_ALPHABET = string.ascii_lowercase + string.digits
 TOKEN_LENGTH = 32
@@ -46,20 +47,52 @@ class SubscriptionItem:
         return f"<SubscriptionItem {self.dealer_name!r} {self.query!r}>"
 
 
+class ResumeLog:
+    """The last deltas sent to one connection's resumable subscriptions, as
+    ``(seq, delta, subscription)``: one log per connection, whatever its
+    number of subscriptions, so what a connection keeps for resumptions is
+    bounded by ``maxlen`` entries (each refers to a delta shared with every
+    other recipient).  When an entry is pushed out, its subscription's
+    ``evicted`` becomes that seq: a resumption from before it cannot be
+    complete."""
+
+    __slots__ = ("entries",)
+
+    def __init__(self, maxlen: int) -> None:
+        self.entries: collections.deque[tuple[int, dict, Subscription]] = collections.deque(
+            maxlen=maxlen)
+
+    def append(self, seq: int, delta: dict, subscription: Subscription) -> None:
+        entries = self.entries
+        if len(entries) == entries.maxlen:
+            old_seq, _, old_sub = entries[0]
+            old_sub.evicted = old_seq
+        entries.append((seq, delta, subscription))
+
+    def since(self, subscription: Subscription, since: int) -> list[tuple[int, dict]]:
+        """``subscription``'s deltas after ``since``, in order."""
+        return [(seq, delta) for seq, delta, sub in self.entries if sub is subscription and seq > since]
+
+
 class Subscription:
     """A contract a client signs by acquiring its token.
 
     States: *pending* (``client is None``, deltas buffered, expiry timer
     running), *acquired* (``client`` set; deltas delivered), *cancelled*
-    (``active`` false; deltas ignored).
+    (``active`` false; deltas ignored).  ``requester``: who the web
+    application asked for it on behalf of (None: not said); ``identity``:
+    the identity key of the connection that acquired it (resumption is
+    bound to it).
     """
 
     __slots__ = ("token", "client", "items", "service", "buffer", "timer", "active",
-                 "recent", "evicted", "detached")
+                 "recent", "evicted", "detached", "requester", "identity")
 
     def __init__(self, items: Iterable[SubscriptionItem], service: DataSyncService,
-                 token: str | None = None) -> None:
+                 token: str | None = None, requester: Any = None) -> None:
         self.token: Any = token  # a str once registered (SubscriptionManager)
+        self.requester = requester
+        self.identity: Any = None
         self.client = None
         self.service = service
         self.items = list(items)
@@ -68,10 +101,11 @@ class Subscription:
         self.buffer: list[dict] = []
         self.timer: Any = None  # the expiry timer's handle (snorky_sync.timeout)
         self.active = True
-        # resumable subscriptions (DataSyncService(resume_window=...)): the last
-        # deltas sent as (seq, delta), the newest seq pushed out of them, and
-        # whether its connection is gone (within the resume window)
-        self.recent: collections.deque[tuple[int, dict]] | None = None
+        # resumable subscriptions (DataSyncService(resume_window=...)): the log
+        # of its connection's last deltas, the newest seq of this subscription
+        # pushed out of it, and whether its connection is gone (within the
+        # resume window)
+        self.recent: ResumeLog | None = None
         self.evicted = 0
         self.detached = False
 
@@ -100,12 +134,11 @@ class Subscription:
         return buffered
 
     def remember(self, seq: int, delta: dict) -> None:
-        """Keep a sent delta for a resumption (the oldest goes when full)."""
+        """Keep a sent delta for a resumption (its connection's log's oldest
+        entry goes when the log is full)."""
         recent = self.recent
         if recent is not None:
-            if len(recent) == recent.maxlen:
-                self.evicted = recent[0][0]
-            recent.append((seq, delta))
+            recent.append(seq, delta, self)
 
     def lost_client(self) -> None:
         """Unlink from the client: later deltas are no longer delivered to it."""

@@ -1,4 +1,12 @@
-"""SubscriptionManager: the live subscriptions of a DataSync service."""
+"""SubscriptionManager: the live subscriptions of a DataSync service.
+
+Pending subscriptions are also kept by *requester* (the page's user or
+address, as the web application names it when it asks for the token; None
+when it names nobody, as Snorky 0.1's backends do), oldest first, with the
+requester holding the most found in constant time: the service caps pending
+subscriptions per requester and evicts the biggest requester's oldest when
+the process-wide cap is reached (see ``DataSyncService.do_authorize_subscription``).
+"""
 from __future__ import annotations
 
 from typing import Any
@@ -20,12 +28,66 @@ class SubscriptionManager:
     the pending ones (``pending``: not acquired yet) and by client
     (``subscriptions_by_client``: client -> {token: subscription})."""
 
-    __slots__ = ("subscriptions_by_token", "pending", "subscriptions_by_client")
+    __slots__ = ("subscriptions_by_token", "pending", "subscriptions_by_client",
+                 "pending_by_requester", "_by_count", "_most")
 
     def __init__(self) -> None:
         self.subscriptions_by_token: dict[str, Subscription] = {}
         self.pending: dict[str, Subscription] = {}
         self.subscriptions_by_client: dict[Any, dict[str, Subscription]] = {}
+        #: requester -> {token: subscription}, oldest first
+        self.pending_by_requester: dict[Any, dict[str, Subscription]] = {}
+        self._by_count: dict[int, dict[Any, None]] = {}  # pending count -> requesters
+        self._most = 0  # the largest pending count of a requester
+
+    # -- pending subscriptions by requester ------------------------------------
+    def pending_of(self, requester: Any) -> int:
+        """How many pending subscriptions ``requester`` holds."""
+        mine = self.pending_by_requester.get(requester)
+        return len(mine) if mine else 0
+
+    def biggest_requester(self) -> tuple[Any, int]:
+        """``(requester, count)`` of one requester holding the most pending
+        subscriptions (``(None, 0)`` when none is pending)."""
+        if not self._most:
+            return None, 0
+        return next(iter(self._by_count[self._most])), self._most
+
+    def oldest_pending(self, requester: Any) -> Subscription | None:
+        """``requester``'s oldest pending subscription."""
+        mine = self.pending_by_requester.get(requester)
+        return next(iter(mine.values())) if mine else None
+
+    def _recount(self, requester: Any, old: int, new: int) -> None:
+        if old:
+            bucket = self._by_count[old]
+            del bucket[requester]
+            if not bucket:
+                del self._by_count[old]
+                if self._most == old:
+                    self._most = new
+        if new:
+            self._by_count.setdefault(new, {})[requester] = None
+            if new > self._most:
+                self._most = new
+
+    def _pending_add(self, token: str, subscription: Subscription) -> None:
+        self.pending[token] = subscription
+        requester = subscription.requester
+        mine = self.pending_by_requester.setdefault(requester, {})
+        mine[token] = subscription
+        self._recount(requester, len(mine) - 1, len(mine))
+
+    def _pending_remove(self, token: str) -> None:
+        subscription = self.pending.pop(token, None)
+        if subscription is None:
+            return
+        requester = subscription.requester
+        mine = self.pending_by_requester[requester]
+        del mine[token]
+        self._recount(requester, len(mine) + 1, len(mine))
+        if not mine:
+            del self.pending_by_requester[requester]
 
     generate_token = staticmethod(new_token)
 
@@ -41,14 +103,14 @@ class SubscriptionManager:
         elif token in self.subscriptions_by_token:
             raise RuntimeError("This subscription's token is registered already.")
         self.subscriptions_by_token[token] = subscription
-        self.pending[token] = subscription
+        self._pending_add(token, subscription)
         return token
 
     def unregister_subscription(self, subscription: Subscription) -> None:
         """Forget ``subscription`` (unlink it from its client first)."""
         token = _token(subscription)
         del self.subscriptions_by_token[token]
-        self.pending.pop(token, None)
+        self._pending_remove(token)
 
     def get_subscription_with_token(self, token: str) -> Subscription | None:
         """The live subscription of ``token``, or None."""
@@ -58,7 +120,7 @@ class SubscriptionManager:
         """``client`` acquired ``subscription``; returns the deltas it had buffered."""
         buffered = subscription.got_client(client)
         token = _token(subscription)
-        del self.pending[token]
+        self._pending_remove(token)
         self.subscriptions_by_client.setdefault(client, {})[token] = subscription
         return buffered
 

@@ -1,0 +1,89 @@
+"""Per-connection limits and publish rules from settings, for mounted services.
+
+The built-in services carry their limits as attributes (``max_subscriptions``,
+``MAX_CURSORS``, ...).  When a registry is mounted on a public endpoint
+(``Snorky.websocket`` / ``Snorky.sockjs``), :func:`configure_services` sets
+those attributes from the extension's :class:`~snorky_sync.settings.Settings`
+(``SNORKY_MAX_SUBSCRIPTIONS``, ``SNORKY_MAX_CURSOR_SIZE``,
+``SNORKY_BACKEND_ONLY_CHANNELS``, ...), so a user's own app gets them
+exactly as the default app does.  A value the code set itself (on the
+instance, in a subclass, or ``PubSubService(backend_only=...)``) is kept;
+if a setting was also configured to something else, mounting fails with a
+ValueError naming both (a setting is never silently not in effect).
+Services registered after the registry is mounted are not configured.
+"""
+from __future__ import annotations
+
+from dataclasses import fields
+from typing import Any
+
+from .chat import ChatService
+from .cursors import CursorsService
+from .datasync import DataSyncService
+from .patterns import ChannelPatterns
+from .pubsub import PubSubService
+
+__all__ = ["configure_services", "LIMITS"]
+
+#: service class -> [(attribute, setting)]
+LIMITS: dict[type, list[tuple[str, str]]] = {
+    PubSubService: [("max_subscriptions", "max_subscriptions"),
+                    ("max_channel_size", "max_channel_size")],
+    ChatService: [("max_channels", "max_subscriptions"),
+                  ("max_channel_size", "max_channel_size"),
+                  ("max_message_size", "max_chat_message_size")],
+    CursorsService: [("max_documents", "max_subscriptions"),
+                     ("max_document_size", "max_channel_size"),
+                     ("MAX_CURSORS", "max_cursors"),
+                     ("max_cursor_size", "max_cursor_size")],
+    DataSyncService: [("MAX_SUBSCRIPTIONS_PER_CLIENT", "max_subscriptions"),
+                      ("MAX_PENDING", "max_pending_subscriptions"),
+                      ("MAX_PENDING_PER_REQUESTER", "max_pending_per_requester")],
+}
+
+
+def _default(settings, name: str) -> Any:
+    for f in fields(settings):
+        if f.name == name:
+            return f.default
+    raise AttributeError(name)
+
+
+def _conflict(service, attr: str, own: Any, setting: str, value: Any) -> ValueError:
+    return ValueError(f"{service!r}: {attr} is {own!r} in the code but SNORKY_{setting.upper()} "
+                      f"is {value!r}; remove one of them")
+
+
+def _configure(service, base: type, attr: str, settings, setting: str) -> None:
+    value = getattr(settings, setting)
+    own = getattr(service, attr)
+    set_in_code = attr in vars(service) or getattr(type(service), attr) != getattr(base, attr)
+    if not set_in_code:
+        setattr(service, attr, value)
+    elif own != value and value != _default(settings, setting):
+        raise _conflict(service, attr, own, setting, value)
+
+
+def configure_services(registry, settings, authenticate=None) -> None:
+    """Apply ``settings``' per-connection limits and ``backend_only_channels``
+    to the built-in services of ``registry`` (see the module), and refuse an
+    ``authenticate`` hook whose promise cannot hold in this deployment
+    (single-use tokens remembered per process, served by several)."""
+    if getattr(authenticate, "single_use", False):
+        broker = getattr(registry, "broker", None)
+        if settings.redis_url or (broker is not None and broker.distributed) or settings.workers > 1:
+            raise ValueError("ConnectionTokens(single_use=True) remembers used tokens in one "
+                             "process, but this endpoint is served by several (SNORKY_REDIS_URL "
+                             "or SNORKY_WORKERS > 1): a token could be used once per process")
+    for service in registry:
+        for base, limits in LIMITS.items():
+            if isinstance(service, base):
+                for attr, setting in limits:
+                    _configure(service, base, attr, settings, setting)
+        if isinstance(service, PubSubService):
+            wanted = settings.backend_only_channels
+            if service.backend_only is None:
+                service.backend_only = ChannelPatterns(wanted or ())
+            elif wanted is not None and service.backend_only != ChannelPatterns(wanted):
+                raise _conflict(service, "backend_only", list(service.backend_only.patterns),
+                                "backend_only_channels", ",".join(wanted))
