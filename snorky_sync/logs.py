@@ -41,7 +41,11 @@ def get_logger(name: str) -> logging.Logger:
 
 
 class RateLimitedLogger:
-    """Wraps a logger; ``warning(kind, msg, *args)`` is rate-limited per kind."""
+    """Wraps a logger; ``warning(kind, msg, *args)`` (and ``info``, ``error``,
+    ``exception``) is rate-limited per kind: at most ``burst`` lines of one
+    kind per ``period`` seconds, whoever causes them, so one client (or
+    many) cannot flood the log; the count suppressed is logged with the next
+    line of that kind let through."""
 
     def __init__(self, logger: logging.Logger, burst: int = 10, period: float = 10.0):
         self.logger = logger
@@ -49,19 +53,37 @@ class RateLimitedLogger:
         self.period = period
         self._windows: dict[str, list] = {}  # kind -> [window_start, count, suppressed]
 
-    def warning(self, kind: str, msg: str, *args) -> None:
+    def allow(self, kind: str) -> bool:
+        """Count one line of ``kind``; whether it may be written."""
         now = time.monotonic()
         w = self._windows.get(kind)
         if w is None or now - w[0] >= self.period:
             suppressed = w[2] if w else 0
             w = self._windows[kind] = [now, 0, 0]
             if suppressed:
-                self.logger.warning("%d similar warnings (%s) suppressed", suppressed, kind)
+                self.logger.warning("%d similar lines (%s) suppressed", suppressed, kind)
         if w[1] < self.burst:
             w[1] += 1
-            self.logger.warning(msg, *args)
-        else:
-            w[2] += 1
+            return True
+        w[2] += 1
+        return False
+
+    def log(self, level: int, kind: str, msg: str, *args, exc_info: bool = False) -> None:
+        if self.allow(kind):
+            self.logger.log(level, msg, *args, exc_info=exc_info)
+
+    def info(self, kind: str, msg: str, *args) -> None:
+        self.log(logging.INFO, kind, msg, *args)
+
+    def warning(self, kind: str, msg: str, *args) -> None:
+        self.log(logging.WARNING, kind, msg, *args)
+
+    def error(self, kind: str, msg: str, *args) -> None:
+        self.log(logging.ERROR, kind, msg, *args)
+
+    def exception(self, kind: str, msg: str, *args) -> None:
+        """An ERROR with the traceback being handled (rate-limited like the rest)."""
+        self.log(logging.ERROR, kind, msg, *args, exc_info=True)
 
 
 class JSONFormatter(logging.Formatter):

@@ -12,13 +12,13 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from . import wire
-from .hashable import make_hashable
+from .hashable import NestingTooDeep, make_hashable
 
 if TYPE_CHECKING:
     from .brokers.base import Broker
     from .client import Client
     from .services.base import Service
-from .logs import RateLimitedLogger
+from .logs import RateLimitedLogger, printable
 from .metrics import counters
 
 __all__ = ["ServiceRegistry"]
@@ -27,6 +27,18 @@ log = logging.getLogger("snorky_sync.registry")
 _warn = RateLimitedLogger(log)
 _decode = wire.decode
 _DecodeError = wire.DecodeError
+_may_be_deep = wire.may_be_deep
+_too_deep = wire.too_deep
+_MAX_DEPTH = wire.MAX_DEPTH
+
+
+def _shape(msg: Any) -> str:
+    """What an invalid envelope was, for the log: its type and, for an object,
+    its first keys (never its whole repr: that could be huge or deep)."""
+    if type(msg) is dict:
+        keys = ", ".join(printable(k, 40) for k in list(msg)[:5])
+        return f"an object with keys {keys}" + (", ..." if len(msg) > 5 else "")
+    return f"a {'JSON array' if type(msg) is list else type(msg).__name__}"
 
 
 class ServiceRegistry:
@@ -98,33 +110,50 @@ class ServiceRegistry:
     def process_message_raw(self, client: Client, raw: bytes | str) -> None:
         """Decode one frame's text and route it (invalid input is logged, dropped)."""
         try:
-            msg = _decode(raw)
-        except _DecodeError:
+            msg = _decode(raw)  # orjson: more than 1024 levels of nesting is a DecodeError
+        except _DecodeError as exc:
             counters["frames_invalid"] += 1
-            _warn.warning("invalid-json", "invalid JSON from %s: %.80r",
-                          client.remote_address, raw)
+            _warn.warning("invalid-json", "invalid JSON from %s (%s): %s",
+                          printable(client.remote_address), printable(exc.msg), printable(raw[:80]))
             return
-        self.process_message_from(client, msg)
+        self._route(client, msg, _may_be_deep(raw))
 
     def process_message_from(self, client: Client, msg: Any) -> None:
         """Route a decoded envelope to its service."""
+        self._route(client, msg, True)
+
+    def _route(self, client: Client, msg: Any, may_be_deep: bool) -> None:
+        # may_be_deep False: the text it came from proves it nests at most MAX_DEPTH levels
         if type(msg) is not dict or "service" not in msg or "message" not in msg:
             counters["frames_invalid"] += 1
             _warn.warning("invalid-envelope",
-                          "invalid envelope from %s (needs 'service' and 'message'): %.80r",
-                          client.remote_address, msg)
+                          "invalid envelope from %s (needs 'service' and 'message'): %s",
+                          printable(client.remote_address), _shape(msg))
             return
         name = msg["service"]
         service = self.services.get(name) if type(name) is str else None
         if service is None:
             counters["frames_unknown_service"] += 1
-            _warn.warning("unknown-service", "message from %s for unknown service %.80r",
-                          client.remote_address, name)
+            _warn.warning("unknown-service", "message from %s for unknown service %s",
+                          printable(client.remote_address),
+                          printable(name, 80) if type(name) is str else _shape(name))
             return
         message = msg["message"]
         if service.hashable_messages:
-            message = make_hashable(message)
+            try:
+                message = make_hashable(message, _MAX_DEPTH)
+            except NestingTooDeep:
+                self._too_deep(client, service, message)
+                return
+        elif may_be_deep and _too_deep(message, _MAX_DEPTH):
+            self._too_deep(client, service, message)
+            return
         service.process_message_from(client, message)
+
+    @staticmethod
+    def _too_deep(client: Client, service: Service, message: Any) -> None:
+        counters["frames_invalid"] += 1
+        service.refuse_message(client, message, f"nested more than {_MAX_DEPTH} levels deep")
 
     def client_connected(self, client: Client) -> None:
         """Tell every service about a new client."""

@@ -29,7 +29,7 @@ class Settings:
     backend_host: str = "127.0.0.1"         # SNORKY_BACKEND_HOST (with SNORKY_BACKEND_PORT)
     backend_port: int = 0                   # SNORKY_BACKEND_PORT (0: backend on the main port)
     ping_interval: float = 90.0             # SNORKY_PING_INTERVAL (seconds)
-    max_frame_size: int = 10 * 1024 * 1024  # SNORKY_MAX_FRAME_SIZE (bytes; Tornado's limit, as in Snorky 0.1)
+    max_frame_size: int = 64 * 1024         # SNORKY_MAX_FRAME_SIZE (bytes; largest incoming message, larger: close 1009; Snorky 0.1 took 10 MiB)
     max_queue_frames: int = 10000           # SNORKY_MAX_QUEUE_FRAMES
     max_queue_bytes: int = 1024 * 1024      # SNORKY_MAX_QUEUE_BYTES (backlog behind the frame being written)
     write_timeout: float = 5.0              # SNORKY_WRITE_TIMEOUT (seconds a write may make no progress; 0: off)

@@ -15,10 +15,20 @@ server are idle most of the time.
   busy connection never pays for a new greenlet per message.  A pass every
   :data:`PARK_AFTER` seconds parks the readers that were waiting, with no
   input, since the previous pass (idle for one to two passes).
-* The read state (websockets' protocol, a fragmented message, the rate
-  limiter's tokens) lives on the :class:`Reader`, so a parked connection
-  resumes exactly where it was.  websockets' protocol object itself is made
-  only when a frame needs it (see :func:`fast_frames`).
+* The read state (websockets' protocol, a fragmented message, the input
+  budget) lives on the :class:`Reader`, so a parked connection resumes
+  exactly where it was.  websockets' protocol object itself is made only
+  when a frame needs it (see :func:`fast_frames`).
+
+One connection's input costs a bounded share of the worker (DESIGN.md rule
+12): every read is charged to its :class:`~.limits.InputBudget` (messages,
+counted when complete, and bytes); over the message rate it is closed
+(1008), over the byte rate its socket is not read for
+:meth:`~.limits.InputBudget.delay` seconds (TCP backpressure slows the
+sender; counted as ``input_throttled``); and a reader whose socket still
+has input after a full read lets the other greenlets run before it reads
+again.  A text message that is not UTF-8 closes the connection with 1007
+(RFC 6455 §8.1), on the fast path too.
 """
 from __future__ import annotations
 
@@ -32,8 +42,9 @@ from websockets.frames import Frame, Opcode
 from websockets.protocol import Protocol, Side, State
 
 from ..client import Client
-from ..logs import RateLimitedLogger
+from ..logs import RateLimitedLogger, printable
 from ..metrics import counters
+from .limits import RATE_EXCEEDED, InputBudget
 
 try:  # websockets' C unmasking, as its own parser uses it
     from websockets.speedups import apply_mask as _apply_mask
@@ -52,6 +63,7 @@ _protocol_log.setLevel(logging.WARNING)
 PARK_AFTER = 1.0
 
 _spawn = gevent.spawn
+_sleep = gevent.sleep
 _monotonic = time.monotonic
 _TEXT, _BINARY, _CONT, _CLOSE = Opcode.TEXT, Opcode.BINARY, Opcode.CONT, Opcode.CLOSE
 _awake: set[Reader] = set()  # readers that have a greenlet
@@ -62,6 +74,19 @@ class Park(BaseException):
     """Thrown into a reader waiting for input: park the connection."""
 
 
+def utf8(data: bytes | bytearray | memoryview) -> bool:
+    """Is ``data`` valid UTF-8?  ASCII (most JSON) is checked without decoding."""
+    if type(data) is memoryview:
+        data = data.tobytes()
+    if data.isascii():
+        return True
+    try:
+        str(data, "utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def fast_frames(data: bytes, max_size: int) -> tuple[list[bytes], int]:
     """The payloads of the complete, unfragmented, masked text/binary frames
     at the start of ``data`` (up to 64 KiB each), and where they end.
@@ -70,8 +95,9 @@ def fast_frames(data: bytes, max_size: int) -> tuple[list[bytes], int]:
     websockets' generator-based parser (2.4 µs per frame here, against 0.2 µs
     for this loop; the unmasking is websockets' own C ``apply_mask``).  It
     stops at the first frame it does not take (control frames, fragments,
-    reserved bits, unmasked or oversized frames, a frame cut by the read):
-    that frame and the rest go to websockets, which also decides every error.
+    reserved bits, unmasked or oversized frames, a frame cut by the read, a
+    text frame that is not UTF-8): that frame and the rest go to the
+    websockets path, where every error is decided.
     """
     payloads: list[bytes] = []
     pos, end = 0, len(data)
@@ -87,7 +113,10 @@ def fast_frames(data: bytes, max_size: int) -> tuple[list[bytes], int]:
         stop = key + 4 + n
         if stop > end or n > max_size:
             break
-        payloads.append(_apply_mask(data[key + 4:stop], data[key:key + 4]))
+        payload = _apply_mask(data[key + 4:stop], data[key:key + 4])
+        if b0 == 0x81 and not payload.isascii() and not utf8(payload):
+            break
+        payloads.append(payload)
         pos = stop
     return payloads, pos
 
@@ -100,24 +129,24 @@ class Reader:
     closed, a protocol error, our own close answered, an I/O error).
     """
 
-    __slots__ = ("client", "sock", "process", "on_end", "max_size", "recv_size", "rate", "burst",
-                 "proto", "fragments", "fragments_size", "tokens", "last", "waiting", "active",
+    __slots__ = ("client", "sock", "process", "on_end", "max_size", "recv_size", "budget",
+                 "proto", "fragments", "fragments_size", "fragments_text", "waiting", "active",
                  "greenlet")
 
     def __init__(self, client: Client, sock: Any, process: Callable[[Client, Any], None],
                  on_end: Callable[[Reader], None], max_size: int, recv_size: int = 65536,
-                 rate: float = 0.0, burst: float = 0.0) -> None:
+                 budget: InputBudget | None = None) -> None:
         self.client = client
         self.sock = sock
         self.process = process
         self.on_end = on_end
         self.max_size = max_size
         self.recv_size = recv_size
-        self.rate, self.burst = rate, burst
+        self.budget = budget  # None: no limits (tests, trusted peers)
         self.proto: Protocol | None = None
         self.fragments: list[Any] | None = None
         self.fragments_size = 0
-        self.tokens, self.last = burst, _monotonic()
+        self.fragments_text = False
         self.waiting = False   # in its greenlet, waiting for input
         self.active = False    # read something since the last parking pass
         self.greenlet: gevent.Greenlet | None = None
@@ -144,7 +173,8 @@ class Reader:
         try:
             ended = self._read()
         except Exception:
-            log.exception("connection %s failed", self.client.remote_address)
+            _warn.exception("connection-failed", "connection %s failed",
+                            printable(self.client.remote_address))
         finally:
             if ended:
                 _awake.discard(self)
@@ -154,15 +184,13 @@ class Reader:
     def _read(self) -> bool:
         """Read and dispatch until the connection ends (True) or is parked (False)."""
         client, process, max_size, recv_size = self.client, self.process, self.max_size, self.recv_size
-        sock = self.sock
+        sock, budget = self.sock, self.budget
         # Read the non-blocking stdlib socket under the gevent one, and after a
         # short read wait for input *before* reading: gevent's recv() would try
         # first, get EAGAIN (a syscall and an exception per message) and wait anyway.
         read, wait, readable = sock._sock.recv, sock._wait, sock._read_event
         proto = self.proto
-        fragments, fragments_size = self.fragments, self.fragments_size
-        rate, burst = self.rate, self.burst
-        tokens, last = self.tokens, self.last
+        fragments, fragments_size, fragments_text = self.fragments, self.fragments_size, self.fragments_text
         more = True  # resumed, or the last read filled the buffer: read at once
         while True:
             try:
@@ -177,7 +205,8 @@ class Reader:
                 more = False
                 continue
             except Park:
-                self.fragments, self.fragments_size, self.tokens, self.last = fragments, fragments_size, tokens, last
+                self.fragments, self.fragments_size, self.fragments_text = \
+                    fragments, fragments_size, fragments_text
                 self.park()
                 return False
             except OSError:
@@ -199,44 +228,61 @@ class Reader:
                 events: list[Frame] = proto.events_received()  # type: ignore[assignment]  # open: frames only
             else:
                 events = []
-            if rate:
-                now = _monotonic()
-                tokens = min(burst, tokens + (now - last) * rate) - len(fast) - len(events)
-                last = now
-                if tokens < 0 and not client._closing:
+            if budget is not None:
+                # a message is counted once, when complete (a fragment's last
+                # frame, or a control frame); bytes as they are read
+                messages = len(fast)
+                for frame in events:
+                    if frame.fin:
+                        messages += 1
+                if not budget.charge(messages, len(data)) and not client._closing:
                     counters["rate_limited_disconnects"] += 1
+                    m = budget.messages
                     _warn.warning("rate-limit", "closing %s (#%d): more than %s messages/s (burst %s)",
-                                  client.remote_address, client.id, rate, burst)
-                    client.close(1008, "Rate limit exceeded")
+                                  printable(client.remote_address), client.id, m.rate, m.burst)
+                    client.close(1008, RATE_EXCEEDED)
             for payload in fast:
                 if client._closing:
                     break  # closing: the peer's remaining frames are not processed
                 counters["frames_in"] += 1
                 process(client, payload)
+            failed = False
             for frame in events:
                 op = frame.opcode
                 if client._closing and op is not _CLOSE:
                     continue  # closing: the peer's remaining frames are not processed
                 if op is _TEXT or op is _BINARY:
-                    counters["frames_in"] += 1
                     if frame.fin:
+                        if op is _TEXT and not utf8(frame.data):
+                            failed = True
+                            break
+                        counters["frames_in"] += 1
                         process(client, frame.data)
                     else:
                         fragments = [frame.data]
                         fragments_size = len(frame.data)
+                        fragments_text = op is _TEXT
                 elif op is _CONT and fragments is not None:
                     fragments.append(frame.data)
                     fragments_size += len(frame.data)
-                    if fragments_size > max_size:
+                    if fragments_size > max_size:  # websockets checks it too; never buffer past it
                         assert proto is not None
                         proto.fail(1009, "message too big")
-                        fragments = None
+                        break
                     elif frame.fin:
-                        counters["frames_in"] += 1
-                        process(client, b"".join(fragments))
+                        message = b"".join(fragments)
                         fragments = None
+                        if fragments_text and not utf8(message):
+                            failed = True
+                            break
+                        counters["frames_in"] += 1
+                        process(client, message)
                 elif op is _CLOSE and client._closing:
                     return True  # the answer to our own close
+            if failed:
+                assert proto is not None
+                counters["frames_invalid_utf8"] += 1
+                proto.fail(1007, "invalid UTF-8 in a text message")
             if fed:  # pongs, close echoes, a close after a protocol error
                 assert proto is not None
                 for chunk in proto.data_to_send():
@@ -244,9 +290,18 @@ class Reader:
                         client.send_control(chunk)
                 if proto.state is not State.OPEN:
                     if proto.parser_exc is not None:
-                        log.info("closing %s (#%d): %s", client.remote_address, client.id, proto.parser_exc)
+                        _warn.info("protocol-error", "closing %s (#%d): %s",
+                                   printable(client.remote_address), client.id,
+                                   printable(proto.parser_exc))
                     return True
-
+            if budget is not None:
+                delay = budget.delay()
+                if delay:  # over its byte rate: leave its input in the socket for a while
+                    counters["input_throttled"] += 1
+                    _sleep(delay)
+                    continue
+            if more:  # more input is waiting: let the other greenlets run first
+                _sleep(0)
 
 def _resume(reader: Reader) -> None:
     """The hub's callback for a parked reader's socket: input, give it a greenlet."""

@@ -38,6 +38,7 @@ from ..client import PING_FRAME, Client, close_frame
 from ..metrics import counters
 from .admission import ConnectRate
 from .handshake import HandshakeError, accept_handshake
+from .limits import InputBudget
 from .reader import Reader
 
 __all__ = ["WebSocketOptions", "make_websocket_view", "Reject", "close_all", "live_clients",
@@ -70,7 +71,7 @@ class WebSocketOptions:
     """Per-endpoint settings (defaults from :mod:`snorky_sync.settings`)."""
 
     ping_interval: float = 90.0
-    max_frame_size: int = 10 * 1024 * 1024  # Tornado's default, as Snorky 0.1 accepted
+    max_frame_size: int = 64 * 1024  # largest incoming message (Snorky 0.1 took 10 MiB)
     allowed_origins: Sequence[str] | None = None
     authenticate: Callable[[Any], Any] | None = None
     max_queue_frames: int = 10000
@@ -400,7 +401,7 @@ def _start(serving: tuple, sock, remote: str, identity: Any) -> None:
         _linger_close(sock, min(opts.close_timeout, 2.0))
 
     reader = Reader(client, sock, process, end, opts.max_frame_size, opts.recv_size,
-                    opts.rate_limit, opts.rate_burst)
+                    InputBudget(opts.rate_limit, opts.rate_burst, opts.byte_rate, opts.byte_burst))
     try:
         registry.client_connected(client)
     except Exception:  # the registry logs each service's failure; this is anything else

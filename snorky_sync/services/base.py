@@ -34,7 +34,7 @@ import gevent.lock
 
 from .. import wire
 from ..client import send_to_all as _send_to_all
-from ..logs import RateLimitedLogger
+from ..logs import RateLimitedLogger, printable
 from ..metrics import rpc_calls, rpc_errors
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -138,6 +138,13 @@ class Service:
     def broadcast_frame(clients: Iterable[Client], frame: bytes) -> int:
         """Queue an already-encoded frame to many clients; returns how many."""
         return _send_to_all(clients, frame)
+
+    def refuse_message(self, client: Client, msg: Any, reason: str) -> None:
+        """A message the registry refused before :meth:`process_message_from`
+        (nested too deep): logged (rate-limited) and dropped, as PROTOCOL.md §1
+        says of malformed input.  :class:`RPCService` answers the call instead."""
+        _warn.warning("invalid-message", "%s: dropped message from %s: %s", self.name,
+                      printable(client.remote_address), reason)
 
     def client_connected(self, client: Client) -> None:
         """A client connected to the registry this service belongs to."""
@@ -299,8 +306,8 @@ class Request:
                 self.error(str(exc.args[0]) if exc.args else "Exception")
             return
         except Exception:
-            log.exception("%s.%s: background work raised (client %s)", self.service.name,
-                          self.command, self.client.remote_address)
+            _warn.exception("command-raised", "%s.%s: background work raised (client %s)",
+                            self.service.name, self.command, printable(self.client.remote_address))
             if not self.resolved:
                 self.error("Internal error")
             return
@@ -308,8 +315,8 @@ class Request:
             try:
                 self.reply(result)
             except TypeError:
-                log.exception("%s.%s: background work returned a value that is not JSON",
-                              self.service.name, self.command)
+                _warn.exception("command-not-json", "%s.%s: background work returned a value "
+                                "that is not JSON", self.service.name, self.command)
                 self.resolved = False
                 self.error("Internal error")
 
@@ -365,9 +372,27 @@ class RPCService(Service, metaclass=RPCMeta):
             req = Request(self, client, msg)
         except InvalidMessage as exc:
             _warn.warning("invalid-rpc", "%s: dropped message from %s: %s",
-                          self.name, client.remote_address, exc)
+                          self.name, printable(client.remote_address), exc)
             return
         self.process_request(req)
+
+    def refuse_message(self, client: Client, msg: Any, reason: str) -> None:
+        """A call refused before dispatch (nested too deep) is answered as
+        PROTOCOL.md §2 orders: ``Unknown command``, else ``Invalid params``.
+        One that cannot be answered (not a call, or its ``callId`` is what
+        nests too deep: it could not be echoed) is logged and dropped."""
+        try:
+            req = Request(self, client, msg)
+        except InvalidMessage:
+            Service.refuse_message(self, client, msg, reason)
+            return
+        if wire.too_deep(req.call_id, wire.MAX_DEPTH - 1):
+            Service.refuse_message(self, client, msg, reason + " (its callId)")
+            return
+        command = req.command
+        spec = self._commands.get(command) if type(command) is str else None
+        rpc_errors[(self.name, command if spec is not None else "?")] += 1
+        req.error("Invalid params" if spec is not None else "Unknown command")
 
     def process_request(self, req: Request) -> None:
         """Dispatch ``req`` to its command and answer it (PROTOCOL.md §2)."""
@@ -400,8 +425,12 @@ class RPCService(Service, metaclass=RPCMeta):
             rpc_errors[key] += 1
             if req.debug:
                 raise
-            log.exception("%s.%s raised (client %s): %s", self.name, command,
-                          req.client.remote_address, req.format_call())
+            # a bug, but one a client can trigger at will (a param of the wrong
+            # type): rate-limited, so it cannot flood the log with tracebacks
+            if _warn.allow("command-raised"):
+                log.error("%s.%s raised (client %s): %s", self.name, command,
+                          printable(req.client.remote_address), printable(req.format_call()),
+                          exc_info=True)
             if not req.resolved:
                 req.error("Internal error")
             return
@@ -409,6 +438,7 @@ class RPCService(Service, metaclass=RPCMeta):
             try:
                 req.reply(result)
             except TypeError:
-                log.exception("%s.%s returned a value that is not JSON", self.name, command)
+                _warn.exception("command-not-json", "%s.%s returned a value that is not JSON",
+                                self.name, command)
                 req.resolved = False
                 req.error("Internal error")
