@@ -1,12 +1,27 @@
 """The broker interface."""
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable, Iterable
 
-__all__ = ["Broker", "Handler", "BrokerUnavailable"]
+__all__ = ["Broker", "Handler", "BrokerUnavailable", "channel_topic"]
 
 Handler = Callable[[bytes], None]
+
+
+def channel_topic(family: str, key: bytes) -> str:
+    """The topic of one channel of a routed ``family``: ``<family>:<32 hex>``.
+
+    ``key`` is the channel's canonical bytes (:func:`snorky_sync.wire.key_to_bytes`),
+    which clients choose: it is hashed (BLAKE2b, 16 bytes, with the family in the
+    hash too), never spliced into the name, so the name is bounded, holds no
+    client data, and no channel name can reach another channel's or another
+    service's topic.
+    """
+    fam = family.encode("utf-8", "surrogatepass")
+    digest = hashlib.blake2b(len(fam).to_bytes(4, "big") + fam + key, digest_size=16)
+    return f"{family}:{digest.hexdigest()}"
 
 
 class BrokerUnavailable(Exception):
@@ -39,6 +54,8 @@ class Broker:
         self.handlers: dict[str, Handler] = {}
         self.echo: set[str] = set()   # topics whose handler also gets this process's messages
         self.listeners: list = []
+        self.families: dict[str, tuple[Handler, bool]] = {}  # routed family -> (handler, echo)
+        self.wanted: dict[str, int] = {}  # channel topic -> local interest (see want)
 
     #: False for the in-process broker: there is nobody else to tell.
     distributed = False
@@ -56,6 +73,52 @@ class Broker:
         self.handlers[topic] = handler
         if echo:
             self.echo.add(topic)
+
+    # -- routing by interest ---------------------------------------------------------
+    def route(self, family: str, handler: Handler, echo: bool = False) -> None:
+        """Deliver messages published on the channel topics of ``family``
+        (:func:`channel_topic`) to ``handler`` — but only those of channels this
+        process wants (:meth:`want`): a publish to a channel reaches only the
+        processes that have a local subscriber for it.  ``echo`` as in
+        :meth:`subscribe`."""
+        if family in self.families:
+            raise ValueError(f"family {family!r} already has a handler")
+        self.families[family] = (handler, echo)
+
+    def want(self, topic: str) -> None:
+        """This process has local interest in ``topic`` (a :func:`channel_topic`
+        of a routed family): call it when a channel's first local subscriber
+        arrives, and :meth:`unwant` when its last one leaves (calls are
+        counted).  Never blocks; see :meth:`confirm`."""
+        n = self.wanted.get(topic, 0)
+        self.wanted[topic] = n + 1
+        if n == 0 and topic not in self.handlers:
+            handler, echo = self.families[topic.rpartition(":")[0]]
+            self.handlers[topic] = handler
+            if echo:
+                self.echo.add(topic)
+
+    def unwant(self, topic: str) -> None:
+        """The last local subscriber of ``topic`` left (see :meth:`want`)."""
+        n = self.wanted.get(topic, 0)
+        if n > 1:
+            self.wanted[topic] = n - 1
+            return
+        if n == 1:
+            del self.wanted[topic]
+            self._forget(topic)
+
+    def _forget(self, topic: str) -> None:
+        self.handlers.pop(topic, None)
+        self.echo.discard(topic)
+
+    def confirm(self, topic: str, timeout: float = 5.0) -> bool:
+        """Block until messages published on a wanted ``topic`` from now on
+        reach this process (Redis confirmed the subscription): True, or False
+        when it could not be confirmed (broker away, timeout).  Call it without
+        holding a lock, before telling a client it is subscribed.  In-process:
+        nothing to wait for."""
+        return True
 
     def add_listener(self, listener) -> None:
         """Tell ``listener`` about connections and peers (a :class:`PeerListener`)."""

@@ -6,9 +6,33 @@ published itself (it has delivered locally already).  Publishes go through
 one connection per process, pipelined per burst, so the others receive them
 in publish order.
 
+Routing by interest: the channels of a routed family (PubSub, Chat: see
+:meth:`~.base.Broker.route`) each have their own topic
+(:func:`~.base.channel_topic`, a hash of the channel), and a process is
+subscribed on Redis only to the topics of channels it has local subscribers
+for, so a publish reaches only the processes that deliver it.  Interest
+changes are coalesced: the listener sends one ``SUBSCRIBE`` (and one
+``UNSUBSCRIBE``) for all the changes of a hub tick, and a channel whose last
+local subscriber left stays subscribed for ``route_linger`` seconds (at most
+``max_lingering`` channels), so a channel joined and left repeatedly costs
+one ``SUBSCRIBE`` per linger, not one per join.  :meth:`RedisBroker.confirm`
+waits for Redis' confirmation of a subscription.
+
+Reading and dispatching are apart: the listener greenlet reads whatever Redis
+sends into a bounded in-process inbox (``inbox_bytes``, ``inbox_messages``)
+as soon as it arrives, so Redis' output buffer for this process stays empty
+while the process runs; a dispatcher greenlet hands the inbox to the handlers
+in slices of ``dispatch_slice`` messages and yields between slices (and lets
+the process go idle, so the flusher writes to the sockets, every 20 ms of
+dispatching).  When the inbox is full the listener stops reading until the
+dispatcher has made room: a process that cannot keep up falls behind in
+Redis' buffer (and is cut at ``client-output-buffer-limit pubsub``, then
+reconnects), never in memory of its own.
+
 Faults: when Redis is unreachable the listener logs at ERROR, marks the
 broker ``disconnected`` (see ``/healthz``), and reconnects with exponential
-backoff (0.1 s doubling up to 5 s), re-subscribing every topic.  Meanwhile
+backoff (0.1 s doubling up to 5 s), re-subscribing every topic (every
+channel of current interest included).  Meanwhile
 local work goes on; messages published by this process while Redis is down
 reach only local clients, and messages other processes publish in that
 window are lost to this one (Redis pub/sub keeps nothing): both are counted
@@ -29,6 +53,7 @@ two processes racing for a key cannot both win.
 """
 from __future__ import annotations
 
+import collections
 import logging
 import random
 import time
@@ -46,6 +71,7 @@ __all__ = ["RedisBroker", "redis_client"]
 log = logging.getLogger("snorky_sync.brokers.redis")
 
 PREFIX = "snorky:"
+_PREFIX_LEN = len(PREFIX)
 PEERS = "_peers"          # heartbeat topic
 PROC = PREFIX + "proc:"   # liveness keys
 OWN = PREFIX + "own:"     # claimed keys
@@ -117,9 +143,24 @@ class RedisBroker(Broker):
     state = "disconnected"
     distributed = True
 
+    #: seconds a channel stays subscribed after its last local subscriber left
+    #: (default: ``peer_expiry``, i.e. ``SNORKY_CLUSTER_EXPIRY``)
+    route_linger = 5.0
+    #: channels lingering at most (beyond it the oldest is unsubscribed at once)
+    max_lingering = 10000
+    #: bytes / messages read off Redis and not yet dispatched, at most
+    inbox_bytes = 32 * 1024 * 1024
+    inbox_messages = 50000
+    #: messages dispatched between two yields of the dispatcher
+    dispatch_slice = 256
+    _read_batch = 1024        # messages read per wake-up before other greenlets get a turn
+    _subscribe_chunk = 1000   # channels per SUBSCRIBE / UNSUBSCRIBE command
+    _idle_every = 0.02        # seconds of dispatching after which the process is let go idle
+
     def __init__(self, url: str, max_backoff: float = 5.0, heartbeat_interval: float = 1.0,
-                 peer_expiry: float = 5.0) -> None:
+                 peer_expiry: float = 5.0, route_linger: float | None = None) -> None:
         super().__init__()
+        self.route_linger = peer_expiry if route_linger is None else route_linger
         if not gevent.monkey.is_module_patched("socket"):
             raise RuntimeError(
                 "RedisBroker needs gevent.monkey.patch_all() at program start "
@@ -151,15 +192,83 @@ class RedisBroker(Broker):
         self._claim = self.client.register_script(_CLAIM)
         self._release = self.client.register_script(_RELEASE)
         self._owner = self.client.register_script(_OWNER)
+        # subscriptions: only the listener greenlet talks to the pubsub connection
+        self._wake = gevent.event.Event()            # the listener: interest changed, or inbox room
+        self._dirty: set[str] = set()                # topics whose subscription may have to change
+        self._lingering: dict[str, float] = {}       # topic -> when to unsubscribe (in that order)
+        self._on: set[str] = set()                   # subscribed on the current connection
+        self._confirmed: set[str] = set()            # ... and confirmed by Redis
+        self._confirming: dict[str, gevent.event.Event] = {}
+        # what was read off Redis, waiting for the dispatcher
+        self._inbox: collections.deque[tuple[str, bytes]] = collections.deque()
+        self._inbox_size = 0
+        self._mail = gevent.event.Event()            # the dispatcher: the inbox is not empty
+        self._dispatcher: gevent.Greenlet | None = None
 
     def subscribe(self, topic: str, handler, echo: bool = False) -> None:
         super().subscribe(topic, handler, echo)
-        ps = self._pubsub
-        if ps is not None and self.state == "connected":
-            try:
-                ps.subscribe(PREFIX + topic)
-            except Exception:
-                pass  # the listener re-subscribes everything on reconnect
+        self._dirty.add(topic)
+        self._wake.set()
+
+    # -- routing by interest ---------------------------------------------------------
+    def want(self, topic: str) -> None:
+        self._lingering.pop(topic, None)
+        super().want(topic)
+        if topic not in self._on:
+            self._dirty.add(topic)
+            self._wake.set()
+
+    def _forget(self, topic: str) -> None:
+        # the last local subscriber left: stay subscribed for route_linger
+        # seconds, so joining and leaving a channel over and over costs no churn
+        lingering = self._lingering
+        lingering[topic] = time.monotonic() + self.route_linger
+        if len(lingering) > self.max_lingering:
+            self._unsubscribe_later(next(iter(lingering)))
+
+    def _unsubscribe_later(self, topic: str) -> None:
+        del self._lingering[topic]
+        super()._forget(topic)
+        self._dirty.add(topic)
+        self._wake.set()
+
+    def _sweep_lingering(self, now: float) -> None:
+        lingering = self._lingering
+        while lingering:
+            topic = next(iter(lingering))
+            if lingering[topic] > now:
+                return  # deadlines are in insertion order (one linger for all)
+            self._unsubscribe_later(topic)
+
+    def confirm(self, topic: str, timeout: float = 5.0) -> bool:
+        if topic in self._confirmed:
+            return True
+        if self.state != "connected" or topic not in self.handlers:
+            return False
+        event = self._confirming.get(topic)
+        if event is None:
+            event = self._confirming[topic] = gevent.event.Event()
+        event.wait(timeout)
+        return topic in self._confirmed
+
+    def _apply_interest(self, ps) -> None:
+        """Send the subscription changes gathered since the last call (listener only)."""
+        dirty, self._dirty = self._dirty, set()
+        handlers, on = self.handlers, self._on
+        adds = [t for t in dirty if t in handlers and t not in on]
+        drops = [t for t in dirty if t not in handlers and t in on]
+        step = self._subscribe_chunk
+        for i in range(0, len(drops), step):
+            chunk = drops[i:i + step]
+            ps.unsubscribe(*[PREFIX + t for t in chunk])
+            on.difference_update(chunk)
+            self._confirmed.difference_update(chunk)
+        for i in range(0, len(adds), step):
+            chunk = adds[i:i + step]
+            ps.subscribe(*[PREFIX + t for t in chunk])
+            on.update(chunk)
+        counters["broker_channels_subscribed"] += len(adds)
+        counters["broker_channels_unsubscribed"] += len(drops)
 
     def publish(self, topic: str, data: bytes) -> None:
         """Queue a publish; a sender greenlet pipelines everything queued in
@@ -193,16 +302,18 @@ class RedisBroker(Broker):
             self._sender = None
 
     def start(self) -> None:
+        if self._dispatcher is None:
+            self._dispatcher = gevent.spawn(self._deliver)
         if self._listener is None:
             self._listener = gevent.spawn(self._listen)
         if self._heart is None:
             self._heart = gevent.spawn(self._heartbeat)
 
     def stop(self) -> None:
-        for g in (self._listener, self._heart):
+        for g in (self._listener, self._heart, self._dispatcher):
             if g is not None:
                 g.kill(block=False)
-        self._listener = self._heart = None
+        self._listener = self._heart = self._dispatcher = None
 
     # -- peers -------------------------------------------------------------------
     def _notify(self, method: str, *args) -> None:
@@ -317,14 +428,19 @@ class RedisBroker(Broker):
         backoff = 0.1
         while True:
             try:
-                ps = self.client.pubsub(ignore_subscribe_messages=True)
-                if self.handlers:
-                    ps.subscribe(*[PREFIX + t for t in self.handlers])
-                else:
-                    ps.ping()
+                ps = self.client.pubsub()  # subscribe confirmations included: see _take
+                for topic in list(self._lingering):  # a new connection: only what is wanted now
+                    del self._lingering[topic]
+                    Broker._forget(self, topic)
+                self._dirty.clear()
+                topics = list(self.handlers)
+                step = self._subscribe_chunk
+                for i in range(0, len(topics), step):
+                    ps.subscribe(*[PREFIX + t for t in topics[i:i + step]])
+                self._on.update(topics)
                 self._pubsub = ps
                 if self.state != "connected":
-                    log.info("Redis broker connected to %s (%d topics)", self._safe_url(), len(self.handlers))
+                    log.info("Redis broker connected to %s (%d topics)", self._safe_url(), len(topics))
                 self.state = "connected"
                 self.connected_event.set()
                 backoff = 0.1
@@ -334,7 +450,7 @@ class RedisBroker(Broker):
                 # a heartbeat first: whoever hears our state below knows us as a peer
                 self.publish(PEERS, self.origin)
                 self._notify("broker_connected")
-                self._dispatch(ps)
+                self._read(ps)
             except gevent.GreenletExit:
                 raise
             except Exception as exc:
@@ -354,13 +470,17 @@ class RedisBroker(Broker):
                 self.state = "disconnected"
                 self.connected_event.clear()
                 self._pubsub = None
+                self._on.clear()
+                self._confirmed.clear()
+                for event in self._confirming.values():
+                    event.set()  # confirm() answers False
+                self._confirming.clear()
                 gevent.sleep(backoff * (0.5 + random.random()))
                 backoff = min(backoff * 2, self.max_backoff)
 
-    def _dispatch(self, ps) -> None:
-        origin = self.origin
-        handlers = self.handlers
-        subscribed = set(handlers)
+    def _read(self, ps) -> None:
+        """Read what Redis sends into the inbox as soon as it arrives, and send
+        the subscription changes; returns only by raising (connection lost)."""
         # This process hears its own heartbeat (every heartbeat_interval) on
         # the peers topic.  Not hearing it for deaf_after seconds means the
         # subscription connection is dead without the socket knowing (a
@@ -368,39 +488,115 @@ class RedisBroker(Broker):
         # attached to nothing): reconnect instead of staying deaf.
         deaf_after = max(self.peer_expiry, 3 * self.heartbeat_interval)
         heard = time.monotonic()
+        wake = self._wake
+        get_message = ps.get_message
+        take = self._take
+        batch = self._read_batch
         while True:
-            if len(subscribed) != len(handlers):  # topics added while connected
-                new = [t for t in handlers if t not in subscribed]
-                ps.subscribe(*[PREFIX + t for t in new])
-                subscribed.update(new)
-            msg = ps.get_message(timeout=1.0)
+            wake.clear()
             now = time.monotonic()
-            if msg is None:
-                if now - heard > deaf_after:
-                    counters["broker_deaf_reconnects"] += 1
-                    raise ConnectionError(f"heard nothing from Redis for {now - heard:.1f}s, "
-                                          "not even this process's own heartbeat")
+            if self._lingering:
+                self._sweep_lingering(now)
+            if self._dirty:
+                self._apply_interest(ps)
+            n = 0
+            while n < batch and not self._inbox_full():
+                msg = get_message(timeout=0.0)
+                if msg is None:
+                    # nothing parsed (or a health-check reply): is anything left?
+                    if not ps.connection.can_read(timeout=0):
+                        break
+                    continue
+                n += 1
+                take(msg)
+            now = time.monotonic()
+            if n:
+                heard = now
+            if self._inbox_full():
+                heard = now  # busy, not deaf: wait for the dispatcher to make room
+                wake.wait(1.0)
                 continue
-            heard = now
-            # drain everything already received before yielding, so the
-            # frames of a burst reach each client's queue together and the
-            # flusher writes them with one send per client
-            while msg is not None:
-                self._handle(msg, origin, handlers)
-                msg = ps.get_message(timeout=0.0)
+            if not n and now - heard > deaf_after:
+                counters["broker_deaf_reconnects"] += 1
+                raise ConnectionError(f"heard nothing from Redis for {now - heard:.1f}s, "
+                                      "not even this process's own heartbeat")
+            self._wait_readable(ps, 1.0)
 
-    def _handle(self, msg, origin: bytes, handlers) -> None:
-        data = msg["data"]
-        topic = msg["channel"][len(PREFIX):].decode()
-        if data[:8] == origin and topic not in self.echo:
-            return
-        handler = handlers.get(topic)
-        if handler is None:
-            return
+    def _wait_readable(self, ps, timeout: float) -> None:
+        """Until the connection has data, the interest changed, or ``timeout``."""
+        sock = getattr(ps.connection, "_sock", None)
+        if sock is None:
+            return  # the next read reconnects (or raises)
+        watcher = gevent.get_hub().loop.io(sock.fileno(), 1)
+        watcher.start(self._wake.set)
         try:
-            handler(data[8:])
-        except Exception:
-            log.exception("broker handler for %s failed", topic)
+            self._wake.wait(timeout)
+        finally:
+            watcher.stop()
+            watcher.close()
+
+    def _inbox_full(self) -> bool:
+        return self._inbox_size >= self.inbox_bytes or len(self._inbox) >= self.inbox_messages
+
+    def _take(self, msg) -> None:
+        """One message off the connection (listener): into the inbox, unless
+        it is this process's own or a known peer's heartbeat."""
+        kind = msg["type"]
+        if kind == "message":
+            data = msg["data"]
+            topic = msg["channel"][_PREFIX_LEN:].decode()
+            if data[:8] == self.origin and topic not in self.echo:
+                return  # ours: delivered locally already
+            if topic == PEERS:
+                peer = bytes(data[8:16])
+                if peer in self.peers:  # refreshed here, not behind a backlog
+                    self.peers[peer] = time.monotonic()
+                    return
+            else:
+                counters["broker_messages_in"] += 1
+                counters["broker_bytes_in"] += len(data)
+            self._inbox.append((topic, data))
+            self._inbox_size += len(data)
+            self._mail.set()
+        elif kind == "subscribe":
+            topic = msg["channel"][_PREFIX_LEN:].decode()
+            if topic in self._on:
+                self._confirmed.add(topic)
+                event = self._confirming.pop(topic, None)
+                if event is not None:
+                    event.set()
+
+    def _deliver(self) -> None:
+        """The dispatcher: the inbox to the handlers, in order, in slices."""
+        inbox = self._inbox
+        handlers = self.handlers
+        idled = time.monotonic()
+        while True:
+            if not inbox:
+                self._mail.clear()
+                self._mail.wait()
+                idled = time.monotonic()
+                continue
+            was_full = self._inbox_full()
+            for _ in range(min(len(inbox), self.dispatch_slice)):
+                topic, data = inbox.popleft()
+                self._inbox_size -= len(data)
+                handler = handlers.get(topic)
+                if handler is None:
+                    continue  # a channel given up since (nobody here wants it)
+                try:
+                    handler(data[8:])
+                except Exception:
+                    log.exception("broker handler for %s failed", topic)
+            if was_full and not self._inbox_full():
+                self._wake.set()  # the listener reads again
+            if inbox:
+                now = time.monotonic()
+                if now - idled > self._idle_every:
+                    gevent.idle()  # the flusher writes what the slices queued
+                    idled = time.monotonic()
+                else:
+                    gevent.sleep(0)
 
     def _safe_url(self) -> str:
         u = self.url
@@ -410,4 +606,5 @@ class RedisBroker(Broker):
         return u
 
     def health(self) -> dict:
-        return {"broker": "redis", "state": self.state, "peers": len(self.peers)}
+        return {"broker": "redis", "state": self.state, "peers": len(self.peers),
+                "channels": len(self.wanted)}

@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 
 from .. import wire
-from ..brokers.base import BrokerUnavailable
+from ..brokers.base import BrokerUnavailable, channel_topic
 from ..metrics import counters
 from . import history as _history
 from . import retained
@@ -97,15 +97,45 @@ class ChatService(RPCService):
             _history.LocalHistory(history_size, self.history_ttl) if history_size else None)
         self.gate = _history.LiveGate()
 
+    #: the broker's routed family of this service's channels (distributed broker only)
+    _family: str | None = None
+
     def use_broker(self, broker) -> None:
+        """With a distributed broker, presence is replicated to every process
+        (:class:`~.replica.Replica`, so ``join`` can answer the members), and
+        messages and read receipts are routed per channel
+        (:meth:`~snorky_sync.brokers.base.Broker.route`): only to the
+        processes that have a member of the channel."""
         super().use_broker(broker)
         if broker.distributed:
             self.replica = Replica(self, broker, f"chat:{self.name}")
+            family = self._family = f"chatmsg:{self.name}"
             if self.history is not None:
-                topic = f"chathist:{self.name}"
-                self.history = _history.RedisHistory(broker, f"chat:{self.name}", topic,
+                self.history = _history.RedisHistory(broker, f"chat:{self.name}", family,
                                                      self.history_size, self.history_ttl)
-                broker.subscribe(topic, self._deliver_history, echo=True)
+            broker.route(family, self._deliver_routed, echo=self.history is not None)
+
+    def _topic(self, key) -> str:
+        assert self._family is not None
+        return channel_topic(self._family, wire.key_to_bytes(key))
+
+    def _route(self, key, event: dict) -> None:
+        """Publish ``event`` (``msg``, ``read``) to the processes with members in ``key``."""
+        event["from"] = self.cluster.origin.hex()
+        self.cluster.publish(self._topic(key), wire.encode(event))
+
+    def _deliver_routed(self, data: bytes) -> None:
+        """A channel's message or read receipt from another process (or, with
+        history, a message from Redis: every process's, ours included)."""
+        if data[:1] != b"{":  # published by the history script
+            self._deliver_history(data)
+            return
+        event = wire.decode(data)
+        origin = event.get("from")
+        if origin == self.cluster.origin.hex():
+            return  # ours, echoed (with history the family is routed with echo)
+        with self.lock:
+            self.replica_event(origin, event)
 
     # -- hooks (Snorky 0.1's names) ------------------------------------------------
     def get_time(self) -> str:
@@ -160,13 +190,17 @@ class ChatService(RPCService):
         self.broker.barrier()  # members joined elsewhere before this call are known here
         with self.lock:
             answer = self._join(req, channel)
+            key = self._key(channel)
             if history is not None:
-                self.gate.hold(self._key(channel), req.client)
+                self.gate.hold(key, req.client)
         self.broker.flush()  # our presence reaches Redis before the caller hears back
+        # messages sent anywhere from now on reach this process
+        confirmed = self.cluster.confirm(self._topic(key))
         if history is None:
             return answer
-        key = self._key(channel)
         try:
+            if not confirmed:  # live messages would not reach us: the read could miss some
+                raise BrokerUnavailable("subscription not confirmed")
             current, epoch, entries = history.read(key)
         except BrokerUnavailable:
             with self.lock:
@@ -212,6 +246,8 @@ class ChatService(RPCService):
         ikey = retained.compact_key(_json_key(identity))
         entry = chan.members.get(ikey)
         if entry is None:
+            if not chan.members and self._family is not None:  # the channel's first member here
+                self.cluster.want(self._topic(key))
             if ikey not in chan.remote:  # present nowhere yet
                 self.send_presence(channel, client, "joined")
             ts = self.get_time()
@@ -242,8 +278,8 @@ class ChatService(RPCService):
                    "body": orjson.Fragment(encoded), "timestamp": self.get_time()}
             if history is None:
                 self.broadcast(self.channels[key].clients(), msg)
-                if self.replica is not None:
-                    self.replica.publish({"op": "msg", "c": channel, "m": msg})
+                if self._family is not None:
+                    self._route(key, {"op": "msg", "c": channel, "m": msg})
                 return None
             head = _history.envelope_head(self.name, msg)
             if isinstance(history, _history.LocalHistory):
@@ -271,9 +307,9 @@ class ChatService(RPCService):
                 if others:
                     msg = {"type": "read", "channel": channel, "timestamp": self.get_time()}
                     self.broadcast(others, msg)
-        if self.replica is not None:  # the identity's connections on other processes
+        if self._family is not None:  # the identity's connections on other processes
             msg = msg or {"type": "read", "channel": channel, "timestamp": self.get_time()}
-            self.replica.publish({"op": "read", "c": channel, "i": identity, "m": msg})
+            self._route(key, {"op": "read", "c": channel, "i": identity, "m": msg})
         return None
 
     def _leave(self, client, key, channel) -> None:
@@ -292,6 +328,8 @@ class ChatService(RPCService):
         if self.replica is not None:
             self.replica.delete([channel, identity, ts])
         if not chan.members:
+            if self._family is not None:  # its last member here left
+                self.cluster.unwant(self._topic(key))
             if not chan.remote:
                 del self.channels[key]
             return

@@ -13,9 +13,10 @@ Two stores with one interface:
 
 * :class:`LocalHistory` — in this process (the default, one process).
 * :class:`RedisHistory` — in Redis (``SNORKY_REDIS_URL``): offsets are
-  assigned by one Lua script that also publishes the message, so every
-  process receives a channel's messages in offset order and a client that
-  comes back on another process recovers from the same history.
+  assigned by one Lua script that also publishes the message on the
+  channel's own topic, so every process with subscribers of the channel
+  receives its messages in offset order, and a client that comes back on
+  another process recovers from the same history.
 
 A stream keeps at most ``size`` messages and expires ``ttl`` seconds after
 its last message (then the next message starts a new epoch).
@@ -34,6 +35,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from .. import wire
+from ..brokers.base import channel_topic
 from ..metrics import counters
 
 __all__ = ["LocalHistory", "RedisHistory", "LiveGate", "envelope_head", "recoverable_entries"]
@@ -164,16 +166,17 @@ return {epoch, offset, redis.call('LRANGE', KEYS[1], 0, -1)}
 class RedisHistory:
     """Streams in Redis, shared by every process of the service.
 
-    Messages are published by the append script itself on the broker's
-    channel for ``topic`` (with this process's origin), so every process —
-    this one included, the topic is subscribed with echo — receives them in
+    Messages are published by the append script itself on the channel's
+    topic of the routed ``family`` (:func:`~snorky_sync.brokers.base.channel_topic`,
+    with this process's origin), so every process that wants the channel —
+    this one included, the family is routed with echo — receives them in
     offset order.  Raises :class:`~snorky_sync.brokers.base.BrokerUnavailable`
     when Redis cannot be reached.
     """
 
     distributed = True
 
-    def __init__(self, broker, namespace: str, topic: str, size: int, ttl: float) -> None:
+    def __init__(self, broker, namespace: str, family: str, size: int, ttl: float) -> None:
         from ..brokers.redis import PREFIX
 
         self.broker = broker
@@ -181,7 +184,8 @@ class RedisHistory:
         self.ttl = ttl
         self.ttl_ms = max(1, int(ttl * 1000))
         self.namespace = f"{PREFIX}hist:{namespace}:"
-        self.channel = PREFIX + topic
+        self.prefix = PREFIX
+        self.family = family
         client = broker.client
         self._append = client.register_script(_APPEND)
         self._read = client.register_script(_READ)
@@ -204,8 +208,10 @@ class RedisHistory:
         What is published is ``wire.pack_routed(key, b"<offset> " + envelope)``
         behind this process's origin, as the broker publishes."""
         routed = wire.pack_routed(key, b"")
-        offset, epoch = self._call(self._append, self._keys(routed[4:]),
-                                   [new_epoch(), self.size, self.ttl_ms, head, self.channel,
+        kb = routed[4:]
+        channel = self.prefix + channel_topic(self.family, kb)
+        offset, epoch = self._call(self._append, self._keys(kb),
+                                   [new_epoch(), self.size, self.ttl_ms, head, channel,
                                     self.broker.origin + routed])
         return int(offset), _text(epoch)
 

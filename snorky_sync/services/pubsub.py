@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from .. import wire
-from ..brokers.base import BrokerUnavailable
+from ..brokers.base import BrokerUnavailable, channel_topic
 from ..metrics import counters
 from . import history as _history
 from . import retained
@@ -76,14 +76,35 @@ class PubSubService(RPCService):
         """Hook: may ``client`` publish to ``channel``?  Default: yes."""
         return True
 
+    #: the broker's routed family of this service's channels (distributed broker only)
+    _family: str | None = None
+
     def use_broker(self, broker) -> None:
+        """With a distributed broker each channel is routed on its own
+        (:meth:`~snorky_sync.brokers.base.Broker.route`): a process receives
+        a channel's publishes only while it has a subscriber for it."""
         super().use_broker(broker)
-        broker.subscribe(f"pubsub:{self.name}", self._deliver_routed)
-        if self.history is not None and broker.distributed:
-            topic = f"pubhist:{self.name}"
-            self.history = _history.RedisHistory(broker, f"pubsub:{self.name}", topic,
+        if not broker.distributed:
+            return
+        if self.history is not None:
+            family = f"pubhist:{self.name}"
+            self.history = _history.RedisHistory(broker, f"pubsub:{self.name}", family,
                                                  self.history_size, self.history_ttl)
-            broker.subscribe(topic, self._deliver_history, echo=True)
+            broker.route(family, self._deliver_history, echo=True)
+        else:
+            family = f"pubsub:{self.name}"
+            broker.route(family, self._deliver_routed)
+        self._family = family
+
+    def _topic(self, key) -> str:
+        assert self._family is not None
+        return channel_topic(self._family, wire.key_to_bytes(key))
+
+    def _confirmed(self, key) -> bool:
+        """Wait (without the lock) until the broker receives ``key``'s channel."""
+        if self._family is None:
+            return True
+        return self.cluster.confirm(self._topic(key))
 
     def do_publish(self, channel: Any, message: Any) -> int:
         """Deliver ``message`` to the channel's subscribers here and, through
@@ -107,8 +128,8 @@ class PubSubService(RPCService):
         frame = wire.encode_frame(self.name, {"type": "message", "channel": channel, "message": message})
         with self.lock:
             n = self.broadcast_frame(self.subscribers.get(key, ()), frame)
-        if self.broker is not None:
-            self.broker.publish(f"pubsub:{self.name}", wire.pack_routed(key, frame))
+        if self._family is not None:  # to the processes subscribed to this channel only
+            self.cluster.publish(self._topic(key), wire.pack_routed(key, frame))
         return n
 
     def _deliver_history(self, data: bytes) -> None:
@@ -136,8 +157,11 @@ class PubSubService(RPCService):
         if self.history is None:
             if since is not None:
                 raise RPCError("History not enabled")
+            key = self._key(channel)
             with self.lock:
-                self._add(client, self._key(channel))
+                self._add(client, key)
+            # answered once a publish made anywhere from now on reaches it
+            self._confirmed(key)
             return None
         key = self._key(channel)
         if isinstance(self.history, _history.LocalHistory):
@@ -149,6 +173,9 @@ class PubSubService(RPCService):
             self._add(client, key)
             self.gate.hold(key, client)
         try:
+            # live messages reach us before the read: none falls between the two
+            if not self._confirmed(key):
+                raise BrokerUnavailable("subscription not confirmed")
             current, epoch, entries = self.history.read(key)
         except BrokerUnavailable:
             with self.lock:
@@ -174,7 +201,12 @@ class PubSubService(RPCService):
         if mine is None:
             mine = self.subscriptions[client] = set()
         mine.add(key)
-        self.subscribers.setdefault(key, {})[client] = None
+        subs = self.subscribers.get(key)
+        if subs is None:
+            subs = self.subscribers[key] = {}
+            if self._family is not None:  # the channel's first subscriber here
+                self.cluster.want(self._topic(key))
+        subs[client] = None
 
     @rpc_command
     def unsubscribe(self, req, channel):
@@ -205,6 +237,8 @@ class PubSubService(RPCService):
             subs.pop(client, None)
             if not subs:
                 del self.subscribers[key]
+                if self._family is not None:  # its last subscriber here left
+                    self.cluster.unwant(self._topic(key))
         self.gate.forget(key, client)
 
     def client_disconnected(self, client) -> None:
