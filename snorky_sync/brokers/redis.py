@@ -539,22 +539,25 @@ class RedisBroker(Broker):
         return self._inbox_size >= self.inbox_bytes or len(self._inbox) >= self.inbox_messages
 
     def _take(self, msg) -> None:
-        """One message off the connection (listener): into the inbox, unless
-        it is this process's own or a known peer's heartbeat."""
+        """One message off the connection (listener): counted (heartbeats
+        aside) and put in the inbox, unless it is this process's own
+        (delivered locally already) or a known peer's heartbeat (taken here)."""
         kind = msg["type"]
         if kind == "message":
             data = msg["data"]
             topic = msg["channel"][_PREFIX_LEN:].decode()
-            if data[:8] == self.origin and topic not in self.echo:
-                return  # ours: delivered locally already
             if topic == PEERS:
                 peer = bytes(data[8:16])
+                if peer == self.origin:
+                    return
                 if peer in self.peers:  # refreshed here, not behind a backlog
                     self.peers[peer] = time.monotonic()
                     return
             else:
                 counters["broker_messages_in"] += 1
                 counters["broker_bytes_in"] += len(data)
+                if data[:8] == self.origin and topic not in self.echo:
+                    return  # ours: delivered locally already
             self._inbox.append((topic, data))
             self._inbox_size += len(data)
             self._mail.set()
