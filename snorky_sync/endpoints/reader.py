@@ -26,8 +26,10 @@ counted when complete, and bytes); over the message rate it is closed
 (1008), over the byte rate its socket is not read for
 :meth:`~.limits.InputBudget.delay` seconds (TCP backpressure slows the
 sender; counted as ``input_throttled``); and a reader whose socket still
-has input after a full read lets the other greenlets run before it reads
-again.  A text message that is not UTF-8 closes the connection with 1007
+has input after a full read waits for the hub to be idle before it reads
+again (``gevent.idle()``: every other connection with input is served
+first; ``sleep(0)`` was not enough, as gevent polls for I/O only every 50
+callbacks, and each can be a costly message).  A text message that is not UTF-8 closes the connection with 1007
 (RFC 6455 §8.1), on the fast path too.
 """
 from __future__ import annotations
@@ -64,6 +66,7 @@ PARK_AFTER = 1.0
 
 _spawn = gevent.spawn
 _sleep = gevent.sleep
+_idle = gevent.idle
 _monotonic = time.monotonic
 _TEXT, _BINARY, _CONT, _CLOSE = Opcode.TEXT, Opcode.BINARY, Opcode.CONT, Opcode.CLOSE
 _awake: set[Reader] = set()  # readers that have a greenlet
@@ -300,8 +303,8 @@ class Reader:
                     counters["input_throttled"] += 1
                     _sleep(delay)
                     continue
-            if more:  # more input is waiting: let the other greenlets run first
-                _sleep(0)
+            if more:  # more input is waiting: let the other connections be served first
+                _idle()
 
 def _resume(reader: Reader) -> None:
     """The hub's callback for a parked reader's socket: input, give it a greenlet."""
