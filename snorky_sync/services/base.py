@@ -111,7 +111,14 @@ class Service:
         """Called by the registry: messages for other processes go through ``broker``.
 
         Services that share state or fan out across processes override this
-        to subscribe their topics (``broker.subscribe(topic, handler)``).
+        to subscribe their topics (``broker.subscribe(topic, handler)``: every
+        process receives them).  A service whose messages belong to channels
+        routes them instead (``broker.route(family, handler)``), publishes
+        to ``channel_topic(family, key)``, and calls ``broker.want(topic)``
+        when a channel's first local subscriber arrives and
+        ``broker.unwant(topic)`` when its last one leaves: then a process
+        receives only the channels it has subscribers for (PubSub and Chat
+        do; see :mod:`snorky_sync.brokers.base`).
         """
         self.broker = broker
 
