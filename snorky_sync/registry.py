@@ -7,7 +7,6 @@ the registry decodes it, checks the envelope (PROTOCOL.md §1) and passes the
 """
 from __future__ import annotations
 
-import gc
 import logging
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -32,27 +31,9 @@ _may_be_deep = wire.may_be_deep
 _too_deep = wire.too_deep
 _MAX_DEPTH = wire.MAX_DEPTH
 #: bytes of JSON from which decoding and the hashable conversion run with the
-#: cyclic GC paused (see :func:`_paused`)
+#: cyclic GC paused (see :func:`snorky_sync.wire.gc_paused`)
 _BIG = 8192
-
-
-def _paused(fn: Any, *args: Any) -> Any:
-    """``fn(*args)`` with the cyclic garbage collector paused.
-
-    Decoding a big message allocates one container per ``[]``/``{}`` (21,000
-    for 64 KiB of ``[[],[],...]``), which triggers collections that traverse
-    the whole heap for objects that cannot be cycles (a JSON tree): measured
-    in a server process, 64 KiB of them took 16-23 ms (median; 80-100 ms
-    p90) to decode and convert, 7-11 ms (15 ms p90) with the GC paused.
-    ``fn`` never switches greenlets, so nothing else runs while it is off.
-    """
-    if not gc.isenabled():  # the application turned it off: leave it off
-        return fn(*args)
-    gc.disable()
-    try:
-        return fn(*args)
-    finally:
-        gc.enable()
+_paused = wire.gc_paused
 
 
 def _shape(msg: Any) -> str:

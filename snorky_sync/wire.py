@@ -8,15 +8,16 @@ encode and N list appends.
 """
 from __future__ import annotations
 
-from collections.abc import Hashable
-from typing import Any, cast
+import gc
+from collections.abc import Callable, Hashable
+from typing import Any, TypeVar, cast
 
 import orjson
 
 __all__ = [
     "DecodeError", "decode", "encode", "encode_envelope", "encode_frame",
     "frame_text", "frame_payload", "json_key", "key_to_bytes", "key_from_bytes",
-    "pack_routed", "unpack_routed", "MAX_DEPTH", "too_deep", "may_be_deep",
+    "pack_routed", "unpack_routed", "MAX_DEPTH", "too_deep", "may_be_deep", "gc_paused",
 ]
 
 DecodeError = orjson.JSONDecodeError
@@ -34,6 +35,28 @@ MAX_DEPTH = 128
 def decode(raw: bytes | str) -> Any:
     """Parse one JSON document (raises :data:`DecodeError`, a ValueError)."""
     return _loads(raw)
+
+
+_T = TypeVar("_T")
+
+
+def gc_paused(fn: Callable[..., _T], *args: Any) -> _T:
+    """``fn(*args)`` with the cyclic garbage collector paused.
+
+    Decoding a big message allocates one container per ``[]``/``{}`` (21,000
+    for 64 KiB of ``[[],[],...]``), which triggers collections that traverse
+    the whole heap for objects that cannot be cycles (a JSON tree): measured
+    in a server process, 64 KiB of them took 16-23 ms (median; 80-100 ms
+    p90) to decode and make hashable, 5-9 ms (15 ms p90) with the GC paused.
+    For code that never switches greenlets (nothing else runs while it is off).
+    """
+    if not gc.isenabled():  # the application turned it off: leave it off
+        return fn(*args)
+    gc.disable()
+    try:
+        return fn(*args)
+    finally:
+        gc.enable()
 
 
 def may_be_deep(raw: bytes | str, limit: int = MAX_DEPTH) -> bool:

@@ -96,7 +96,7 @@ def make_backend_view(registry, api_key: str, max_body_size: int = 10 * 1024 * 1
         if len(body) > max_body_size:
             return _json(413, {"error": f"Body larger than {max_body_size} bytes"})
         try:
-            envelope = wire.decode(body)
+            envelope = wire.gc_paused(wire.decode, body)
         except wire.DecodeError:
             return _json(400, {"error": "Body is not UTF-8 JSON"})
         if type(envelope) is not dict or "service" not in envelope or "message" not in envelope:

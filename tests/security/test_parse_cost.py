@@ -13,14 +13,16 @@ that fit (lists, one-element lists, objects, nesting) to a user service
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 
 import pytest
+import requests
 
 from snorky_sync.settings import Settings
 from support.rawws import Raw, frame
-from support.servers import WORKER_CLASSES, ServerProcess
+from support.servers import API_KEY, WORKER_CLASSES, ServerProcess
 from support.wsclient import SnorkyTestClient
 
 MAX = 64 * 1024            # the documented default largest message
@@ -156,3 +158,36 @@ def test_hostile_floods_do_not_stall_a_victim_and_are_throttled(server):
     for a in attackers:
         a.raw.s.close()
     victim.close()
+
+
+def backend_head(port: int, key: str | None, length: int) -> bytes:
+    """A backend POST's head announcing ``length`` bytes of body, none sent;
+    the status line of what the server answers."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    auth = f"X-Backend-Key: {key}\r\n" if key is not None else ""
+    s.sendall((f"POST /backend HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+               f"{auth}Content-Length: {length}\r\n\r\n").encode())
+    try:
+        return s.recv(4096).split(b"\r\n", 1)[0]
+    finally:
+        s.close()
+
+
+@pytest.mark.parametrize("key", [None, "a-wrong-key-of-some-length"])
+def test_backend_refuses_an_unauthenticated_body_before_reading_it(server, key):
+    # answered while the body has not even been sent: it was neither read nor parsed
+    assert backend_head(server.port, key, 10 * 1024 * 1024).startswith(b"HTTP/1.1 401")
+
+
+def test_backend_refuses_an_oversized_body_before_reading_it(server):
+    assert backend_head(server.port, API_KEY, 10 * 1024 * 1024).startswith(b"HTTP/1.1 413")
+
+
+def test_backend_messages_nested_too_deep_get_invalid_params(server):
+    deep = "[" * 1000 + "]" * 1000
+    body = ('{"service": "pubsub_backend", "message": {"command": "publish", "params": '
+            f'{{"channel": "c", "message": {deep}}}, "callId": 5}}}}')
+    answer = requests.post(server.url + "/backend", data=body, timeout=10,
+                           headers={"X-Backend-Key": API_KEY, "Content-Type": "application/json"})
+    assert answer.status_code == 200
+    assert answer.json()["message"] == {"type": "error", "callId": 5, "message": "Invalid params"}
