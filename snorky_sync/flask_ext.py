@@ -137,8 +137,8 @@ class Snorky:
                heartbeat: float | None = None, disconnect_delay: float | None = None,
                response_limit: int | None = None, max_body_size: int | None = None,
                cookie_needed: bool | None = None, websocket: bool = True,
-               sockjs_url: str | None = None, endpoint: str | None = None,
-               **limits) -> SockJSOptions:
+               sockjs_url: str | None = None, bind_address: bool | None = None,
+               endpoint: str | None = None, **limits) -> SockJSOptions:
         """Serve ``registry`` over SockJS (protocol 0.3.3) under ``path``.
 
         Takes :meth:`websocket`'s options (``authenticate`` sees the request
@@ -146,7 +146,9 @@ class Snorky:
         SockJS's: ``heartbeat`` and ``disconnect_delay`` (seconds),
         ``response_limit`` (bytes per streaming response), ``max_body_size``
         (of a send), ``cookie_needed`` (JSESSIONID), ``websocket`` (offer
-        that transport), ``sockjs_url`` (sockjs-client for the iframe page).
+        that transport), ``sockjs_url`` (sockjs-client for the iframe page),
+        ``bind_address`` (anonymous sessions answer only their client's
+        address; see docs/sockjs.md).
         """
         base = self.websocket(path + "/websocket", registry, authenticate=authenticate,
                               allowed_origins=allowed_origins, endpoint=None, _mount=False,
@@ -161,6 +163,8 @@ class Snorky:
             cookie_needed=s.sockjs_cookie_needed if cookie_needed is None else cookie_needed,
             websocket=websocket,
             sockjs_url=sockjs_url or s.sockjs_url or SockJSOptions.sockjs_url,
+            bind_address=s.sockjs_bind_address if bind_address is None else bind_address,
+            trusted_proxies=s.trusted_proxies,
         )
         self.mount_sockjs(path, registry, opts, endpoint)
         return opts

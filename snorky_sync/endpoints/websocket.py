@@ -36,7 +36,9 @@ from werkzeug.exceptions import HTTPException
 from .. import wire
 from ..client import PING_FRAME, Client, close_frame
 from ..metrics import counters
+from ..logs import printable
 from .admission import ConnectRate
+from . import origin as origin_policy
 from .handshake import HandshakeError, accept_handshake
 from .limits import InputBudget
 from .reader import Reader
@@ -165,58 +167,19 @@ def _remote_address(environ) -> str:
     return f"{addr}:{port}" if port else addr
 
 
-_DEFAULT_PORTS = {"http": "80", "https": "443", "ws": "80", "wss": "443"}
-
-
-def _host_port(scheme: str, netloc: str) -> str:
-    netloc = netloc.strip().lower().rstrip(".")
-    if netloc.endswith(":" + _DEFAULT_PORTS.get(scheme, "")):
-        netloc = netloc.rsplit(":", 1)[0]
-    return netloc
-
-
-def _split_origin(origin: str) -> tuple[str, str] | None:
-    scheme, sep, netloc = origin.strip().rstrip("/").partition("://")
-    if not sep or not netloc:
-        return None  # "null" (sandboxed frames, file:) and anything unparsable
-    scheme = scheme.lower()
-    return scheme, _host_port(scheme, netloc)
-
-
-def same_origin(opts: WebSocketOptions, environ, origin: str) -> bool:
-    """Is ``origin`` this server's?  ``public_origins`` when set (behind a proxy
-    that rewrites Host), else the Host header, in either scheme (a
-    TLS-terminating proxy hides the scheme, never the host)."""
-    parts = _split_origin(origin)
-    if parts is None:
-        return False
-    if opts.public_origins:
-        return parts in {_split_origin(o) for o in opts.public_origins}
-    host = environ.get("HTTP_HOST")
-    if not host:
-        return False
-    return parts[1] in (_host_port("http", host), _host_port("https", host))
-
-
-def uses_cookies(opts: WebSocketOptions) -> bool:
-    if opts.cookie_identity is not None:
-        return opts.cookie_identity
-    return bool(getattr(opts.authenticate, "snorky_uses_cookies", False))
+# the origin policy lives in .origin (one for every endpoint); these names stay importable here
+_host_port = origin_policy.host_port
+_split_origin = origin_policy.split_origin
+same_origin = origin_policy.same_origin
+uses_cookies = origin_policy.uses_cookies
 
 
 def _check_access(opts: WebSocketOptions, environ) -> tuple[Any, Reject | None]:
     """Origin allowlist (or, for cookie identities, the same origin), then the
     authenticate hook: (identity, refusal)."""
-    if opts.allowed_origins is not None:
-        origin = environ.get("HTTP_ORIGIN")
-        if origin not in opts.allowed_origins:
-            return None, Reject(403, f"Origin not allowed: {origin}")
-    elif uses_cookies(opts):
-        # a browser always sends Origin; without it this is not a page borrowing cookies
-        origin = environ.get("HTTP_ORIGIN")
-        if origin is not None and not same_origin(opts, environ, origin):
-            counters["handshakes_refused_origin"] += 1
-            return None, Reject(403, f"Origin not allowed: {origin} (cookie identity: same origin only)")
+    refused = origin_policy.check_origin(opts, environ, http=False)
+    if refused is not None:
+        return None, Reject(refused.status, refused.reason)
     if len(_live) >= opts.max_connections:
         counters["connections_refused_limit"] += 1
         return None, Reject(503, "Too many connections")
@@ -289,7 +252,7 @@ def make_websocket_view(registry, opts: WebSocketOptions, client_class: type[Cli
                 "the geventwebsocket worker, or snorky_sync.serve()\n", status=500)
         identity, refusal = _check_access(opts, environ)
         if refusal is not None:
-            log.info("refused handshake from %s: %s %s", remote, refusal.status, refusal.reason)
+            log.info("refused handshake from %s: %s %s", remote, refusal.status, printable(refusal.reason))
             counters["handshakes_refused"] += 1
             headers = {"Retry-After": "5"} if refusal.status == 503 else None
             return Response(refusal.reason + "\n", status=refusal.status, mimetype="text/plain",
@@ -298,7 +261,7 @@ def make_websocket_view(registry, opts: WebSocketOptions, client_class: type[Cli
             answer = accept_handshake(environ)
         except HandshakeError as exc:
             counters["handshakes_failed"] += 1
-            log.info("bad handshake from %s: %s", remote, exc.reason)
+            log.info("bad handshake from %s: %s", remote, printable(exc.reason))
             return Response(exc.reason + "\n", status=exc.status, mimetype="text/plain",
                             headers=exc.headers)
         try:  # one send: gevent's sendall() asks the kernel for SO_SNDBUF first, every time
@@ -317,7 +280,7 @@ def make_websocket_view(registry, opts: WebSocketOptions, client_class: type[Cli
 
 
 def _refuse_after_upgrade(sock, remote: str, refusal: Reject, code: int = 1008) -> None:
-    log.info("refused connection from %s after upgrade: %s", remote, refusal.reason)
+    log.info("refused connection from %s after upgrade: %s", remote, printable(refusal.reason))
     counters["handshakes_refused"] += 1
     try:
         sock.sendall(close_frame(code, refusal.reason))

@@ -25,3 +25,16 @@ def default_server(request):
     srv.stop()
     if request.session.testsfailed:
         print(f"--- server log ({srv.mode}) ---\n{srv.log()[-4000:]}")
+
+
+@pytest.fixture(scope="module", params=MODES)
+def cookie_server(request):
+    """tests/security/cookie_app.py (cookie identities on /ws and /sockjs, plus
+    anonymous and token SockJS endpoints) under each serving mode; a module
+    sets ``SERVER_ENV`` for extra settings."""
+    env = {"SOCKJS_DISCONNECT_DELAY": "3", **getattr(request.module, "SERVER_ENV", {})}
+    srv = ServerProcess(request.param, app="tests.security.cookie_app:app", env=env)
+    yield srv
+    srv.stop()
+    if request.session.testsfailed:
+        print(f"--- server log ({srv.mode}) ---\n{srv.log()[-4000:]}")

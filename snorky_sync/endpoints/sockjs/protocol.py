@@ -8,6 +8,7 @@ each quoted once.  Every transport then wraps SockJS frames its own way
 """
 from __future__ import annotations
 
+import codecs
 import hashlib
 import re
 import time
@@ -18,7 +19,7 @@ import orjson
 
 __all__ = [
     "OPEN", "HEARTBEAT", "close_frame", "message_frame", "quote", "parse_path",
-    "decode_messages", "BodyError", "WRAPPERS", "PRELUDES", "htmlfile_prelude",
+    "decode_messages", "form_field", "BodyError", "WRAPPERS", "PRELUDES", "htmlfile_prelude",
     "iframe_page", "callback_ok", "NO_CACHE", "cache_forever", "TRANSPORTS",
     "RECEIVERS", "SENDERS", "WELCOME", "STREAMING_PRELUDE",
 ]
@@ -118,6 +119,31 @@ def decode_messages(body: bytes | str) -> list[str]:
     return value
 
 
+_BAD_ESCAPE = re.compile(rb"%(?![0-9A-Fa-f]{2})")
+
+
+def form_field(body: bytes, name: bytes = b"d") -> bytes:
+    """The first ``name`` field of an ``application/x-www-form-urlencoded``
+    body (``jsonp_send``'s ``d=``), decoded; empty if absent.
+
+    Linear and in C over a body the size limit has already bounded
+    (``parse_qs`` spent seconds on ``d=%%%...``).  A browser escapes every
+    ``%`` of a form value, so one not followed by two hex digits makes the
+    body invalid (:class:`BodyError`) rather than being kept as it is.
+    """
+    prefix = name + b"="
+    for field in body.split(b"&"):
+        if field.startswith(prefix):
+            value = field[len(prefix):].replace(b"+", b" ")
+            if b"%" not in value:
+                return value
+            if _BAD_ESCAPE.search(value) is not None:
+                raise BodyError("Broken JSON encoding.")
+            # %XX -> \xXX, decoded by the C escape decoder (backslashes doubled first)
+            return codecs.escape_decode(value.replace(b"\\", b"\\\\").replace(b"%", b"\\x"))[0]
+    return b""
+
+
 # -- transport framing -----------------------------------------------------------
 _CALLBACK_OK = re.compile(r"^[a-zA-Z0-9_.]+$")
 
@@ -140,10 +166,13 @@ def _htmlfile(frame: bytes) -> bytes:
 
 
 def _js_string(frame: bytes) -> bytes:
-    # frames are ASCII-safe after quote(); only quotes and backslashes need escaping,
-    # and "</" so that a message cannot close the script element
+    # A JS string literal of the frame, with no "<", ">" or "&" from message
+    # data: in an htmlfile <script> chunk "</" would close the element and
+    # "<!--<script>" would make the HTML parser swallow every later chunk.
     out = _dumps(frame.decode("utf-8"))
-    return out.replace(b"</", b"<\\/")
+    if b"<" in out or b">" in out or b"&" in out:
+        out = out.replace(b"<", b"\\u003c").replace(b">", b"\\u003e").replace(b"&", b"\\u0026")
+    return out
 
 
 def jsonp_wrapper(callback: str) -> Callable[[bytes], bytes]:

@@ -7,9 +7,11 @@ not hold asks Redis for the owner (:meth:`Broker.owner`, cached) and is
 handed over through the broker, on the owner's topic
 ``sockjs:<endpoint>:<origin>``:
 
-* a send (``xhr_send``, ``jsonp_send``) travels as its decoded messages; the
-  owner processes them in order under the session's lock and answers the
-  status (204, or 404 when it no longer has the session);
+* a send (``xhr_send``, ``jsonp_send``) travels as its body (read only once
+  an owner is known, and within the size limit); the owner processes it as
+  a local one (:func:`.transports.process_body`: the session's lock, limits
+  and parsing) and answers the status and text (404 when it no longer has
+  the session);
 * a receive request becomes a receiver on the owner (``attach``), which gets
   SockJS frames exactly as a local one would; this process wraps them for
   the transport and writes them, then says ``ready`` (so a slow reader still
@@ -30,9 +32,10 @@ import gevent.event
 import orjson
 
 from ...brokers.base import BrokerUnavailable
+from ...logs import printable
 from ...metrics import counters
 from . import protocol
-from .transports import process_messages
+from .transports import process_body
 
 __all__ = ["Relay"]
 
@@ -137,7 +140,8 @@ class Relay:
                 return None, token
             return self._find(sid), None
         except BrokerUnavailable:
-            log.warning("Redis unavailable: SockJS session %s is served by this process only", sid)
+            log.warning("Redis unavailable: SockJS session %s is served by this process only",
+                        printable(sid.partition(".")[0]))
             return None, None
 
     def release(self, sid: str, token: str | None) -> None:
@@ -152,29 +156,34 @@ class Relay:
     def remote_source(self, owner: str, sid: str) -> _RemoteSource:
         return _RemoteSource(self, owner, sid)
 
-    def send(self, sid: str, messages: list[str], timeout: float = 5.0) -> int | None:
-        """Hand a send to the session's owner: its status, or None (no owner)."""
+    def owner_of(self, sid: str) -> str | None:
+        """The process holding session ``sid``, if another one does."""
         try:
-            owner = self._find(sid)
+            return self._find(sid)
         except BrokerUnavailable:
             return None
+
+    def send(self, sid: str, body: bytes, form: bool = False, timeout: float = 5.0) -> tuple[int, str]:
+        """Hand a send's body to the session's owner: its (status, text)."""
+        owner = self.owner_of(sid)
         if owner is None:
-            return None
+            return 404, ""
         rid = next(_rids)
         done = gevent.event.AsyncResult()
         self.sends[rid] = done
         counters["sockjs_relayed_out"] += 1
         try:
             self.broker.publish(self.topic_of(owner), _dumps(
-                {"op": "send", "rid": rid, "sid": sid, "reply": self.topic, "msgs": messages}))
-            status = done.get(timeout=timeout)
+                {"op": "send", "rid": rid, "sid": sid, "reply": self.topic,
+                 "body": body.decode("latin-1"), "form": form}))  # bytes as they came
+            status, text = done.get(timeout=timeout)
         except gevent.Timeout:
-            status = 503
+            status, text = 503, "Session owner did not answer."
         finally:
             self.sends.pop(rid, None)
         if status == 404:
             self.owners.pop(sid, None)
-        return status
+        return status, text
 
     # -- the broker's listener (must not block) ----------------------------------------------
     def _on_message(self, data: bytes) -> None:
@@ -188,7 +197,7 @@ class Relay:
         elif op == "status":
             done = self.sends.get(rid)
             if done is not None:
-                done.set(msg["status"])
+                done.set((msg["status"], msg.get("text", "")))
         elif op == "attach":
             counters["sockjs_relayed_in"] += 1
             reply = msg["reply"]
@@ -216,12 +225,14 @@ class Relay:
 
     def _serve_send(self, msg: dict) -> None:
         session = self.manager.get(msg["sid"])
+        body = msg["body"].encode("latin-1")
         if session is None or session.closing is not None:
-            status = 404
+            status, text = 404, ""
         else:
             try:
-                process_messages(self.manager, session, msg["msgs"])
+                status, text = process_body(self.manager, session, lambda: body, msg.get("form", False))
             except Exception:
                 log.exception("relayed send for %r failed", session)
-            status = 204
-        self.broker.publish(msg["reply"], _dumps({"op": "status", "rid": msg["rid"], "status": status}))
+                status, text = 204, ""
+        self.broker.publish(msg["reply"], _dumps({"op": "status", "rid": msg["rid"],
+                                                  "status": status, "text": text}))

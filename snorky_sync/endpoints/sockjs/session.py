@@ -24,7 +24,9 @@ import gevent.lock
 
 from ... import wire
 from ...client import Client
+from ...logs import printable
 from ...metrics import counters, transport_counters
+from ..limits import InputBudget
 from . import protocol
 
 __all__ = ["SockJSSession", "Raw", "quoted"]
@@ -93,12 +95,14 @@ def take_frames(queue: list, one: bool) -> tuple[list[bytes], int, int]:
 class SockJSSession(Client):
     """One SockJS session (every transport but WebSocket), as services see it.
 
-    Extra attributes: ``sid`` (the client's session id), ``transport`` (of
-    the request that opened it, the metrics label).
+    Extra attributes: ``sid`` (the key the session lives under: the
+    client's session id and a digest of the credentials that opened it, see
+    :func:`.binding.session_key`), ``transport`` (of the request that opened
+    it, the metrics label).
     """
 
     __slots__ = ("sid", "manager", "transport", "receiver", "opened", "ended", "closing",
-                 "detached_at", "inbound", "tokens", "rate_at", "claim")
+                 "detached_at", "inbound", "budget", "claim")
 
     def __init__(self, manager, sid: str, transport: str, remote: str, identity: Any) -> None:
         opts = manager.opts
@@ -112,8 +116,8 @@ class SockJSSession(Client):
         self.closing: bytes | None = None  # the c[...] frame once closed
         self.detached_at = _monotonic()
         self.inbound = gevent.lock.Semaphore()  # one send request processed at a time, in order
-        self.tokens = opts.rate_burst
-        self.rate_at = _monotonic()
+        # messages (every one in a body, not bodies) and bytes, as on WebSocket
+        self.budget = InputBudget(opts.rate_limit, opts.rate_burst, opts.byte_rate, opts.byte_burst)
         self.claim: str | None = None  # cluster ownership token (relay)
 
     def __repr__(self) -> str:
@@ -206,7 +210,7 @@ class SockJSSession(Client):
         counters["slow_consumer_disconnects"] += 1
         log.warning("slow consumer %s (SockJS session #%d, %s): outbound queue full "
                     "(%d frames, %d bytes); closing",
-                    self.remote_address, self.id, self.transport, len(self._queue),
+                    printable(self.remote_address), self.id, self.transport, len(self._queue),
                     self._queued_bytes, extra={"conn": self.id, "remote": self.remote_address})
         self._finish(1013, "Slow consumer", drop=True)
 

@@ -6,10 +6,21 @@ iterates: every chunk it yields is written by the server (chunked on HTTP/1.1)
 in the request's own greenlet, so the embedded server and both gunicorn
 worker classes stream alike, and a slow reader only holds its own greenlet.
 While it waits, a read watcher on the request's socket notices a client
-that went away (the protocol then closes the session with 1002).
+that went away (the protocol then closes the session with 1002).  A chunk
+the server cannot write within ``write_timeout`` seconds ends the response:
+the write fails as if the client had gone (EPIPE), the server closes the
+socket and the greenlet ends, whether the session still lives or was
+dropped as a slow consumer meanwhile (``write_stall_disconnects``).
+
+A send body (``xhr_send``, ``jsonp_send``) goes through
+:func:`process_body`: under the session's lock, after the byte rate's delay,
+sized and parsed, each message held to the frame size, every message
+counted by the session's :class:`~snorky_sync.endpoints.limits.InputBudget`.
 """
 from __future__ import annotations
 
+import errno
+import logging
 import socket
 import time
 from collections.abc import Callable
@@ -17,13 +28,21 @@ from collections.abc import Callable
 import gevent
 import gevent.event
 
+from ...logs import RateLimitedLogger, printable
 from ...metrics import counters, transport_counters
+from ..limits import RATE_EXCEEDED
 from . import protocol
 
-__all__ = ["LocalReceiver", "stream", "process_messages", "request_socket"]
+__all__ = ["LocalReceiver", "stream", "process_body", "request_socket", "PIECE"]
 
+log = logging.getLogger("snorky_sync.sockjs")
+_warn = RateLimitedLogger(log)
 _MSG_PEEK = socket.MSG_PEEK
 _monotonic = time.monotonic
+_sleep = gevent.sleep
+_Timeout = gevent.Timeout
+#: the largest chunk written at once (a write timeout applies to each)
+PIECE = 64 * 1024
 
 
 def request_socket(environ):
@@ -109,13 +128,29 @@ class LocalReceiver:
             self.watcher = None
 
 
-def stream(receiver: LocalReceiver, source, prelude: bytes | None):
+class _WriteTimeout(BrokenPipeError):
+    """Thrown into a request greenlet whose chunk was not written in time.
+
+    EPIPE, so that every server treats it as a client that went away: the
+    connection is closed quietly (no traceback per client in the log)."""
+
+
+def stream(receiver: LocalReceiver, source, prelude: bytes | None, write_timeout: float = 0.0):
     """The response body of a receive request attached to ``source`` (a
-    session of this process, or a relayed one)."""
+    session of this process, or a relayed one); each chunk must be written
+    within ``write_timeout`` seconds (0: no limit)."""
     attached = completed = False
+    writing = 0.0     # when the chunk the server is writing now was handed over
+    timer = None
     try:
         if prelude:
+            if write_timeout:
+                timer = _Timeout.start_new(write_timeout, _WriteTimeout(errno.EPIPE, "write timed out"))
+            writing = _monotonic()
             yield prelude
+            writing = 0.0
+            if timer is not None:
+                timer.close()
         attached = source.attach(receiver)
         while True:
             if not receiver.out:
@@ -126,40 +161,86 @@ def stream(receiver: LocalReceiver, source, prelude: bytes | None):
                     continue
             data = b"".join(receiver.out)
             receiver.out = []
-            yield data
-            receiver.sent += len(data)
+            for at in range(0, len(data), PIECE):
+                piece = data[at:at + PIECE] if len(data) > PIECE else data
+                if write_timeout:
+                    timer = _Timeout.start_new(write_timeout, _WriteTimeout(errno.EPIPE, "write timed out"))
+                writing = _monotonic()
+                yield piece
+                writing = 0.0
+                if timer is not None:
+                    timer.close()
+                receiver.sent += len(piece)
             if receiver.done or receiver.sent >= receiver.limit:
                 completed = True
                 return
             receiver.ready = True
             source.receiver_ready(receiver)
     finally:
+        if timer is not None:
+            timer.close()
+        if writing and write_timeout and _monotonic() - writing >= write_timeout:
+            counters["write_stall_disconnects"] += 1
+            _warn.warning("sockjs-write-stall", "SockJS %s response: nothing written for %ss; "
+                          "connection cut", printable(receiver.transport), write_timeout)
         receiver.release()
         if attached:
             source.detach(receiver, not completed)
 
 
-def process_messages(manager, session, messages: list[str]) -> None:
-    """Hand a send request's messages to the services, in order, under the
-    session's rate limit (as on WebSocket: excess closes with 1008)."""
+def process_body(manager, session, read: Callable[[], bytes | None],
+                 form: bool = False) -> tuple[int, str]:
+    """Process one send request's body for ``session``: ``(status, text)``.
+
+    Under the session's lock (its sends are handled one at a time, in
+    order): wait out the byte rate (the body is not read meanwhile), then
+    ``read()`` it (None: over the size limit, 413), charge its bytes, take
+    its ``d=`` field (``form``: a ``jsonp_send`` form), parse it, hold each
+    message to the frame size (else the session closes with 1009, 413),
+    charge its messages (over the rate the session closes with 1008 and
+    none is processed), and hand them to the services.
+    """
     opts = manager.opts
     process = manager.target.process_message_raw
     with session.inbound:
         if session.closing is not None:
-            return
-        rate = opts.rate_limit
-        if rate:
-            now = _monotonic()
-            session.tokens = min(opts.rate_burst, session.tokens + (now - session.rate_at) * rate)
-            session.tokens -= len(messages)
-            session.rate_at = now
-            if session.tokens < 0:
-                counters["rate_limited_disconnects"] += 1
-                session.close(1008, "Rate limit exceeded")
-                return
+            return 404, "Session not found."
+        budget = session.budget
+        delay = budget.delay()
+        if delay > 0:
+            counters["input_throttled"] += 1
+            _sleep(delay)
+            if session.closing is not None:
+                return 404, "Session not found."
+        body = read()
+        if body is None:
+            return 413, "Payload too large."
+        budget.charge(0, len(body))
+        try:
+            if form:
+                body = protocol.form_field(body)
+            messages = protocol.decode_messages(body)
+        except protocol.BodyError as exc:
+            counters["frames_invalid"] += 1
+            return 500, str(exc)
+        if len(body) > opts.max_frame_size:  # else no message in it can be larger
+            limit = opts.max_frame_size
+            if any(len(m) > limit // 4 and len(m.encode("utf-8", "surrogatepass")) > limit
+                   for m in messages):
+                counters["frames_too_big"] += 1
+                session.close(1009, "Message too big")
+                return 413, "Payload too large."
+        if not budget.charge(len(messages), 0):
+            counters["rate_limited_disconnects"] += 1
+            m = budget.messages
+            _warn.warning("rate-limit", "closing SockJS session #%d of %s: more than %s messages/s "
+                          "(burst %s)", session.id, printable(session.remote_address), m.rate, m.burst)
+            session.close(1008, RATE_EXCEEDED)
+            return 204, ""
         counters["frames_in"] += len(messages)
         transport_counters["messages_in", session.transport] += len(messages)
         for message in messages:
             process(session, message)
             if session.closing is not None:
                 break
+    return 204, ""

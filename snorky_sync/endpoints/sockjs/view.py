@@ -1,23 +1,39 @@
-"""The Flask view of a SockJS endpoint: routes every SockJS URL to its handler."""
+"""The Flask view of a SockJS endpoint: routes every SockJS URL to its handler.
+
+Every request meets the endpoint's access policy first (:mod:`..origin`: on a
+restricted endpoint, ``Origin`` or ``Referer`` must be an origin it accepts,
+CORS credentials only for those), then finds its session under the key of
+its own credentials (:mod:`.binding`), and a send is refused for its size
+and for a missing session before its body is read.
+"""
 from __future__ import annotations
 
 import dataclasses
 import logging
 import re
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import orjson
 from flask import Response, request
 
+from ...logs import printable
 from ...metrics import counters
-from ..websocket import WebSocketOptions, _check_access, _remote_address, make_websocket_view
+from .. import origin as policy
+from ..websocket import (
+    Reject,
+    WebSocketOptions,
+    _check_access,
+    _refuse_after_upgrade,
+    _remote_address,
+    make_websocket_view,
+)
 from . import protocol
+from .binding import session_key
 from .manager import SessionManager
-from .transports import LocalReceiver, process_messages, request_socket, stream
+from .transports import LocalReceiver, process_body, request_socket, stream
 from .websocket import SockJSWebSocketClient, make_process
 
 __all__ = ["SockJSOptions", "make_sockjs_view"]
@@ -34,13 +50,16 @@ class SockJSOptions(WebSocketOptions):
     heartbeat: float = 25.0            # seconds between "h" frames on an idle receiver
     disconnect_delay: float = 5.0      # seconds without a receiver before a session ends
     response_limit: int = 128 * 1024   # bytes per streaming response before the client re-opens it
-    max_body_size: int = 10 * 1024 * 1024  # largest xhr_send / jsonp_send body (larger: 413)
+    max_body_size: int = 256 * 1024    # largest xhr_send / jsonp_send body (larger: 413)
     cookie_needed: bool = False        # JSESSIONID cookie (for load balancers that stick on it)
     websocket: bool = True             # offer the WebSocket transport
     sockjs_url: str = DEFAULT_SOCKJS_URL  # sockjs-client loaded by the iframe page
+    bind_address: bool = True          # anonymous sessions are bound to the client address
+    trusted_proxies: Sequence[str] | None = None  # whose X-Forwarded-For gives that address
 
 
 _COOKIE_OK = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+_NOT_FOUND = "Session not found."
 
 
 def _text(body: str, status: int, headers=()) -> Response:
@@ -62,41 +81,29 @@ def make_sockjs_view(target, opts: SockJSOptions, name: str) -> tuple[Callable[.
     if broker is not None and broker.distributed:
         from .relay import Relay
         manager.relay = Relay(manager, broker)
-    ws_session_view = make_websocket_view(target, opts, SockJSWebSocketClient, make_process(target))
-    ws_raw_view = make_websocket_view(target, opts)
-    # origins are checked here (Origin, else Referer, else same host); then the
-    # rest of the WebSocket endpoint's checks without its own origin test
-    access_opts = dataclasses.replace(opts, allowed_origins=None)
+    # origins are judged here, by the SockJS rule (Origin, else Referer, own origin
+    # listed); then the rest of the WebSocket endpoint's checks without its origin test
+    access_opts = dataclasses.replace(opts, allowed_origins=None, cookie_identity=False)
+    ws_session_view = make_websocket_view(target, access_opts, SockJSWebSocketClient,
+                                          make_process(target, opts))
+    ws_raw_view = make_websocket_view(target, access_opts)
     iframe_body, iframe_etag = protocol.iframe_page(opts.sockjs_url)
-    allowed = opts.allowed_origins
-    frame_ancestors = None
-    if allowed is not None:
-        frame_ancestors = "frame-ancestors 'self' " + " ".join(o for o in allowed if o != "null")
+    framing = policy.frame_headers(opts)
+    restricted = policy.restricted(opts)
 
-    def origin_ok(environ) -> bool:
-        if allowed is None:
-            return True
-        origin = environ.get("HTTP_ORIGIN")
-        if origin is None:
-            ref = environ.get("HTTP_REFERER")
-            if ref:
-                parts = urlsplit(ref)
-                origin = f"{parts.scheme}://{parts.netloc}"
-        if origin is None:
-            return False
-        own = f"{environ.get('wsgi.url_scheme', 'http')}://{environ.get('HTTP_HOST', '')}"
-        return origin in allowed or origin == own
+    def refused(environ, headers=()) -> Response | None:
+        """The policy's answer to a request it refuses (403), or None."""
+        if not restricted:
+            return None
+        refusal = policy.check_origin(opts, environ, http=True, own=True)
+        if refusal is None:
+            return None
+        counters["handshakes_refused"] += 1
+        log.info("refused SockJS request from %s: %s", _remote_address(environ), printable(refusal.reason))
+        return _text("Origin not allowed", 403, headers)
 
     def cors(environ) -> list[tuple[str, str]]:
-        origin = environ.get("HTTP_ORIGIN")
-        headers = [("Access-Control-Allow-Credentials", "true"), ("Vary", "Origin")]
-        if allowed is None or origin in allowed or (origin and origin_ok(environ)):
-            headers.append(("Access-Control-Allow-Origin",
-                            origin if origin and origin != "null" else "*"))
-        asked = environ.get("HTTP_ACCESS_CONTROL_REQUEST_HEADERS")
-        if asked:
-            headers.append(("Access-Control-Allow-Headers", asked))
-        return headers
+        return policy.cors_headers(opts, environ)
 
     def no_cache() -> list[tuple[str, str]]:
         return [("Cache-Control", protocol.NO_CACHE)]
@@ -117,15 +124,19 @@ def make_sockjs_view(target, opts: SockJSOptions, name: str) -> tuple[Callable[.
         return _empty(405, [("Allow", methods)])
 
     def info(environ) -> Response:
+        headers = [*no_cache(), *cors(environ)]
+        refusal = refused(environ, headers)
+        if refusal is not None:
+            return refusal
         body = orjson.dumps({"websocket": opts.websocket, "cookie_needed": opts.cookie_needed,
                              "origins": ["*:*"], "entropy": secrets.randbits(32)})
-        return Response(body, headers=[*no_cache(), *cors(environ)],
-                        content_type="application/json; charset=UTF-8")
+        return Response(body, headers=headers, content_type="application/json; charset=UTF-8")
 
     def iframe(environ) -> Response:
-        headers = [*protocol.cache_forever(), ("ETag", iframe_etag)]
-        if frame_ancestors:
-            headers.append(("Content-Security-Policy", frame_ancestors))
+        refusal = refused(environ)
+        if refusal is not None:
+            return refusal
+        headers = [*protocol.cache_forever(), ("ETag", iframe_etag), *framing]
         if environ.get("HTTP_IF_NONE_MATCH") == iframe_etag:
             return _empty(304, headers)
         return Response(iframe_body, headers=headers, content_type="text/html; charset=UTF-8")
@@ -141,7 +152,18 @@ def make_sockjs_view(target, opts: SockJSOptions, name: str) -> tuple[Callable[.
             return _text('"Connection" must be "Upgrade".', 400)
         if environ.get("HTTP_SEC_WEBSOCKET_VERSION", "").strip() in ("7", "8"):
             environ["HTTP_SEC_WEBSOCKET_VERSION"] = "13"  # hybi-07/08: the same framing as RFC 6455
-        if not origin_ok(environ):
+        refusal = policy.check_origin(opts, environ, http=False, own=True) if restricted else None
+        if refusal is not None:
+            counters["handshakes_refused"] += 1
+            adopted = environ.get("wsgi.websocket")
+            if adopted is not None:  # gevent-websocket already answered 101: a close frame
+                _refuse_after_upgrade(adopted.handler.socket, _remote_address(environ),
+                                      Reject(refusal.status, "Origin not allowed"))
+                adopted.closed = True
+                adopted.handler.close_connection = True
+                return Response(status=204)
+            log.info("refused SockJS WebSocket from %s: %s", _remote_address(environ),
+                     printable(refusal.reason))
             return _text("Origin not allowed", 403)
         return ws_raw_view() if raw else ws_session_view()
 
@@ -164,44 +186,53 @@ def make_sockjs_view(target, opts: SockJSOptions, name: str) -> tuple[Callable[.
                 wrap = protocol.jsonp_wrapper(callback)
             else:
                 prelude = protocol.htmlfile_prelude(callback)
-        if not origin_ok(environ):
-            return _text("Origin not allowed", 403, cors(environ))
         headers = [*no_cache(), *cookie(environ)]
         if method == "POST" or transport == "eventsource":  # XHR and EventSource need CORS
             headers += cors(environ)
+        refusal = refused(environ, headers)
+        if refusal is not None:
+            return refusal
+        if transport == "htmlfile":
+            headers += framing
+        key = session_key(opts, environ, sid)
         limit = 1 if transport in protocol.POLLING else opts.response_limit
         relay = manager.relay
-        session = manager.get(sid)
+        session = manager.get(key)
         source = session
         timeout = None
         if session is None:
-            owner, token = relay.claim(sid) if relay is not None else (None, None)
+            owner, token = relay.claim(key) if relay is not None else (None, None)
             if owner is not None:  # another process holds the session: it serves this request
-                source = relay.remote_source(owner, sid)
+                source = relay.remote_source(owner, key)
                 timeout = opts.heartbeat * 2 + 5
             else:
                 admission = opts.connect_rate
                 retry = admission.refuse(environ) if admission is not None else None
                 if retry is not None:  # a new session counts as a new connection
                     if relay is not None:
-                        relay.release(sid, token)
+                        relay.release(key, token)
                     return _text("Too many new connections", 503,
                                  [*headers, ("Retry-After", str(retry))])
-                identity, refusal = _check_access(access_opts, environ)
-                if refusal is not None:
+                identity, access = _check_access(access_opts, environ)
+                if access is not None:
                     counters["handshakes_refused"] += 1
                     if relay is not None:
-                        relay.release(sid, token)
+                        relay.release(key, token)
                     log.info("refused SockJS session from %s: %s %s", _remote_address(environ),
-                             refusal.status, refusal.reason)
-                    return _text(refusal.reason, refusal.status, headers)
-                source = manager.create(sid, transport, _remote_address(environ), identity, token)
+                             access.status, printable(access.reason))
+                    return _text(access.reason, access.status, headers)
+                source = manager.create(key, transport, _remote_address(environ), identity, token)
         if environ.get("SERVER_PROTOCOL") == "HTTP/1.0":
             headers.append(("Connection", "close"))  # no length, no chunks: the close ends the body
         assert wrap is not None  # every receiving transport has a wrapper
         receiver = LocalReceiver(transport, wrap, limit, request_socket(environ), timeout)
-        return Response(stream(receiver, source, prelude), headers=headers,
+        return Response(stream(receiver, source, prelude, opts.write_timeout), headers=headers,
                         content_type=content_type, direct_passthrough=True)
+
+    def read_body() -> bytes | None:
+        """The send's body, at most ``max_body_size`` bytes read (None: larger)."""
+        body = request.stream.read(opts.max_body_size + 1)
+        return None if len(body) > opts.max_body_size else body
 
     def send(environ, transport: str, sid: str) -> Response:
         req_method = environ.get("REQUEST_METHOD")
@@ -212,31 +243,29 @@ def make_sockjs_view(target, opts: SockJSOptions, name: str) -> tuple[Callable[.
         headers = [*no_cache(), *cookie(environ)]
         if transport == "xhr_send":
             headers += cors(environ)
-        if not origin_ok(environ):
-            return _text("Origin not allowed", 403, headers)
+        refusal = refused(environ, headers)
+        if refusal is not None:
+            return refusal
+        too_large = _text("Payload too large.", 413, [*headers, ("Connection", "close")])
         length = request.content_length
         if length is not None and length > opts.max_body_size:
-            return _text("Payload too large.", 413, headers)
-        body = request.stream.read(opts.max_body_size + 1)
-        if len(body) > opts.max_body_size:
-            return _text("Payload too large.", 413, headers)
-        if transport == "jsonp_send" and request.mimetype == "application/x-www-form-urlencoded":
-            from urllib.parse import parse_qs
-            body = (parse_qs(body.decode("utf-8", "replace")).get("d") or [""])[0].encode("utf-8")
-        try:
-            messages = protocol.decode_messages(body)
-        except protocol.BodyError as exc:
-            counters["frames_invalid"] += 1
-            return _text(str(exc), 500, headers)
-        session = manager.get(sid)
+            return too_large  # not read: the size is known before the session is looked for
+        form = transport == "jsonp_send" and request.mimetype == "application/x-www-form-urlencoded"
+        key = session_key(opts, environ, sid)
+        session = manager.get(key)
         if session is None or session.closing is not None:
-            if session is None and manager.relay is not None:
-                status = manager.relay.send(sid, messages)
-                if status is not None:
-                    return _reply_sent(transport, status, headers)
-            return _text("Session not found.", 404, headers)
-        process_messages(manager, session, messages)
-        return _reply_sent(transport, 204, headers)
+            relay = manager.relay
+            if session is None and relay is not None and relay.owner_of(key) is not None:
+                body = read_body()
+                if body is None:
+                    return too_large
+                status, text = relay.send(key, body, form)
+                return _reply_sent(transport, status, text, headers)
+            return _text(_NOT_FOUND, 404, headers)  # the body is neither read nor parsed
+        status, text = process_body(manager, session, read_body, form)
+        if status == 413:
+            return too_large
+        return _reply_sent(transport, status, text, headers)
 
     prefix_len = len(name)
 
@@ -269,9 +298,9 @@ def make_sockjs_view(target, opts: SockJSOptions, name: str) -> tuple[Callable[.
     return view, manager
 
 
-def _reply_sent(transport: str, status: int, headers) -> Response:
-    if status != 204:
-        return _text("Session not found.", status, headers)
-    if transport == "jsonp_send":
-        return _text("ok", 200, headers)
-    return _text("", 204, headers)
+def _reply_sent(transport: str, status: int, text: str, headers) -> Response:
+    if status == 204:
+        return _text("ok", 200, headers) if transport == "jsonp_send" else _text("", 204, headers)
+    if status == 413:
+        return _text("Payload too large.", 413, [*headers, ("Connection", "close")])
+    return _text(text or _NOT_FOUND, status, headers)

@@ -9,12 +9,15 @@ The outbound queue holds the usual encode-once frames and is turned into one
 """
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 from ... import wire
 from ...client import Client, _schedule
 from ...client import close_frame as ws_close_frame
+from ...logs import RateLimitedLogger, printable
 from ...metrics import counters, transport_counters
+from ..limits import RATE_EXCEEDED, InputBudget
 from . import protocol
 from .session import Raw, quoted
 
@@ -22,6 +25,7 @@ __all__ = ["SockJSWebSocketClient", "make_process"]
 
 _frame_text = wire.frame_text
 _OPEN = Raw(_frame_text(protocol.OPEN))
+_warn = RateLimitedLogger(logging.getLogger("snorky_sync.sockjs"))
 
 
 def _ws_code(code: int) -> int:
@@ -30,12 +34,14 @@ def _ws_code(code: int) -> int:
 
 
 class SockJSWebSocketClient(Client):
-    """A WebSocket connection speaking SockJS framing."""
+    """A WebSocket connection speaking SockJS framing; ``budget`` counts its
+    messages (a frame may carry many; the reader counts frames and bytes)."""
 
-    __slots__ = ()
+    __slots__ = ("budget",)
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        self.budget: InputBudget | None = None
         transport_counters["sessions_opened", "websocket"] += 1
         self.send_control(_OPEN)
 
@@ -79,9 +85,13 @@ class SockJSWebSocketClient(Client):
             _schedule(self)
 
 
-def make_process(target) -> Callable[[Client, bytes], None]:
-    """The reader's handler: each string of a frame's array is one message."""
+def make_process(target, opts) -> Callable[[Client, bytes], None]:
+    """The reader's handler: each string of a frame's array is one message,
+    each counted against the message rate before any is processed (one
+    frame of 30,000 messages is 30,000 messages: over the rate, the
+    connection closes with 1008 and none of them runs)."""
     process = target.process_message_raw
+    rate, burst = opts.rate_limit, opts.rate_burst
 
     def process_sockjs(client: Client, data: bytes) -> None:
         if not data:
@@ -92,8 +102,26 @@ def make_process(target) -> Callable[[Client, bytes], None]:
             counters["frames_invalid"] += 1
             client.abort()  # the protocol: broken JSON terminates the connection
             return
+        if rate:
+            budget = getattr(client, "budget", None)
+            if budget is None:
+                budget = InputBudget(rate, burst, 0, 0)
+                try:
+                    client.budget = budget  # type: ignore[attr-defined]  # SockJSWebSocketClient's slot
+                except AttributeError:
+                    pass
+            if not budget.charge(len(messages), 0):
+                if not client._closing:
+                    counters["rate_limited_disconnects"] += 1
+                    _warn.warning("rate-limit", "closing SockJS WebSocket %s (#%d): more than %s "
+                                  "messages/s (burst %s)", printable(client.remote_address),
+                                  client.id, rate, burst)
+                    client.close(1008, RATE_EXCEEDED)
+                return
         transport_counters["messages_in", "websocket"] += len(messages)
         for message in messages:
+            if client._closing:
+                break
             process(client, message)
 
     return process_sockjs
