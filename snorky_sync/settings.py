@@ -72,7 +72,7 @@ class Settings:
     datasync_resume_window: float = 60.0    # SNORKY_DATASYNC_RESUME_WINDOW (seconds a DataSync subscription waits for its page to reconnect; 0: off, 0.1's frames)
     redis_url: str | None = None            # SNORKY_REDIS_URL (unset: one process, in-memory)
     cluster_heartbeat: float = 1.0          # SNORKY_CLUSTER_HEARTBEAT (seconds between a process's heartbeats, with Redis)
-    cluster_expiry: float = 5.0             # SNORKY_CLUSTER_EXPIRY (seconds without heartbeat before a process's chat/messaging/cursors state is dropped)
+    cluster_expiry: float = 5.0             # SNORKY_CLUSTER_EXPIRY (seconds without heartbeat before a process's chat/messaging/cursors state is dropped; also how long a process stays subscribed to a channel after its last subscriber there left)
     sockjs_heartbeat: float = 25.0          # SNORKY_SOCKJS_HEARTBEAT (seconds between SockJS heartbeat frames)
     sockjs_disconnect_delay: float = 5.0    # SNORKY_SOCKJS_DISCONNECT_DELAY (seconds a SockJS session waits for a request)
     sockjs_response_limit: int = 128 * 1024  # SNORKY_SOCKJS_RESPONSE_LIMIT (bytes per streaming response)
