@@ -49,12 +49,14 @@ import gevent.event
 from gevent.socket import wait_write as _wait_write
 
 from . import wire
+from .logs import RateLimitedLogger
 from .metrics import counters
 
 __all__ = ["Client", "close_frame", "PING_FRAME", "configure", "budget", "stats", "outbound_bytes",
            "default_memory_budget", "coalesce", "send_to_all"]
 
 log = logging.getLogger("snorky_sync.client")
+_warn = RateLimitedLogger(log)  # per-connection lines: at most 10 of a kind per 10 s
 
 _ids = itertools.count(1)
 _idle = gevent.idle
@@ -318,7 +320,8 @@ class Client:
         except BlockingIOError:
             sent = 0
         except OSError as exc:
-            log.info("write to %s failed: %s", self.remote_address, exc)
+            # a closed tab: routine, not news
+            _warn.debug("write-failed", "write to %s failed: %s", self.remote_address, exc)
             self._abort()
             return
         if sent < len(data):  # kernel buffer full: a writer of its own finishes the job
@@ -338,13 +341,14 @@ class Client:
                 self._write_all(memoryview(self._take()))
         except _Stalled:
             counters["write_stall_disconnects"] += 1
-            log.warning("write stalled %s (client #%d): no progress for %ss with %d bytes "
+            _warn.warning("write-stalled", "write stalled %s (client #%d): no progress for %ss with %d bytes "
                         "unwritten and %d queued; disconnecting", self.remote_address, self.id,
                         self._write_timeout, self._inflight, self._queued_bytes,
                         extra={"conn": self.id, "remote": self.remote_address})
             self._abort()
         except OSError as exc:
-            log.info("write to %s failed: %s", self.remote_address, exc)
+            # a closed tab: routine, not news
+            _warn.debug("write-failed", "write to %s failed: %s", self.remote_address, exc)
             self._abort()
         finally:
             self._writer = None
@@ -416,7 +420,7 @@ class Client:
 
     def _over_memory_budget(self, owed: int, limit: float) -> None:
         counters["memory_budget_disconnects"] += 1
-        log.warning("memory budget: %s (client #%d) is owed %d bytes and the process's "
+        _warn.warning("memory-budget", "memory budget: %s (client #%d) is owed %d bytes and the process's "
                     "connections more than %d; disconnecting the largest first",
                     self.remote_address, self.id, owed, limit,
                     extra={"conn": self.id, "remote": self.remote_address})
@@ -424,8 +428,8 @@ class Client:
 
     def _slow_consumer(self) -> None:
         counters["slow_consumer_disconnects"] += 1
-        log.warning(
-            "slow consumer %s (client #%d): outbound queue full (%d frames, %d bytes); disconnecting",
+        _warn.warning(
+            "slow-consumer", "slow consumer %s (client #%d): outbound queue full (%d frames, %d bytes); disconnecting",
             self.remote_address, self.id, len(self._queue), self._queued_bytes,
             extra={"conn": self.id, "remote": self.remote_address},
         )

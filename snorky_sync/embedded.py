@@ -2,7 +2,9 @@
 
 ``serve(app, host, port)`` runs the app with gevent's pywsgi and a handler
 that hands the raw socket to the WebSocket endpoint (``environ['snorky.socket']``)
-and writes nothing once the endpoint has taken the connection over.
+and writes nothing once the endpoint has taken the connection over.  Every
+connection has deadlines and a header size limit
+(:mod:`snorky_sync.endpoints.http_limits`), from the app's settings.
 
 If your own views do blocking I/O (database drivers, HTTP clients), call
 ``gevent.monkey.patch_all()`` at the very top of your program so they yield
@@ -20,8 +22,8 @@ import gevent.event
 from gevent import pywsgi
 
 from .brokers import flush_all
+from .endpoints.http_limits import HTTPLimits, LimitedHandler
 from .endpoints.websocket import close_all
-from .http_headers import read_headers
 from .settings import Settings
 
 __all__ = ["SnorkyWSGIHandler", "serve", "make_server"]
@@ -29,11 +31,9 @@ __all__ = ["SnorkyWSGIHandler", "serve", "make_server"]
 log = logging.getLogger("snorky_sync.server")
 
 
-class SnorkyWSGIHandler(pywsgi.WSGIHandler):
-    """pywsgi handler that lets the WebSocket endpoint own the socket."""
-
-    def MessageClass(self, *args):  # noqa: N802 (pywsgi's name)
-        return read_headers(*args)
+class SnorkyWSGIHandler(LimitedHandler):
+    """pywsgi handler that lets the WebSocket endpoint own the socket (with
+    :class:`~snorky_sync.endpoints.http_limits.LimitedHandler`'s deadlines)."""
 
     def handle(self):
         # pywsgi writes a response's headers and body with separate sends:
@@ -56,18 +56,32 @@ class SnorkyWSGIHandler(pywsgi.WSGIHandler):
             self.close_connection = True
 
     def log_request(self):
-        if self.environ.get("snorky.hijacked") or not self.server.log:
+        # environ is None when the request was refused before it was read whole (400, 408, 431)
+        if (self.environ is not None and self.environ.get("snorky.hijacked")) or not self.server.log:
             return
         super().log_request()
 
 
+def _settings(app) -> Settings:
+    """The settings of ``app``'s Snorky extension, else from the environment."""
+    ext = getattr(app, "extensions", {}).get("snorky_sync")
+    return getattr(ext, "settings", None) or Settings.from_env()
+
+
 def make_server(app, host: str = "127.0.0.1", port: int = 8002,
                 access_log: bool = False, **kwargs) -> pywsgi.WSGIServer:
-    """A ready (not yet started) gevent server for ``app``."""
-    kwargs.setdefault("backlog", Settings.from_env().backlog)  # gevent's default is 128
-    return pywsgi.WSGIServer(
+    """A ready (not yet started) gevent server for ``app``.
+
+    Its HTTP deadlines and header size limit are those of ``app``'s Snorky
+    extension's settings (``SNORKY_HEADER_TIMEOUT``, ...), else the environment's.
+    """
+    settings = _settings(app)
+    kwargs.setdefault("backlog", settings.backlog)  # gevent's default is 128
+    server = pywsgi.WSGIServer(
         (host, port), app, handler_class=SnorkyWSGIHandler,
         log=(None if not access_log else "default"), error_log="default", **kwargs)
+    server.snorky_http_limits = HTTPLimits.from_settings(settings)  # read by the handler
+    return server
 
 
 def serve(app, host: str = "127.0.0.1", port: int = 8002, access_log: bool = False,
@@ -87,7 +101,7 @@ def serve(app, host: str = "127.0.0.1", port: int = 8002, access_log: bool = Fal
         logging.basicConfig(level=logging.INFO,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if shutdown_timeout is None:
-        shutdown_timeout = Settings.from_env().shutdown_timeout
+        shutdown_timeout = _settings(app).shutdown_timeout
     server = make_server(app, host, port, access_log=access_log)
     server.start()
     log.info("snorky_sync listening on http://%s:%d", host, server.server_port)

@@ -18,6 +18,7 @@ from .client import configure as configure_budget
 from .client import default_memory_budget
 from .endpoints.admission import ConnectRate
 from .endpoints.backend_http import make_backend_view
+from .endpoints.http_limits import HTTPLimits, install_geventwebsocket, with_body_deadline
 from .endpoints.metrics_http import make_metrics_view
 from .endpoints.sockjs import SockJSOptions, make_sockjs_view
 from .endpoints.websocket import WebSocketOptions, make_websocket_view
@@ -41,6 +42,9 @@ class Snorky:
                                         s.connect_burst_per_ip, s.trusted_proxies)
         configure_budget(memory_budget=s.max_outbound_memory or default_memory_budget(s.workers),
                          write_timeout=s.write_timeout)
+        # the gevent-websocket worker's handler gets the embedded server's HTTP
+        # deadlines now, as the app loads (before the worker serves)
+        install_geventwebsocket(HTTPLimits.from_settings(s))
         self._routes: list[tuple[str, str, Callable, list[str], bool, dict]] = []
         if app is not None:
             self.init_app(app)
@@ -54,6 +58,8 @@ class Snorky:
                             f"got {type(app).__name__}")
         self.app = app
         app.extensions["snorky_sync"] = self
+        # request bodies have a deadline under every server (gunicorn reads them without one)
+        app.wsgi_app = with_body_deadline(app.wsgi_app, self.settings.body_timeout)  # type: ignore[method-assign]
         if "snorky_sync_static" not in app.blueprints:
             # the JavaScript client for your pages: /snorky_sync/static/snorky.js
             from flask import Blueprint
@@ -121,6 +127,7 @@ class Snorky:
             max_connections_per_identity=(max_connections_per_identity
                                           or s.max_connections_per_identity),
             write_timeout=s.write_timeout if write_timeout is None else write_timeout,
+            close_timeout=s.close_timeout,
             cookie_identity=cookie_identity,
             public_origins=((public_origin,) if isinstance(public_origin, str) else
                             tuple(public_origin) if public_origin else s.public_origin),

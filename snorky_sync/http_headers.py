@@ -6,6 +6,10 @@ reader handles the common case — at most 100 ``Name: value`` lines, no
 continuation lines, no repeated Content-Length / Transfer-Encoding — with
 plain string operations, and hands anything else to pywsgi's own parser
 (on the same bytes), so unusual requests are judged exactly as before.
+
+With ``limit`` it reads at most ``limit`` bytes of header block (plus one, to
+see that there are more) and raises :class:`HeaderTooLarge` beyond: without
+it pywsgi holds up to 100 lines of 64 KiB (6.5 MB) of one request's headers.
 """
 from __future__ import annotations
 
@@ -13,11 +17,15 @@ from io import BytesIO
 
 from gevent.pywsgi import headers_factory
 
-__all__ = ["read_headers", "FastHeaders"]
+__all__ = ["read_headers", "FastHeaders", "HeaderTooLarge"]
 
 MAX_LINE = 65536
 MAX_HEADERS = 100
 _SINGLE = ("content-length", "transfer-encoding")
+
+
+class HeaderTooLarge(ValueError):
+    """The header block is longer than the ``limit`` given to :func:`read_headers`."""
 
 
 class FastHeaders:
@@ -56,15 +64,23 @@ class FastHeaders:
             yield f"{name}: {value}\r\n"
 
 
-def read_headers(rfile, *args):
+def read_headers(rfile, *args, limit: int | None = None):
     """Read the header block from ``rfile``: a :class:`FastHeaders`, or
-    pywsgi's own object for anything out of the ordinary."""
+    pywsgi's own object for anything out of the ordinary.  ``limit``: the
+    most bytes the block may have (:class:`HeaderTooLarge` beyond)."""
     raw: list[bytes] = []
+    left = MAX_LINE * (MAX_HEADERS + 2) if limit is None else limit  # bytes the block may still have
+    if left < 0:
+        raise HeaderTooLarge(f"request headers larger than {limit} bytes")
     while True:
-        line = rfile.readline(MAX_LINE + 1)
+        line = rfile.readline(min(MAX_LINE, left) + 1)
         raw.append(line)
+        left -= len(line)
+        if left < 0:
+            raise HeaderTooLarge(f"request headers larger than {limit} bytes")
         if len(line) > MAX_LINE or len(raw) > MAX_HEADERS + 1:
-            return headers_factory(BytesIO(b"".join(raw) + rfile.readline(MAX_LINE + 1)))
+            more = rfile.readline(min(MAX_LINE, left) + 1)
+            return headers_factory(BytesIO(b"".join(raw) + more))
         if line in (b"\r\n", b"\n", b""):
             break
     items = []

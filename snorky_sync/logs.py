@@ -68,18 +68,22 @@ class RateLimitedLogger:
         w[2] += 1
         return False
 
-    def log(self, level: int, kind: str, msg: str, *args, exc_info: bool = False) -> None:
-        if self.allow(kind):
-            self.logger.log(level, msg, *args, exc_info=exc_info)
+    def log(self, level: int, kind: str, msg: str, *args, exc_info: bool = False,
+            extra: dict | None = None) -> None:
+        if self.logger.isEnabledFor(level) and self.allow(kind):
+            self.logger.log(level, msg, *args, exc_info=exc_info, extra=extra)
 
-    def info(self, kind: str, msg: str, *args) -> None:
-        self.log(logging.INFO, kind, msg, *args)
+    def debug(self, kind: str, msg: str, *args, extra: dict | None = None) -> None:
+        self.log(logging.DEBUG, kind, msg, *args, extra=extra)
 
-    def warning(self, kind: str, msg: str, *args) -> None:
-        self.log(logging.WARNING, kind, msg, *args)
+    def info(self, kind: str, msg: str, *args, extra: dict | None = None) -> None:
+        self.log(logging.INFO, kind, msg, *args, extra=extra)
 
-    def error(self, kind: str, msg: str, *args) -> None:
-        self.log(logging.ERROR, kind, msg, *args)
+    def warning(self, kind: str, msg: str, *args, extra: dict | None = None) -> None:
+        self.log(logging.WARNING, kind, msg, *args, extra=extra)
+
+    def error(self, kind: str, msg: str, *args, extra: dict | None = None) -> None:
+        self.log(logging.ERROR, kind, msg, *args, extra=extra)
 
     def exception(self, kind: str, msg: str, *args) -> None:
         """An ERROR with the traceback being handled (rate-limited like the rest)."""

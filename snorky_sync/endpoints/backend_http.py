@@ -16,6 +16,7 @@ from flask import Response, request
 
 from .. import wire
 from ..client import Client
+from ..logs import RateLimitedLogger
 from ..metrics import counters
 from ..services.base import RPCService
 from . import local_port
@@ -23,6 +24,7 @@ from . import local_port
 __all__ = ["BackendClient", "make_backend_view"]
 
 log = logging.getLogger("snorky_sync.backend_http")
+_warn = RateLimitedLogger(log)  # anyone who reaches the endpoint can cause these
 
 _TERMINAL = ("response", "error")
 
@@ -86,7 +88,7 @@ def make_backend_view(registry, api_key: str, max_body_size: int = 10 * 1024 * 1
         given = request.headers.get("X-Backend-Key")
         if given is None or not hmac.compare_digest(given.encode("utf-8", "surrogateescape"), expected):
             counters["backend_unauthorized"] += 1
-            log.warning("backend request from %s with %s key", request.remote_addr,
+            _warn.warning("backend-key", "backend request from %s with %s key", request.remote_addr,
                         "no" if given is None else "a wrong")
             return _json(401, {"error": "Invalid or missing X-Backend-Key"})
         length = request.content_length

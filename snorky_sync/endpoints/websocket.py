@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -35,10 +36,10 @@ from werkzeug.exceptions import HTTPException
 
 from .. import wire
 from ..client import PING_FRAME, Client, close_frame
+from ..logs import RateLimitedLogger, printable
 from ..metrics import counters
-from ..logs import printable
-from .admission import ConnectRate
 from . import origin as origin_policy
+from .admission import ConnectRate
 from .handshake import HandshakeError, accept_handshake
 from .limits import InputBudget
 from .reader import Reader
@@ -47,6 +48,7 @@ __all__ = ["WebSocketOptions", "make_websocket_view", "Reject", "close_all", "li
            "track", "untrack", "same_origin", "uses_cookies"]
 
 log = logging.getLogger("snorky_sync.websocket")
+_warn = RateLimitedLogger(log)  # lines a client causes: at most 10 of a kind per 10 s
 
 _spawn = gevent.spawn
 _live: set[Client] = set()          # every open WebSocket of this process
@@ -151,7 +153,7 @@ class _Pinger:
                         client.send_control(PING_FRAME)
                     else:
                         counters["dead_peers_dropped"] += 1
-                        log.info("dropping %s (#%d): no answer to ping within %ss",
+                        _warn.info("ping-timeout", "dropping %s (#%d): no answer to ping within %ss",
                                  client.remote_address, client.id, interval,
                                  extra={"conn": client.id, "remote": client.remote_address})
                         client.abort()
@@ -252,7 +254,8 @@ def make_websocket_view(registry, opts: WebSocketOptions, client_class: type[Cli
                 "the geventwebsocket worker, or snorky_sync.serve()\n", status=500)
         identity, refusal = _check_access(opts, environ)
         if refusal is not None:
-            log.info("refused handshake from %s: %s %s", remote, refusal.status, printable(refusal.reason))
+            _warn.info("refused", "refused handshake from %s: %s %s", remote, refusal.status,
+                       printable(refusal.reason))
             counters["handshakes_refused"] += 1
             headers = {"Retry-After": "5"} if refusal.status == 503 else None
             return Response(refusal.reason + "\n", status=refusal.status, mimetype="text/plain",
@@ -261,7 +264,7 @@ def make_websocket_view(registry, opts: WebSocketOptions, client_class: type[Cli
             answer = accept_handshake(environ)
         except HandshakeError as exc:
             counters["handshakes_failed"] += 1
-            log.info("bad handshake from %s: %s", remote, printable(exc.reason))
+            _warn.info("bad-handshake", "bad handshake from %s: %s", remote, printable(exc.reason))
             return Response(exc.reason + "\n", status=exc.status, mimetype="text/plain",
                             headers=exc.headers)
         try:  # one send: gevent's sendall() asks the kernel for SO_SNDBUF first, every time
@@ -280,7 +283,7 @@ def make_websocket_view(registry, opts: WebSocketOptions, client_class: type[Cli
 
 
 def _refuse_after_upgrade(sock, remote: str, refusal: Reject, code: int = 1008) -> None:
-    log.info("refused connection from %s after upgrade: %s", remote, printable(refusal.reason))
+    _warn.info("refused", "refused connection from %s after upgrade: %s", remote, printable(refusal.reason))
     counters["handshakes_refused"] += 1
     try:
         sock.sendall(close_frame(code, refusal.reason))
@@ -311,7 +314,9 @@ def _detach(serving: tuple, sock, remote: str, identity: Any) -> None:
 
 def track(client: Client) -> Any:
     """Count an open connection of this process (WebSocket or SockJS session):
-    shutdown closes it, the connection limits see it.  Returns the identity key."""
+    shutdown closes it, the connection limits see it (and ``connections_current``,
+    /healthz) until :func:`untrack`, which a WebSocket calls once its socket is
+    closed.  Returns the identity key."""
     counters["connections_opened"] += 1
     counters["connections_current"] += 1
     _live.add(client)
@@ -355,13 +360,20 @@ def _start(serving: tuple, sock, remote: str, identity: Any) -> None:
     pinger.add(client)
 
     def end(reader: Reader) -> None:
-        """The connection is over: forget it everywhere, flush, close."""
-        untrack(client, ident_key)
+        """The connection is over: the services forget it, what is queued goes
+        out, the socket is closed, all within ``close_timeout``.  It counts
+        against the connection limits until its socket is closed."""
+        deadline = time.monotonic() + opts.close_timeout
         pinger.discard(client)
-        registry.client_disconnected(client)
-        client.flush(opts.close_timeout)
-        client.mark_closed()
-        _linger_close(sock, min(opts.close_timeout, 2.0))
+        try:
+            registry.client_disconnected(client)
+        finally:
+            try:
+                client.flush(opts.close_timeout)
+                client.mark_closed()
+                _linger_close(sock, deadline - time.monotonic())
+            finally:
+                untrack(client, ident_key)
 
     reader = Reader(client, sock, process, end, opts.max_frame_size, opts.recv_size,
                     InputBudget(opts.rate_limit, opts.rate_burst, opts.byte_rate, opts.byte_burst))
@@ -375,16 +387,23 @@ def _start(serving: tuple, sock, remote: str, identity: Any) -> None:
 
 
 def _linger_close(sock, timeout: float, limit: int = 1 << 20) -> None:
-    """Half-close, then discard what the peer still sends, then close.
+    """Half-close, then discard what the peer still sends until it closes, then
+    close: at most ``timeout`` seconds in all and ``limit`` bytes.
 
     Closing a socket with unread input makes the kernel send RST, which can
-    destroy the close frame we just wrote before the peer reads it.
+    destroy the close frame we just wrote before the peer reads it.  The
+    deadline is for the whole drain, not per read: a peer trickling a byte
+    now and then must not hold the socket (and escape the connection limit).
     """
+    deadline = time.monotonic() + timeout
     try:
         sock.shutdown(socket.SHUT_WR)
-        sock.settimeout(timeout)
         drained = 0
         while drained < limit:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            sock.settimeout(left)
             chunk = sock.recv(65536)
             if not chunk:
                 break
