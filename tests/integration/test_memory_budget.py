@@ -104,7 +104,10 @@ def pump(publisher, frames, reader, per_frame, timeout=60.0):
 
 
 def test_defaults_cut_a_stalled_subscriber_and_pass_a_large_message_to_a_reader():
-    srv = ServerProcess("embedded", app="wsgi:app")  # the defaults
+    # the defaults, but for a client's message size and byte rate: the 5 MiB
+    # message below comes from a page (64 KiB is the default largest)
+    srv = ServerProcess("embedded", app="wsgi:app", env={
+        "SNORKY_MAX_FRAME_SIZE": str(8 * 1024 * 1024), "SNORKY_BYTE_RATE_LIMIT": "0"})
     socks = []
     try:
         stalled = open_ws(srv.port, rcvbuf=4096)
