@@ -77,9 +77,19 @@ class SnorkyBackend:
         """Publish to a PubSub channel (no ``can_publish`` check on the backend)."""
         self.call(service, "publish", channel=channel, message=message)
 
-    def authorize_subscription(self, items: list[dict], service: str = "datasync_backend") -> str:
-        """A DataSync subscription token for ``[{"dealer": ..., "query": ...}, ...]``."""
-        return self.call(service, "authorizeSubscription", items=items)
+    def authorize_subscription(self, items: list[dict], service: str = "datasync_backend",
+                               requester: str | None = None) -> str:
+        """A DataSync subscription token for ``[{"dealer": ..., "query": ...}, ...]``.
+
+        ``requester`` names who the page belongs to (``"user:42"``,
+        ``"addr:203.0.113.7"``): the server keeps at most
+        ``SNORKY_MAX_PENDING_PER_REQUESTER`` unacquired subscriptions per
+        requester, so one visitor loading pages in a loop cannot use up
+        everybody's (Snorky 0.1 had no such parameter: without it, only the
+        process-wide cap applies)."""
+        if requester is None:
+            return self.call(service, "authorizeSubscription", items=items)
+        return self.call(service, "authorizeSubscription", items=items, requester=requester)
 
     def publish_deltas(self, deltas: list[dict], service: str = "datasync_backend") -> None:
         """Deliver DataSync deltas (insert/update/delete) to subscribers."""

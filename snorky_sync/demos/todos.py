@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from flask import jsonify, request
 
-from ..integrations.flask_views import subscription_in_response
+from ..integrations.flask_views import request_requester, subscription_in_response
 from ..integrations.sqlalchemy import DeltaPublisher, subscribable
 from ..services.datasync import BroadcastDealer
 
@@ -83,7 +83,10 @@ def init_todos(app, bp, backend, datasync, database_url: str) -> None:
     @bp.get("/demos/todos/api")
     @subscription_in_response(backend, [{"dealer": AllTodos.name, "query": None}])
     def todos_list():
-        token = backend.authorize_subscription([{"dealer": AllTodos.name, "query": None}])
+        # named by its address: one visitor reloading in a loop evicts only its own
+        # pending subscriptions (SNORKY_MAX_PENDING_PER_REQUESTER), nobody else's
+        token = backend.authorize_subscription([{"dealer": AllTodos.name, "query": None}],
+                                               requester=request_requester())
         todos = [t.as_dict() for t in db.session.execute(db.select(Todo).order_by(Todo.id)).scalars()]
         return jsonify(token=token, todos=todos)
 

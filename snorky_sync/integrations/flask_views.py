@@ -14,13 +14,15 @@ committed meanwhile reaches the page as a delta instead of being lost.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import wraps
 from typing import Any
 
-from flask import make_response, request
+from flask import current_app, make_response, request
 
-__all__ = ["subscription_in_response", "requested_subscription"]
+from ..endpoints.admission import client_address
+
+__all__ = ["subscription_in_response", "requested_subscription", "request_requester"]
 
 
 def requested_subscription() -> bool:
@@ -28,10 +30,26 @@ def requested_subscription() -> bool:
     return request.headers.get("X-Snorky", "").lower() == "subscribe"
 
 
+def request_requester(trusted_proxies: Sequence[str] | None = None) -> str:
+    """Who the current request comes from, as a DataSync ``requester``:
+    ``addr:`` and the client's address (``X-Forwarded-For`` believed only
+    from ``trusted_proxies``; by default the app's Snorky extension's
+    ``SNORKY_TRUSTED_PROXIES``, as for its WebSockets)."""
+    if trusted_proxies is None:
+        ext = current_app.extensions.get("snorky_sync")
+        trusted_proxies = getattr(getattr(ext, "settings", None), "trusted_proxies", None)
+    return "addr:" + client_address(request.environ, trusted_proxies)
+
+
 def subscription_in_response(backend, items: list | Callable[..., list],
-                             service: str = "datasync_backend"):
+                             service: str = "datasync_backend",
+                             requester: Callable[[], str | None] | None = request_requester):
     """Decorate a view; ``items`` is the subscription's item list, or a
-    function of the view's arguments returning it."""
+    function of the view's arguments returning it.  ``requester()`` names who
+    the subscription is for (its pending subscriptions are capped on the
+    server: one visitor cannot use up everyone's); by default the client's
+    address, pass e.g. ``lambda: f"user:{current_user.id}"`` for signed-in
+    users behind one address, or None for no requester (0.1)."""
     if not callable(getattr(backend, "authorize_subscription", None)):
         raise TypeError("subscription_in_response(backend, items): backend is a SnorkyBackend, "
                         f"got {type(backend).__name__}")
@@ -42,7 +60,8 @@ def subscription_in_response(backend, items: list | Callable[..., list],
             if not requested_subscription():
                 return view(*args, **kwargs)
             wanted = items(*args, **kwargs) if callable(items) else items
-            token = backend.authorize_subscription(wanted, service=service)
+            who = requester() if requester is not None else None
+            token = backend.authorize_subscription(wanted, service=service, requester=who)
             response = make_response(view(*args, **kwargs))
             response.headers["X-Subscription-Token"] = token
             return response

@@ -5,7 +5,8 @@ The victim logs in at ``/login/<user>`` (the session cookie); ``who.whoami``
 answers a connection's identity, ``pubsub`` carries messages.  Next to the
 cookie endpoints: ``/sockjs-anon`` (no identity at all) and ``/sockjs-token``
 (``?token=`` from ``/token/<user>``), for the attacks that concern every
-SockJS endpoint.  Settings come from ``SNORKY_*`` as in any app.
+SockJS endpoint; ``/ws-single`` and ``/sockjs-single`` take single-use
+tokens (``/token-single/<user>``).  Settings come from ``SNORKY_*`` as in any app.
 """
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ backend = ServiceRegistry()
 backend.register_service(PubSubBackend("pubsub_backend", pubsub))
 
 TOKENS = ConnectionTokens("security-token-secret-0123456789", max_age=600)
+SINGLE = ConnectionTokens("security-single-secret-0123456789", max_age=600, single_use=True)
 DELAY = float(os.environ.get("SOCKJS_DISCONNECT_DELAY", "5"))
 
 app = Flask(__name__)
@@ -48,6 +50,8 @@ snorky.websocket("/ws", frontend, authenticate=session_identity("user_id"))
 snorky.sockjs("/sockjs", frontend, authenticate=session_identity("user_id"), disconnect_delay=DELAY)
 snorky.sockjs("/sockjs-anon", frontend, disconnect_delay=DELAY)
 snorky.sockjs("/sockjs-token", frontend, authenticate=TOKENS, disconnect_delay=DELAY)
+snorky.websocket("/ws-single", frontend, authenticate=SINGLE)
+snorky.sockjs("/sockjs-single", frontend, authenticate=SINGLE, disconnect_delay=DELAY)
 snorky.backend("/backend", backend, api_key=os.environ["SNORKY_API_KEY"])
 snorky.metrics("/metrics", api_key=os.environ["SNORKY_API_KEY"])
 
@@ -61,6 +65,11 @@ def login(user):
 @app.get("/token/<user>")
 def token(user):
     return TOKENS.create(user)
+
+
+@app.get("/token-single/<user>")
+def token_single(user):
+    return SINGLE.create(user)
 
 
 @app.get("/healthz")

@@ -131,12 +131,19 @@ def publish_deltas(deltas: list[dict]) -> None:
     _get_backend().call(_service(), "publishDeltas", deltas=deltas)
 
 
-def authorize_subscription(items: list[dict]) -> str:
+def authorize_subscription(items: list[dict], requester: str | None = None) -> str:
     """A subscription token for ``items`` (``[{"dealer": ..., "query": ...}]``).
 
-    An error answer raises RuntimeError("Error from Snorky server: ...") as in 0.1."""
+    ``requester`` (not in 0.1) names who the page belongs to (``"user:42"``,
+    ``"addr:203.0.113.7"``): the server caps the unacquired subscriptions
+    of each (``SNORKY_MAX_PENDING_PER_REQUESTER``), so one visitor loading
+    pages in a loop cannot use up everyone's.  An error answer raises
+    RuntimeError("Error from Snorky server: ...") as in 0.1."""
+    params: dict = {"items": items}
+    if requester is not None:
+        params["requester"] = requester
     try:
-        return _get_backend().call(_service(), "authorizeSubscription", items=items)
+        return _get_backend().call(_service(), "authorizeSubscription", **params)
     except SnorkyError as err:
         raise RuntimeError("Error from Snorky server: %s" % err.args[0]) from err
 

@@ -62,6 +62,16 @@ class SubscribeModelMixin:
         """Whether the request carries ``X-Snorky: Subscribe``."""
         return self.request.META.get("HTTP_X_SNORKY", "").lower() == "subscribe"
 
+    def get_subscription_requester(self) -> str | None:
+        """Who the subscription is for (its pending subscriptions are capped
+        per requester on the server): ``user:<pk>`` when signed in, else
+        ``addr:<REMOTE_ADDR>`` (set by your proxy middleware, if any).
+        Override it to name requesters otherwise, or return None (0.1)."""
+        user = getattr(self.request, "user", None)
+        if user is not None and getattr(user, "is_authenticated", False):
+            return f"user:{user.pk}"
+        return "addr:" + str(self.request.META.get("REMOTE_ADDR", "-"))
+
 
 def subscription_in_response(method):
     """Decorates a view method: when the request asks for a subscription, the
@@ -69,7 +79,8 @@ def subscription_in_response(method):
     @wraps(method)
     def _subscription_in_response(self, *args, **kwargs):
         if self.requested_subscription():
-            token = authorize_subscription(self.get_subscription_items())
+            token = authorize_subscription(self.get_subscription_items(),
+                                           requester=self.get_subscription_requester())
             response = method(self, *args, **kwargs)
             response["X-Subscription-Token"] = token
             return response
