@@ -50,11 +50,12 @@ def error_texts() -> set[str]:
     texts = set()
     for path in (ROOT / "snorky_sync").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+            if isinstance(node, ast.Call) and isinstance(node.func, (ast.Name, ast.Attribute)):
                 args = node.args
-                if node.func.id == "RPCError" and args:
+                name = node.func.id if isinstance(node.func, ast.Name) else node.func.attr
+                if name == "RPCError" and args:
                     candidates = [args[0]]
-                elif node.func.id == "bounded_key" and len(args) == 3:
+                elif name == "bounded_key" and len(args) == 3:
                     candidates = [args[2]]
                 else:
                     continue
