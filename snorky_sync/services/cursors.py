@@ -62,17 +62,28 @@ class Cursor(dict):
     ``json`` holds both fields' JSON bytes, whose lengths are their sizes.
     """
 
-    __slots__ = ("private_handle", "owner", "json")
+    __slots__ = ("_handle", "_keyed", "owner", "json")
 
     def __init__(self, private_handle: Any, public_handle: int, document: Any, position: Any,
-                 status: Any, owner, _fields: tuple | None = None) -> None:
+                 status: Any, owner, _fields: tuple | None = None, _handle_key: Any = None) -> None:
         (pos, pos_json), (st, st_json) = _fields or (retained.bounded_json(position),
                                                      retained.bounded_json(status))
         super().__init__(publicHandle=public_handle, document=document, position=pos,
                          status=st, owner=getattr(owner, "identity", None))
         self.json = {"position": pos_json, "status": st_json}
-        self.private_handle = private_handle
+        # the service keeps the handle's compact key (.retained), 0.1 code may give a value
+        self._keyed = _handle_key is not None
+        self._handle = _handle_key if self._keyed else private_handle
         self.owner = owner
+
+    @property
+    def private_handle(self) -> Any:
+        """The owner's handle of the cursor, as it sent it (0.1's attribute)."""
+        return retained.key_to_value(self._handle) if self._keyed else self._handle
+
+    @private_handle.setter
+    def private_handle(self, value: Any) -> None:
+        self._keyed, self._handle = False, value
 
     def for_json(self) -> dict:
         """The cursor as sent to the other connections of the document."""
@@ -299,7 +310,7 @@ class CursorsService(RPCService):
 
     def _install(self, client, pkey, key, document, handle: int, fields: tuple) -> int:
         doc = self.documents[key]
-        cursor = Cursor(retained.key_value(pkey), handle, document, None, None, client, fields)
+        cursor = Cursor(None, handle, document, None, None, client, fields, _handle_key=pkey)
         doc.cursors[handle] = cursor
         self.client_cursors.setdefault(client, {})[pkey] = (key, handle)
         self.broadcast(self._others(doc, client), {"type": "cursorAdded", "cursor": cursor})
