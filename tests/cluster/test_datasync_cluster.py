@@ -21,15 +21,20 @@ def test_authorize_on_a_publish_on_b_acquire_on_b_and_on_a(cluster, connect):
     for i in range(5):  # published on B between authorization and acquisition
         assert backend(b, "publishDeltas", deltas=[{"type": "insert", "model": "Todo", "data": todo(i)}])["type"] == "response"
     cb, ca = connect(b), connect(a)
+    epochs = []
     for c, token in ((cb, t1), (ca, t2)):
         c.send("datasync", {"command": "acquireSubscription", "params": {"token": token}, "callId": 7})
         got = [c.recv()["message"] for _ in range(6)]
-        # the default app's subscriptions are resumable (SNORKY_DATASYNC_RESUME_WINDOW): deltas carry seq
-        assert [{k: v for k, v in m.items() if k != "seq"} for m in got[:5]] == [
+        # the default app's subscriptions are resumable (SNORKY_DATASYNC_RESUME_WINDOW): deltas
+        # carry seq and the epoch it counts in
+        assert [{k: v for k, v in m.items() if k not in ("seq", "epoch")} for m in got[:5]] == [
             {"type": "delta", "delta": {"type": "insert", "model": "Todo", "data": todo(i)}} for i in range(5)]
         seqs = [m["seq"] for m in got[:5]]
         assert seqs == sorted(set(seqs))
+        (epoch,) = {m["epoch"] for m in got[:5]}
+        epochs.append(epoch)
         assert got[5] == {"type": "response", "callId": 7, "data": None}
+    assert epochs[0] != epochs[1]  # each process counts its own seq
     # live deltas published on either process reach both subscribers, once, in order
     backend(a, "publishDeltas", deltas=[{"type": "insert", "model": "Todo", "data": todo(10)}])
     backend(b, "publishDeltas", deltas=[{"type": "delete", "model": "Todo", "data": todo(10)}])

@@ -38,9 +38,10 @@ def publish(backend, n):
         {"deltas": [{"type": "insert", "model": "Player", "data": {"id": n}}]})
 
 
-def acquire(svc, client, token, since=None):
+def acquire(svc, client, token, since=None, **more):
     client.frames.clear()
     params = {"token": token} if since is None else {"token": token, "since": since}
+    params.update(more)
     svc.process_message_from(client, {"command": "acquireSubscription", "params": params, "callId": 1})
     got = client.pop_messages()
     return got[:-1], got[-1]
@@ -71,7 +72,7 @@ def test_a_page_that_comes_back_in_time_gets_what_it_missed_in_order():
     again = FakeClient()
     replay, answer = acquire(svc, again, token, since=first["seq"])
     assert [m["delta"]["data"]["id"] for m in replay] == [2, 3]
-    assert answer["data"] == {"recovered": True}
+    assert answer["data"] == {"recovered": True, "epoch": svc.epoch}
     assert timeouts.pending == []                         # the window's timer was stopped
     publish(backend, 4)
     assert [m["delta"]["data"]["id"] for m in again.pop_messages()] == [4]
@@ -99,7 +100,7 @@ def test_too_late_or_too_much_missed_is_said_explicitly():
     for n in (2, 3, 4):                                   # more than the buffer holds
         publish(backend, n)
     replay, answer = acquire(svc, FakeClient(), token, since=seq)
-    assert replay == [] and answer["data"] == {"recovered": False}
+    assert replay == [] and answer["data"] == {"recovered": False, "epoch": svc.epoch}
     assert svc.subscriptions == {}                        # cancelled: fetch data and a new token
 
     svc2, backend2, token2, timeouts2 = setup(resume_window=60)
@@ -117,3 +118,99 @@ def test_resume_needs_since_and_an_int():
     svc.client_disconnected(page)
     assert acquire(svc, FakeClient(), token)[1]["message"] == "Subscription already acquired"
     assert acquire(svc, FakeClient(), token, since="3")[1]["message"] == "Invalid params"
+
+
+def test_deltas_carry_the_epoch_of_their_seq():
+    svc, backend, token, _ = setup(resume_window=60)
+    page = FakeClient()
+    acquire(svc, page, token)
+    publish(backend, 1)
+    publish(backend, 2)
+    got = page.pop_messages()
+    assert [(m["seq"], m["epoch"]) for m in got] == [(1, svc.epoch), (2, svc.epoch)]
+    assert isinstance(svc.epoch, str) and len(svc.epoch) == 16
+    # another process (or this one after a restart) has another epoch and starts at 1 again
+    other, backend2, token2, _ = setup(resume_window=60)
+    assert other.epoch != svc.epoch
+    page2 = FakeClient()
+    acquire(other, page2, token2)
+    publish(backend2, 1)
+    assert [(m["seq"], m["epoch"]) for m in page2.pop_messages()] == [(1, other.epoch)]
+    # buffered deltas of a pending subscription and replayed ones carry it too
+    token3 = rpc(backend, FakeClient(), "authorizeSubscription",
+                 {"items": [{"dealer": "AllPlayers", "query": None}]})["data"]
+    publish(backend, 3)
+    page3 = FakeClient()
+    buffered, _ = acquire(svc, page3, token3)
+    assert [m["epoch"] for m in buffered] == [svc.epoch] and buffered[0]["seq"] > 2
+    svc.client_disconnected(page)
+    publish(backend, 4)
+    replay, answer = acquire(svc, FakeClient(), token, since=2, epoch=svc.epoch)
+    assert [(m["delta"]["data"]["id"], m["epoch"]) for m in replay] == [(3, svc.epoch), (4, svc.epoch)]
+    assert answer["data"] == {"recovered": True, "epoch": svc.epoch}
+
+
+def test_without_a_window_no_epoch_either():
+    svc, backend, token, _ = setup()
+    page = FakeClient()
+    acquire(svc, page, token)
+    publish(backend, 1)
+    assert set(page.pop_messages()[0]) == {"type", "delta"}          # 0.1's frame
+    assert acquire(svc, FakeClient(), token, since=1, epoch="x")[1]["message"] == "Resumption not enabled"
+
+
+def test_after_a_restart_the_old_position_is_not_recovered_and_the_new_epoch_is_said():
+    old, old_backend, old_token, _ = setup(resume_window=60)
+    page = FakeClient()
+    acquire(old, page, old_token)
+    for n in range(5):
+        publish(old_backend, n)
+    last = page.pop_messages()[-1]
+    assert last["seq"] == 5
+    # the server restarts: a new service, the old token unknown to it
+    new, new_backend, new_token, _ = setup(resume_window=60)
+    back = FakeClient()
+    replay, answer = acquire(new, back, old_token, since=last["seq"], epoch=last["epoch"])
+    assert replay == [] and answer["data"] == {"recovered": False, "epoch": new.epoch}
+    # the page loads again: its new subscription's deltas start at 1 in the new epoch
+    acquire(new, back, new_token)
+    publish(new_backend, 9)
+    (delta,) = back.pop_messages()
+    assert (delta["seq"], delta["epoch"], delta["delta"]["data"]["id"]) == (1, new.epoch, 9)
+    # without the epoch (snorky.js before it), an unknown token is still No such subscription
+    assert acquire(new, FakeClient(), old_token, since=5)[1]["message"] == "No such subscription"
+
+
+def test_another_epoch_never_resumes_and_answers_the_same_for_any_token():
+    svc, backend, token, timeouts = setup(resume_window=60)
+    page = FakeClient()
+    acquire(svc, page, token)
+    publish(backend, 1)
+    seq = page.pop_messages()[0]["seq"]
+    svc.client_disconnected(page)
+    publish(backend, 2)
+    for t in (token, "0" * 32):
+        replay, answer = acquire(svc, FakeClient(), t, since=seq, epoch="f" * 16)
+        assert replay == [] and answer["data"] == {"recovered": False, "epoch": svc.epoch}
+    # the detached subscription is untouched: its own page resumes it with the right epoch
+    replay, answer = acquire(svc, FakeClient(), token, since=seq, epoch=svc.epoch)
+    assert [m["delta"]["data"]["id"] for m in replay] == [2]
+    assert answer["data"] == {"recovered": True, "epoch": svc.epoch}
+
+
+def test_a_pending_copy_of_a_subscription_acquired_in_another_epoch_is_dropped():
+    # with Redis every process holds a pending copy of each authorization until
+    # it is acquired somewhere; a page resuming here from another process's
+    # epoch had acquired it there: this copy (and its buffered deltas) is stale
+    svc, backend, token, _ = setup(resume_window=60)
+    publish(backend, 1)
+    replay, answer = acquire(svc, FakeClient(), token, since=7, epoch="a" * 16)
+    assert replay == [] and answer["data"] == {"recovered": False, "epoch": svc.epoch}
+    assert svc.subscriptions == {}
+
+
+def test_epoch_params_are_checked():
+    svc, backend, token, _ = setup(resume_window=60)
+    for bad in ({"epoch": 5, "since": 0}, {"epoch": "x" * 65, "since": 0}, {"epoch": svc.epoch}):
+        assert acquire(svc, FakeClient(), token, **bad)[1]["message"] == "Invalid params", bad
+    assert svc.pending  # nothing acquired, nothing cancelled

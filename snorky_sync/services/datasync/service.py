@@ -21,6 +21,7 @@ from ...metrics import counters
 from ...timeout import GeventTimeoutFactory
 from .. import retained
 from ..base import RPCError, RPCService, rpc_command
+from ..history import new_epoch
 from .dealers import BadQuery, Dealer
 from .deltas import Delta, validate_deltas
 from .managers import DealerManager, SubscriptionManager
@@ -33,6 +34,10 @@ _warn = RateLimitedLogger(log)
 
 MAX_REQUESTER_SIZE = 256
 """Characters of a ``requester`` name (``Invalid requester`` beyond)."""
+
+MAX_EPOCH_SIZE = 64
+"""Characters of the ``epoch`` a resumption names (``Invalid params`` beyond;
+the server's own are 16)."""
 
 
 class DataSyncService(RPCService):
@@ -71,8 +76,9 @@ class DataSyncService(RPCService):
                  resume_window: float = 0.0, resume_buffer: int = 1000) -> None:
         """``resume_window`` (seconds, 0: off, 0.1's frames): a subscription whose
         connection drops waits that long for the page to come back and
-        resume it (``acquireSubscription({token, since})``), keeping the last
-        ``resume_buffer`` deltas it was sent; deltas then carry ``seq``."""
+        resume it (``acquireSubscription({token, since, epoch})``), keeping the
+        last ``resume_buffer`` deltas it was sent; deltas then carry ``seq``
+        and ``epoch``."""
         super().__init__(name)
         if not isinstance(resume_window, (int, float)) or resume_window < 0:
             raise TypeError(f"DataSyncService(resume_window=...) is seconds >= 0, got {resume_window!r}")
@@ -82,6 +88,9 @@ class DataSyncService(RPCService):
         self.resume_timeout_factory = None  # timers of the resume window (snorky_sync.timeout)
         self.resume_buffer = resume_buffer
         self._seq = 0
+        self.epoch = new_epoch()
+        """Names this service's sequence of ``seq`` (a new one per process: a
+        restarted server numbers its deltas from 1 again).  Sent beside ``seq``."""
         self.dm = DealerManager()
         """The dealers (Snorky 0.1's dealer manager)."""
         self.sm = SubscriptionManager()
@@ -340,6 +349,7 @@ class DataSyncService(RPCService):
             if resumable:
                 self._seq += 1
                 msg["seq"] = self._seq
+                msg["epoch"] = self.epoch
                 for sub in subs:
                     sub.remember(self._seq, out)
                 clients = [c for c in clients if c is not None]
@@ -358,7 +368,8 @@ class DataSyncService(RPCService):
                 self._seq += 1
                 subscription.remember(self._seq, delta)
                 if client is not None:
-                    self.send_message_to(client, {"type": "delta", "delta": delta, "seq": self._seq})
+                    self.send_message_to(client, {"type": "delta", "delta": delta, "seq": self._seq,
+                                                  "epoch": self.epoch})
             elif client is not None:
                 self.deliver_delta(client, delta)
             return
@@ -414,20 +425,26 @@ class DataSyncService(RPCService):
 
     # -- RPC commands -------------------------------------------------------------
     @rpc_command(lock=False)
-    def acquireSubscription(self, req, token, since=None):
+    def acquireSubscription(self, req, token, since=None, epoch=None):
         """Link the subscription to the caller; buffered deltas arrive before the reply.
 
         With ``since`` (the ``seq`` of the last delta the page got; needs
-        ``resume_window``): resume a subscription whose connection dropped —
-        the deltas sent after ``since`` arrive first, then ``{"recovered":
-        true}``; ``{"recovered": false}`` when they are no longer all kept
-        (the subscription is cancelled: fetch the data and a new token)."""
+        ``resume_window``) and ``epoch`` (that delta's): resume a subscription
+        whose connection dropped — the deltas sent after ``since`` arrive
+        first, then ``{"recovered": true, "epoch": ...}``; ``{"recovered":
+        false, "epoch": ...}`` when they are no longer all kept (the
+        subscription is cancelled) or when ``epoch`` is not this process's
+        (the server restarted, or the page came back on another process): the
+        page fetches its data and a new token, and the deltas of the answer's
+        epoch start a new ``seq``."""
         if not isinstance(token, str):
             raise RPCError("token must be string")
-        if since is not None:
+        if since is not None or epoch is not None:
             if not self._resumable:
                 raise RPCError("Resumption not enabled")
             if type(since) is not int or since < 0:
+                raise RPCError("Invalid params")
+            if epoch is not None and (not isinstance(epoch, str) or len(epoch) > MAX_EPOCH_SIZE):
                 raise RPCError("Invalid params")
         if self._distributed and token not in self.subscriptions:
             # authorized on another process? Its announcement reached Redis
@@ -435,10 +452,24 @@ class DataSyncService(RPCService):
             self.broker.barrier(self.ANNOUNCE_WAIT)  # (without the lock)
         with self.lock:
             sub = self.subscriptions.get(token)
+            if epoch is not None and epoch != self.epoch:
+                return self._other_epoch(sub)
             if since is not None and sub is not None and sub.detached:
                 return self._resume(req.client, sub, since)
             self._acquire(req, token)
-            return {"recovered": True} if since is not None else None
+            return {"recovered": True, "epoch": self.epoch} if since is not None else None
+
+    def _other_epoch(self, sub: Subscription | None) -> dict:
+        """A resumption from another epoch (another process's deltas, or this
+        server before a restart): the page's position means nothing here.  The
+        same answer whether the token is known or not; a pending copy of it
+        (authorized on another process, acquired there) is dropped."""
+        counters["datasync_resumptions_other_epoch"] += 1
+        log.debug("%s: a resumption from another epoch (a restart, or another process): "
+                  "not recovered", self.name)
+        if sub is not None and sub.client is None and not sub.detached:
+            self.do_cancel_subscription(sub)
+        return {"recovered": False, "epoch": self.epoch}
 
     def _resume(self, client, sub: Subscription, since: int) -> dict:
         if retained.compact_key(wire.json_key(client.identity)) != sub.identity:
@@ -450,7 +481,7 @@ class DataSyncService(RPCService):
             log.info("%s: a resumption came too late (deltas since %d are gone): cancelled",
                      self.name, since)
             self.do_cancel_subscription(sub)
-            return {"recovered": False}
+            return {"recovered": False, "epoch": self.epoch}
         mine = self.subscriptions_by_client.get(client)
         if mine is not None and len(mine) >= self.MAX_SUBSCRIPTIONS_PER_CLIENT:
             raise RPCError("Too many subscriptions")
@@ -461,9 +492,10 @@ class DataSyncService(RPCService):
         missed = sub.recent.since(sub, since) if sub.recent is not None else ()
         sub.recent = self._log_of(client)
         for seq, delta in missed:
-            self.send_message_to(client, {"type": "delta", "delta": delta, "seq": seq})
+            self.send_message_to(client, {"type": "delta", "delta": delta, "seq": seq,
+                                          "epoch": self.epoch})
         counters["datasync_resumptions"] += 1
-        return {"recovered": True}
+        return {"recovered": True, "epoch": self.epoch}
 
     def _detach(self, sub: Subscription) -> None:
         """The connection of a resumable subscription dropped: keep it for the window."""
