@@ -1556,7 +1556,11 @@
       // subscription resumed after a reconnection with every delta it missed.
       this.recovered = new Snorky.Signal();
       this.acquired = new ValueSet();
-      this.lastSeq = null;  // seq of the last delta received (resumable subscriptions)
+      // Resumable subscriptions: seq of the last delta received, and the epoch
+      // it counts in (each server process has its own: a restarted server
+      // numbers its deltas from 1 again).
+      this.lastSeq = null;
+      this.epoch = null;
     },
 
     acquireSubscription: function (params) {
@@ -1572,6 +1576,7 @@
     onNotification: function (message) {
       if (message.type === "delta") {
         if (typeof message.seq === "number") {
+          this._position(typeof message.epoch === "string" ? message.epoch : null);
           if (this.lastSeq !== null && message.seq <= this.lastSeq) { return; }  // already applied
           this.lastSeq = message.seq;
         }
@@ -1582,24 +1587,42 @@
       }
     },
 
+    /* Deltas of another epoch (another server process) start a new seq:
+     * the position of the old one means nothing there. */
+    _position: function (epoch) {
+      if (epoch !== this.epoch) {
+        this.epoch = epoch;
+        this.lastSeq = null;
+      }
+    },
+
     /* Without a resume window on the server, it cancels a connection's
      * subscriptions when it drops and a token is single-use: the page must
      * fetch its data and a new token again (subscriptionsLost).  With one,
-     * each subscription is resumed from the last delta received; those the
-     * server could not resume are reported lost, together. */
+     * each subscription is resumed from the last delta received (its seq and
+     * epoch); those the server could not resume (the window passed, or the
+     * server restarted: another epoch) are reported lost, together, and the
+     * position starts over, so that every delta of the new subscriptions
+     * is applied. */
     restore: function () {
       var self = this;
       var tokens = this.acquired.values();
       if (!tokens.length) { return; }
       var since = this.lastSeq === null ? 0 : this.lastSeq;
+      var epoch = this.epoch;  // null: a server without epochs, or no delta yet
       var lost = [];
       var left = tokens.length;
       function done() {
         left -= 1;
-        if (left === 0 && lost.length) { self.subscriptionsLost.dispatch(lost); }
+        if (left > 0) { return; }
+        if (lost.length === tokens.length) { self.lastSeq = null; }  // nothing of it is live
+        if (lost.length) { self.subscriptionsLost.dispatch(lost); }
       }
       tokens.forEach(function (token) {
-        self.rpcCall("acquireSubscription", {token: token, since: since}).then(function (data) {
+        var params = {token: token, since: since};
+        if (epoch !== null) { params.epoch = epoch; }
+        self.rpcCall("acquireSubscription", params).then(function (data) {
+          if (data && typeof data.epoch === "string") { self._position(data.epoch); }
           if (data && data.recovered) {
             self.recovered.dispatch(token);
           } else {
