@@ -1,41 +1,8 @@
-"""gunicorn settings for snorky_sync, from SNORKY_* environment variables.
+"""gunicorn settings for snorky_sync: the package's own, kept here so that
 
     gunicorn -c gunicorn.conf.py wsgi:app
 
-Worker classes: ``gevent`` (default; snorky_sync performs the WebSocket
-handshake itself) or ``geventwebsocket.gunicorn.workers.GeventWebSocketWorker``.
+works from a checkout.  Installed from pip, use the same settings with
+``gunicorn -c python:snorky_sync.gunicorn_conf myapp:app`` (snorky_sync/gunicorn_conf.py).
 """
-import math
-import os
-
-from snorky_sync.settings import Settings
-
-_settings = Settings.from_env()
-
-bind = [os.environ.get("SNORKY_BIND", "%s:%s" % (
-    os.environ.get("SNORKY_HOST", "127.0.0.1"), os.environ.get("SNORKY_PORT", "8002")))]
-if os.environ.get("SNORKY_BACKEND_PORT"):
-    # the backend and /metrics answer only on this private address
-    bind.append("%s:%s" % (os.environ.get("SNORKY_BACKEND_HOST", "127.0.0.1"),
-                           os.environ["SNORKY_BACKEND_PORT"]))
-workers = int(os.environ.get("SNORKY_WORKERS", "1"))
-worker_class = os.environ.get("SNORKY_WORKER_CLASS", "gevent")
-# gunicorn's default (1000) would cap WebSocket connections per worker.
-worker_connections = int(os.environ.get("SNORKY_WORKER_CONNECTIONS", "10000"))
-# WebSocket connections live long; the async workers heartbeat on their own.
-timeout = 30
-graceful_timeout = int(os.environ.get("SNORKY_GRACEFUL_TIMEOUT", "10"))
-# -k gevent: gunicorn's keepalive bounds both the idle wait between requests and
-# the reading of a whole request head (from the accept, or from the end of the
-# previous request): the stricter of SNORKY_KEEPALIVE_TIMEOUT and
-# SNORKY_HEADER_TIMEOUT, so both hold.  (The gevent-websocket worker serves with
-# pywsgi: snorky_sync's own limits apply there, see snorky_sync.endpoints.http_limits.)
-# (gunicorn takes whole seconds)
-_limits = [t for t in (_settings.keepalive_timeout, _settings.header_timeout) if t > 0]
-keepalive = math.ceil(min(_limits)) if _limits else 0
-# a reconnect storm (every page after a restart) must not overflow the listen
-# queue: gunicorn's 2048 reset connections with 20,000 clients
-backlog = int(os.environ.get("SNORKY_BACKLOG", "4096"))
-
-# Close WebSockets with 1001 when a worker stops (SIGTERM, HUP, max-requests).
-from snorky_sync.gunicorn_hooks import worker_exit  # noqa: E402,F401
+from snorky_sync.gunicorn_conf import *  # noqa: F401,F403

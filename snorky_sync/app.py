@@ -113,7 +113,16 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["snorky_sync.broker"] = broker
     broker.start()
 
-    if settings.demos:
+    demos = settings.demos
+    if demos:
+        try:  # the Todos demo's extra: a plain install serves without the demos
+            import flask_sqlalchemy  # noqa: F401
+            import sqlalchemy  # noqa: F401
+        except ImportError as exc:
+            demos = False
+            log.warning("demos skipped: %s; pip install \"snorky_sync[demos]\" to serve them",
+                        f"No module named {exc.name!r}" if exc.name else exc)
+    if demos:
         from .demos import init_demos
 
         database_url = settings.demo_database_url or "sqlite:///" + os.path.join(
@@ -122,8 +131,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     else:
         @app.get("/")
         def index():
+            hint = ('the demos need pip install "snorky_sync[demos]"' if settings.demos
+                    else "SNORKY_DEMOS=1 shows the demos here")
             return Response("snorky_sync is running: WebSocket at /ws, client at /static/snorky.js "
-                            "(SNORKY_DEMOS=1 shows the demos here)\n", mimetype="text/plain")
+                            f"({hint})\n", mimetype="text/plain")
 
     @app.get("/healthz")
     def healthz():

@@ -21,6 +21,7 @@ import gevent
 import gevent.event
 from gevent import pywsgi
 
+from . import hub_monitor
 from .brokers import flush_all
 from .endpoints.http_limits import HTTPLimits, LimitedHandler
 from .endpoints.websocket import close_all
@@ -84,6 +85,15 @@ def make_server(app, host: str = "127.0.0.1", port: int = 8002,
     return server
 
 
+def _start(server: pywsgi.WSGIServer, host: str, port: int) -> None:
+    try:
+        server.start()
+    except OSError as exc:
+        if exc.filename is None:  # say which address: "Address already in use: '127.0.0.1:8002'"
+            exc.filename = f"{host}:{port}"
+        raise
+
+
 def serve(app, host: str = "127.0.0.1", port: int = 8002, access_log: bool = False,
           shutdown_timeout: float | None = None, also: Sequence[tuple[str, int]] = ()) -> None:
     """Serve ``app`` until SIGINT/SIGTERM, in this process, with gevent.
@@ -95,19 +105,24 @@ def serve(app, host: str = "127.0.0.1", port: int = 8002, access_log: bool = Fal
     same app (e.g. a private port for the backend).
 
     Like ``app.run``, this is a program's entry point: if logging is not
-    configured yet, it logs INFO and above to stderr.
+    configured yet, it logs INFO and above to stderr.  It warns when the
+    process is not monkey-patched, and starts gevent's monitor of the event
+    loop (``SNORKY_MAX_BLOCKING_TIME``, :mod:`snorky_sync.hub_monitor`).
     """
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = _settings(app)
     if shutdown_timeout is None:
-        shutdown_timeout = _settings(app).shutdown_timeout
+        shutdown_timeout = settings.shutdown_timeout
     server = make_server(app, host, port, access_log=access_log)
-    server.start()
+    _start(server, host, port)
+    hub_monitor.warn_if_not_patched()
+    hub_monitor.start(settings.max_blocking_time)  # a call that blocks every connection is logged
     log.info("snorky_sync listening on http://%s:%d", host, server.server_port)
     extra = [make_server(app, h, p, access_log=access_log) for h, p in also]
-    for s in extra:
-        s.start()
+    for s, (h, p) in zip(extra, also):
+        _start(s, h, p)
         log.info("snorky_sync also listening on http://%s:%d", s.server_host, s.server_port)
     stopping = gevent.event.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

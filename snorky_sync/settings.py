@@ -89,6 +89,7 @@ class Settings:
     log_level: str = "INFO"                 # SNORKY_LOG_LEVEL
     log_format: str = "text"                # SNORKY_LOG_FORMAT (text or json)
     access_log: bool = False                # SNORKY_ACCESS_LOG (embedded server)
+    max_blocking_time: float = 0.5          # SNORKY_MAX_BLOCKING_TIME (seconds the event loop may go without switching before gevent's monitor logs the blocking call's stack and counts hub_blocked; `serve` and the shipped gunicorn config; 0: off)
     demos: bool = False                     # SNORKY_DEMOS (demo pages at /; `serve` turns them on)
     demo_database_url: str | None = None    # SNORKY_DEMO_DATABASE_URL (todo demo; default SQLite in the temp dir)
 

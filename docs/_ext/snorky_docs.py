@@ -10,7 +10,7 @@ A page asks for one with an HTML comment, replaced before the page is parsed::
 
 - ``settings``: every field of :class:`snorky_sync.settings.Settings` (its
   variable, its default, and the comment beside the field unless the page
-  gives a longer note), plus the variables only ``gunicorn.conf.py`` reads;
+  gives a longer note), plus the variables only ``snorky_sync/gunicorn_conf.py`` reads;
   a note naming a variable that does not exist fails the build, and so does
   a setting with neither a comment nor a note.
 - ``commands MODULE:CLASS``: the RPC commands of a service with their wire
@@ -75,8 +75,9 @@ def _meaning(variable: str, comment: str) -> str:
 
 
 def _gunicorn_only() -> dict[str, str]:
-    """``SNORKY_*`` variables read by gunicorn.conf.py and not by Settings, with defaults."""
-    text = (ROOT / "gunicorn.conf.py").read_text()
+    """``SNORKY_*`` variables read by the shipped gunicorn config (snorky_sync/gunicorn_conf.py;
+    the top-level gunicorn.conf.py imports it) and not by Settings, with defaults."""
+    text = (ROOT / "snorky_sync" / "gunicorn_conf.py").read_text()
     found = {}
     for name, default in re.findall(r'os\.environ\.get\("(SNORKY_\w+)",\s*("[^"]*"|[^,)\s]+)', text):
         found[name] = default.strip('"')
@@ -112,7 +113,7 @@ def settings_table(args: str, body: str) -> str:
             continue
         known.add(variable)
         if variable not in notes:
-            raise ExtensionError(f"{variable} (read by gunicorn.conf.py) needs a note in the settings table")
+            raise ExtensionError(f"{variable} (read by snorky_sync/gunicorn_conf.py) needs a note in the settings table")
         shown = "computed" if "%" in default else f"`{default}`"
         rows.append(f"| `{variable}` | {shown} | gunicorn only: {notes[variable]} |")
     unknown = set(notes) - known
