@@ -28,6 +28,8 @@ class CommandError(Exception):
 
 def missing_module_text(exc: ImportError) -> str:
     """``No module named 'x'``, and the extra that installs it when there is one."""
+    if "pip install" in str(exc):  # it says already (the Redis broker's own error)
+        return str(exc)
     top = (exc.name or "").partition(".")[0]
     extra = EXTRAS.get(top)
     text = str(exc) if exc.name is None else f"No module named {exc.name!r}"
