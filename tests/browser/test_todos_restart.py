@@ -9,6 +9,8 @@ showed "reconnected" (issue #22 item 8).  Deltas now carry the process's
 import json
 import urllib.request
 
+import pytest
+
 READY = "body[data-ready='1']"
 T = 15000  # ms: generous, the machine is shared
 
@@ -34,9 +36,36 @@ def tokens(page):
     return page.evaluate("() => datasync.acquired.values()")
 
 
-def test_todos_show_every_change_made_after_a_restart(demo_server, open_demo, screenshot):
-    a, b = open_demo("/demos/todos", "/demos/todos")
-    base = demo_server.url
+@pytest.fixture(params=["embedded", "gunicorn-gevent"])
+def todos_server(request, tmp_path):
+    """The default app with its demos on a fresh SQLite database;
+    ``restart()``: the same port and database, a new process."""
+    from support.servers import ServerProcess
+
+    env = {"SNORKY_DEMOS": "1", "SNORKY_DEMO_DATABASE_URL": f"sqlite:///{tmp_path}/todos.db"}
+
+    class Todos:
+        def __init__(self):
+            self.srv = ServerProcess(request.param, app="wsgi:app", env=env)
+            self.url = self.srv.url
+
+        def restart(self):
+            port = self.srv.port
+            self.srv.stop()
+            self.srv = ServerProcess(request.param, app="wsgi:app", env=env, port=port)
+
+    server = Todos()
+    yield server
+    server.srv.stop()
+
+
+def test_todos_show_every_change_made_after_a_restart(todos_server, pages, screenshot):
+    base = todos_server.url
+    a, b = pages(2)
+    for page in (a, b):
+        page.goto(base + "/demos/todos")
+    for page in (a, b):
+        page.wait_for_selector(READY, timeout=T)
     # before the restart: enough deltas that the old process's seq is well past
     # what the new one sends next
     ids = [api(base, "POST", body={"title": f"old {i}"})["id"] for i in range(6)]
@@ -49,7 +78,7 @@ def test_todos_show_every_change_made_after_a_restart(demo_server, open_demo, sc
     assert page.evaluate("() => datasync.lastSeq") >= 10
     old = {page: tokens(page) for page in (a, b)}
 
-    demo_server.restart()  # same port, same database
+    todos_server.restart()  # same port, same database
 
     for page in (a, b):
         page.wait_for_selector("#status[data-state='connected']:has-text('reconnected')", timeout=30000)
