@@ -231,6 +231,14 @@ def test_serve_in_a_process_not_monkey_patched_warns():
         srv.stop()
 
 
+def test_shipped_gunicorn_config_warns_in_a_worker_not_monkey_patched(app_dir):
+    srv = serve_gunicorn(app_dir, env={"SNORKY_WORKER_CLASS": "sync"})
+    try:
+        wait_for(lambda: "not monkey-patched" in srv.log(), what="the warning")
+    finally:
+        srv.stop()
+
+
 def test_monitor_can_be_turned_off(app_dir):
     srv = serve_cli(app_dir, env={"SNORKY_MAX_BLOCKING_TIME": "0"})
     try:
