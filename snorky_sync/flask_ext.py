@@ -6,13 +6,25 @@
     snorky.websocket("/ws", registry)
     snorky.sockjs("/sockjs", registry)        # the same services for browsers without WebSocket
     snorky.backend("/backend", backend_registry, api_key=key)
+    snorky.health("/healthz")                 # for load balancers
+    snorky.metrics("/metrics", api_key=key)   # for Prometheus
+
+With ``SNORKY_REDIS_URL`` set (``app.config``, else the environment), every
+registry mounted here that was made without a broker shares one Redis broker
+(:attr:`Snorky.broker`): messages cross processes with no code of yours.  Every
+broker of a mounted registry (that one, or a registry's own) is started when
+the app serves its first request, and stopped when the process exits.
 """
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import logging
+import os
+import threading
+import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .client import configure as configure_budget
 from .client import default_memory_budget
@@ -23,6 +35,10 @@ from .endpoints.metrics_http import make_metrics_view
 from .endpoints.sockjs import SockJSOptions, make_sockjs_view
 from .endpoints.websocket import WebSocketOptions, make_websocket_view
 from .settings import MIN_API_KEY_LENGTH, Settings
+
+if TYPE_CHECKING:
+    from .brokers.base import Broker
+    from .registry import ServiceRegistry
 
 __all__ = ["Snorky"]
 
@@ -36,7 +52,16 @@ class Snorky:
 
     def __init__(self, app=None, settings: Settings | None = None) -> None:
         self.settings = s = settings or Settings.from_env()
+        self._explicit_settings = settings is not None
         self.app: Any = None  # the Flask app, once attached
+        #: the broker made from SNORKY_REDIS_URL for the registries mounted
+        #: without one (None: no URL, or no such registry mounted yet)
+        self.broker: Broker | None = None
+        self._registries: list[ServiceRegistry] = []  # mounted, in order
+        self._brokers: list[Broker] = []              # theirs, to start and stop
+        self._serving = False                         # the app served a request here
+        self._on_serve: list[Callable[[], None]] = []  # what starts then (the metrics export)
+        self._ready_lock = threading.Lock()
         # one bucket for every endpoint of this extension (the process's rate)
         self.connect_rate = ConnectRate(s.connect_rate, s.connect_burst, s.connect_rate_per_ip,
                                         s.connect_burst_per_ip, s.trusted_proxies)
@@ -60,6 +85,7 @@ class Snorky:
         app.extensions["snorky_sync"] = self
         # request bodies have a deadline under every server (gunicorn reads them without one)
         app.wsgi_app = with_body_deadline(app.wsgi_app, self.settings.body_timeout)  # type: ignore[method-assign]
+        app.wsgi_app = self._starting_brokers(app.wsgi_app)  # type: ignore[method-assign]
         if "snorky_sync_static" not in app.blueprints:
             # the JavaScript client for your pages: /snorky_sync/static/snorky.js
             from flask import Blueprint
@@ -68,6 +94,86 @@ class Snorky:
                                              static_url_path="/snorky_sync/static"))
         for route in self._routes:
             self._add(*route)
+        for registry in self._registries:
+            self._attach(registry)
+
+    # -- brokers ---------------------------------------------------------------------
+    def redis_url(self) -> str | None:
+        """``SNORKY_REDIS_URL`` for this app: the ``settings`` given to the
+        extension, else ``app.config``, else the environment."""
+        if not self._explicit_settings and self.app is not None:
+            url = self.app.config.get("SNORKY_REDIS_URL")
+            if url:
+                return str(url)
+        return self.settings.redis_url
+
+    def _mounted(self, registry) -> None:
+        """A registry is served here: give it the app's broker when it has none."""
+        if not isinstance(registry, _registry_class()) or registry in self._registries:
+            return
+        self._registries.append(registry)
+        if self.app is not None:
+            self._attach(registry)
+
+    def _attach(self, registry: ServiceRegistry) -> None:
+        if registry.broker is None:
+            url = self.redis_url()
+            if not url:
+                return  # this process only, as before
+            if self.broker is None:
+                from .brokers import make_broker
+
+                s = self.settings
+                self.broker = make_broker(url, s.cluster_heartbeat, s.cluster_expiry)
+            registry.broker = broker = self.broker
+            for service in registry:
+                if service.broker is not broker:
+                    service.use_broker(broker)
+        broker = registry.broker
+        if broker in self._brokers:
+            return
+        self._brokers.append(broker)
+        if not broker.started:
+            # nothing would cross processes (and nothing would say so) until it starts
+            log.info("%s of %r is not started: snorky_sync starts it when the app "
+                     "serves its first request", type(broker).__name__, registry)
+        if self._serving:
+            self._start(broker)
+
+    def _starting_brokers(self, wsgi_app: Callable) -> Callable:
+        """``wsgi_app`` that starts the brokers on its first request (in the
+        process that serves: a gunicorn worker, not an importing tool)."""
+        def app(environ, start_response):
+            if not self._serving:
+                self._start_all()
+            return wsgi_app(environ, start_response)
+
+        return app
+
+    #: seconds the first requests wait for a distributed broker's first connection
+    #: (so the first page's subscriptions are confirmed by Redis, not raced)
+    first_connect_timeout = 2.0
+
+    def _start_all(self) -> None:
+        with self._ready_lock:
+            if self._serving:
+                return
+            for broker in self._brokers:
+                self._start(broker)
+            for start in self._on_serve:
+                start()
+            deadline = time.monotonic() + self.first_connect_timeout
+            for broker in self._brokers:
+                event = getattr(broker, "connected_event", None)
+                if event is not None:
+                    event.wait(max(0.0, deadline - time.monotonic()))
+            self._serving = True
+
+    def _start(self, broker: Broker) -> None:
+        if not broker.started:
+            broker.start()
+            log.info("%s started in process %d", _describe(broker), os.getpid())
+            atexit.register(_stop, broker)
 
     def _add(self, path, endpoint, view, methods, websocket, options=None) -> None:
         assert self.app is not None  # routes are added once an app is attached
@@ -103,6 +209,7 @@ class Snorky:
         Host, or ``public_origin`` behind a proxy that rewrites it).
         """
         _check_registry("websocket", registry)
+        self._mounted(registry)
         from .services.configure import configure_services
 
         # SNORKY_MAX_*, SNORKY_BACKEND_ONLY_CHANNELS; single-use tokens where they can hold
@@ -181,6 +288,7 @@ class Snorky:
         """Mount a SockJS endpoint for ``target`` (a registry, or any object with
         ``client_connected``, ``process_message_raw`` and ``client_disconnected``)."""
         path = path.rstrip("/")
+        self._mounted(target)
         view, _ = make_sockjs_view(target, opts, path)
         name = endpoint or f"snorky_sockjs_{path}"
         methods = ["GET", "POST", "OPTIONS", "PUT", "DELETE", "PATCH"]
@@ -199,24 +307,77 @@ class Snorky:
         port (bind the app to a public and a private port; see docs/deployment.md).
         """
         _check_registry("backend", registry)
+        self._mounted(registry)
         _check_key(api_key)
         view = make_backend_view(registry, api_key, max_body_size or self.settings.backend_max_body,
                                  only_port=only_port)
         self._route(path, endpoint or f"snorky_backend_{path}", view,
                     ["GET", "POST", "PUT", "DELETE", "PATCH"], False)
 
-    def metrics(self, path: str, *, api_key: str, only_port: int | None = None,
+    def metrics(self, path: str = "/metrics", *, api_key: str, only_port: int | None = None,
                 broker=None, endpoint: str | None = None) -> None:
-        """Serve Prometheus metrics at ``path`` to scrapers holding ``api_key``."""
+        """Serve Prometheus metrics at ``path`` to scrapers holding ``api_key``
+        (``X-Backend-Key: KEY`` or ``Authorization: Bearer KEY``).
+
+        Under several workers set ``PROMETHEUS_MULTIPROC_DIR`` (an empty
+        directory) in the server's environment: every worker's values are then
+        answered together, whichever worker takes the scrape (see
+        docs/deployment.md).  ``snorky_broker_state`` shows the brokers of the
+        registries mounted here (or ``broker``).
+        """
         _check_key(api_key)
-        self._route(path, endpoint or f"snorky_metrics_{path}", make_metrics_view(api_key, only_port, broker),
-                    ["GET"], False)
+        brokers = (lambda: (broker,)) if broker is not None else (lambda: tuple(self._brokers))
+        view = make_metrics_view(api_key, only_port, brokers=brokers, on_serve=self._on_serve)
+        if self._serving:
+            self._on_serve.pop()()
+        self._route(path, endpoint or f"snorky_metrics_{path}", view, ["GET"], False)
+
+    def health(self, path: str = "/healthz", *, endpoint: str | None = None) -> None:
+        """Serve a health check at ``path`` (GET, no key: for load balancers).
+
+        Answers 200 with JSON: ``status`` ("ok", or "degraded" while a broker
+        is disconnected from Redis), ``connections`` (this process's open
+        WebSockets) and ``broker`` (its state, peers and channels with Redis).
+        """
+        from flask import jsonify
+
+        from .brokers import LocalBroker
+        from .endpoints.websocket import live_clients
+
+        def snorky_health():
+            healths = [b.health() for b in self._brokers] or [LocalBroker().health()]
+            degraded = any(h["state"] == "disconnected" for h in healths)
+            body: dict[str, Any] = {"status": "degraded" if degraded else "ok",
+                                    "connections": len(live_clients()), "broker": healths[0]}
+            if len(healths) > 1:
+                body["brokers"] = healths
+            return jsonify(body)
+
+        self._route(path, endpoint or f"snorky_health_{path}", snorky_health, ["GET"], False)
+
+
+def _registry_class():
+    from .registry import ServiceRegistry
+
+    return ServiceRegistry
+
+
+def _describe(broker) -> str:
+    safe = getattr(broker, "_safe_url", None)
+    return f"{type(broker).__name__} ({safe()})" if safe else type(broker).__name__
+
+
+def _stop(broker) -> None:
+    """At exit: what the broker still holds leaves, then it stops."""
+    try:
+        broker.flush(1.0)
+        broker.stop()
+    except Exception:
+        pass
 
 
 def _check_registry(method: str, registry) -> None:
-    from .registry import ServiceRegistry
-
-    if not isinstance(registry, ServiceRegistry):
+    if not isinstance(registry, _registry_class()):
         raise TypeError(f"Snorky.{method}(path, registry): registry is a ServiceRegistry, "
                         f"got {type(registry).__name__}")
 

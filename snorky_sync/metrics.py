@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-__all__ = ["counters", "rpc_calls", "rpc_errors", "transport_counters", "snapshot"]
+__all__ = ["counters", "rpc_calls", "rpc_errors", "transport_counters", "snapshot", "mark_worker_dead",
+           "child_exit"]
 
 counters: defaultdict[str, int] = defaultdict(int)
 #: (service, command) -> calls / error answers.  Unknown commands count as "?".
@@ -20,3 +21,23 @@ transport_counters: defaultdict[tuple[str, str], int] = defaultdict(int)
 def snapshot() -> dict[str, int]:
     """A copy of every counter, for reports and tests."""
     return dict(counters)
+
+
+def mark_worker_dead(pid: int) -> None:
+    """Drop the gauges of worker ``pid`` from ``/metrics`` (multiprocess mode,
+    ``PROMETHEUS_MULTIPROC_DIR``); its counters stay counted.  A worker does it
+    itself when it exits; :func:`child_exit` covers the ones that were killed."""
+    import os
+
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        try:
+            multiprocess.mark_process_dead(pid)
+        except OSError:
+            pass
+
+
+def child_exit(server, worker) -> None:
+    """gunicorn server hook (in the arbiter): a worker is gone, even killed."""
+    mark_worker_dead(worker.pid)

@@ -170,6 +170,13 @@ class Broker:
         """Give up ``(key, token)`` claims (only where the token still matches).
         Best effort; ``wait=True`` returns once Redis has applied it."""
 
+    @property
+    def started(self) -> bool:
+        """True once :meth:`start` was called (and not stopped): before that a
+        distributed broker neither receives nor heartbeats, so nothing crosses
+        processes.  The in-process broker has nothing to start."""
+        return True
+
     def start(self) -> None:
         """Begin listening (idempotent)."""
 

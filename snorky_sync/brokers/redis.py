@@ -66,7 +66,7 @@ import gevent.monkey
 from ..metrics import counters
 from .base import Broker, BrokerUnavailable
 
-__all__ = ["RedisBroker", "redis_client"]
+__all__ = ["RedisBroker", "redis_client", "import_redis", "REDIS_MISSING"]
 
 log = logging.getLogger("snorky_sync.brokers.redis")
 
@@ -102,13 +102,26 @@ return 0
 """
 
 
+REDIS_MISSING = ('SNORKY_REDIS_URL is set but the redis package is not installed: '
+                 'pip install "snorky_sync[redis]"')
+
+
+def import_redis():
+    """redis-py, or an ImportError that says which extra installs it."""
+    try:
+        import redis
+    except ImportError as exc:
+        raise ImportError(REDIS_MISSING, name="redis") from exc
+    return redis
+
+
 def redis_client(url: str, **kwargs):
     """A redis-py client for ``url``: ``redis://``, ``rediss://``, ``unix://``, or
     ``redis+sentinel://[:password@]host:port[,host:port...]/service[/db]``
     (Redis Sentinel: every new connection asks the sentinels for the current
     master of ``service``, so after a failover the reconnects reach the new
     one; ``?sentinel_password=...`` if the sentinels need one)."""
-    import redis
+    redis = import_redis()
     if not url.startswith("redis+sentinel://"):
         return redis.Redis.from_url(url, **kwargs)
     from urllib.parse import parse_qs, unquote, urlsplit
@@ -161,11 +174,11 @@ class RedisBroker(Broker):
                  peer_expiry: float = 5.0, route_linger: float | None = None) -> None:
         super().__init__()
         self.route_linger = peer_expiry if route_linger is None else route_linger
+        redis = import_redis()
         if not gevent.monkey.is_module_patched("socket"):
             raise RuntimeError(
                 "RedisBroker needs gevent.monkey.patch_all() at program start "
                 "(gunicorn's gevent workers and `python -m snorky_sync serve` do it)")
-        import redis
         self._redis_mod = redis
         self.url = url
         self.max_backoff = max_backoff
@@ -308,6 +321,10 @@ class RedisBroker(Broker):
             self._listener = gevent.spawn(self._listen)
         if self._heart is None:
             self._heart = gevent.spawn(self._heartbeat)
+
+    @property
+    def started(self) -> bool:
+        return self._listener is not None
 
     def stop(self) -> None:
         for g in (self._listener, self._heart, self._dispatcher):

@@ -6,13 +6,27 @@ depth summed over this process's connections, how many of them have a
 reading greenlet (``snorky_websockets_reading``; the others are parked), the bytes owed to them
 (``snorky_outbound_bytes``, its peak) and the process's budget for them.  The scraper authenticates
 with the backend key, as ``X-Backend-Key: KEY`` or ``Authorization: Bearer KEY``.
+
+Several worker processes (gunicorn ``-w N``): with ``PROMETHEUS_MULTIPROC_DIR``
+set (a directory, emptied before the server starts) every worker copies its
+values into prometheus-client's multiprocess files once a second
+(:func:`start_multiprocess_export`) and on every scrape, and ``/metrics``
+answers for all workers together (prometheus-client's ``MultiProcessCollector``):
+counters summed (those of exited workers included), gauges summed over the
+live workers (``snorky_outbound_bytes_peak``: their maximum).  Without it,
+``/metrics`` answers for the one worker that took the request.
 """
 from __future__ import annotations
 
+import atexit
 import hmac
+import logging
+import os
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from flask import Response, request
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, generate_latest
 from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily
 
 from .. import client as _client
@@ -21,13 +35,20 @@ from . import local_port
 from .reader import awake_readers
 from .websocket import live_clients
 
-__all__ = ["make_metrics_view"]
+__all__ = ["make_metrics_view", "multiprocess_dir", "start_multiprocess_export"]
+
+log = logging.getLogger("snorky_sync.metrics")
 
 _GAUGES = {"connections_current"}
+#: gauges whose workers' values are not summed across workers (multiprocess mode)
+_GAUGE_MODES = {"snorky_outbound_bytes_peak": "livemax"}
 
 
 class _SnorkyCollector:
-    broker = None  # set by make_metrics_view
+    """This process's values (``brokers()``: the brokers whose state is shown)."""
+
+    def __init__(self, brokers: Callable[[], Iterable] = tuple) -> None:
+        self.brokers = brokers
 
     def collect(self):
         for name, value in sorted(snapshot().items()):
@@ -50,12 +71,14 @@ class _SnorkyCollector:
             for transport, value in rows:
                 family.add_metric([transport], value)
             yield family
-        if self.broker is not None:
-            state = self.broker.health()["state"]
-            family = GaugeMetricFamily("snorky_broker_state", "1 for the broker's current state",
+        brokers = list(self.brokers())
+        if brokers:
+            states = [b.health()["state"] for b in brokers]
+            family = GaugeMetricFamily("snorky_broker_state", "brokers in each state (1 for the "
+                                       "broker's current state; summed over workers)",
                                        labels=["state"])
             for s in ("local", "connected", "disconnected"):
-                family.add_metric([s], 1 if s == state else 0)
+                family.add_metric([s], states.count(s))
             yield family
         clients = live_clients()
         yield GaugeMetricFamily("snorky_outbound_queue_frames", "frames waiting in outbound queues",
@@ -73,15 +96,128 @@ class _SnorkyCollector:
                                 "of outbound bytes (0: none)", value=_client.budget["memory_budget"])
 
 
-_collector = _SnorkyCollector()
-_registry = CollectorRegistry()
-_registry.register(_collector)
+def multiprocess_dir() -> str | None:
+    """``PROMETHEUS_MULTIPROC_DIR`` when it is usable here, else None."""
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    return path if path and os.path.isdir(path) else None
 
 
-def make_metrics_view(api_key: str, only_port: int | None = None, broker=None):
+class _Export:
+    """This process's values copied into prometheus-client's multiprocess
+    files (its Counter and Gauge objects), from which any worker's scrape
+    reads them all."""
+
+    def __init__(self, collector: _SnorkyCollector) -> None:
+        self.collector = collector
+        self.metrics: dict[str, Counter | Gauge] = {}
+        self.last: dict[tuple, float] = {}
+        self.pid = os.getpid()
+
+    def sync(self) -> None:
+        for family in self.collector.collect():
+            for sample in family.samples:
+                labels = sample.labels
+                key = (family.name, tuple(sorted(labels.items())))
+                value = sample.value
+                last = self.last.get(key)
+                if last == value:
+                    continue
+                metric = self.metrics.get(family.name)
+                if metric is None:
+                    metric = self._make(family, sorted(labels))
+                child: Any = metric.labels(**labels) if labels else metric
+                if family.type == "counter":
+                    if value > (last or 0.0):  # (counters only grow; a restart is a new pid)
+                        child.inc(value - (last or 0.0))
+                else:
+                    child.set(value)
+                self.last[key] = value
+
+    def _make(self, family, labelnames: list[str]) -> Counter | Gauge:
+        metric: Counter | Gauge
+        if family.type == "counter":
+            metric = Counter(family.name, family.documentation, labelnames, registry=None)
+        else:
+            metric = Gauge(family.name, family.documentation, labelnames, registry=None,
+                           multiprocess_mode=_GAUGE_MODES.get(family.name, "livesum"))  # type: ignore[arg-type]
+        self.metrics[family.name] = metric
+        return metric
+
+
+_exports: dict[int, _Export] = {}  # id(collector) -> its export, in this process
+
+
+def _export_for(collector: _SnorkyCollector) -> _Export:
+    export = _exports.get(id(collector))
+    if export is None or export.pid != os.getpid():
+        export = _exports[id(collector)] = _Export(collector)
+    return export
+
+
+def start_multiprocess_export(collector: _SnorkyCollector, interval: float = 1.0) -> None:
+    """In a serving process (a worker): copy this process's values into the
+    multiprocess files every ``interval`` seconds, and drop its live gauges at
+    exit.  Nothing without ``PROMETHEUS_MULTIPROC_DIR``."""
+    if multiprocess_dir() is None:
+        return
+    from prometheus_client import values
+
+    if not getattr(values.ValueClass, "_multiprocess", False):
+        log.error("PROMETHEUS_MULTIPROC_DIR was set after prometheus_client was imported: "
+                  "/metrics answers for this worker only (set it in the environment the "
+                  "server starts with)")
+        return
+    import gevent
+
+    export = _export_for(collector)
+    if getattr(export, "greenlet", None) is not None:
+        return
+
+    def run() -> None:
+        while True:
+            try:
+                export.sync()
+            except Exception:
+                log.exception("copying this worker's metrics for /metrics failed")
+            gevent.sleep(interval)
+
+    export.greenlet = gevent.spawn(run)  # type: ignore[attr-defined]
+    atexit.register(_mark_dead, os.getpid())
+
+
+def _mark_dead(pid: int) -> None:
+    from ..metrics import mark_worker_dead
+
+    mark_worker_dead(pid)
+
+
+def _scrape(collector: _SnorkyCollector) -> bytes:
+    path = multiprocess_dir()
+    if path is None:
+        registry = CollectorRegistry()
+        registry.register(collector)
+        return generate_latest(registry)
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    _export_for(collector).sync()  # this worker's values are current; the others' at most 1 s old
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path)
+    return generate_latest(registry)
+
+
+def make_metrics_view(api_key: str, only_port: int | None = None, broker=None,
+                      brokers: Callable[[], Iterable] | None = None, on_serve: list | None = None):
+    """The view; ``brokers()`` (or the one ``broker``) for ``snorky_broker_state``;
+    ``on_serve``: where to add what starts when the app serves (the
+    multiprocess export)."""
     expected = api_key.encode("utf-8")
-    if broker is not None:
-        _collector.broker = broker
+    if brokers is None:
+        brokers = (lambda: (broker,)) if broker is not None else tuple
+    collector = _SnorkyCollector(brokers)
+    if on_serve is not None:
+        on_serve.append(lambda: start_multiprocess_export(collector))
+    else:
+        start_multiprocess_export(collector)
 
     def snorky_metrics():
         if only_port is not None and local_port(request.environ) != only_port:
@@ -92,6 +228,6 @@ def make_metrics_view(api_key: str, only_port: int | None = None, broker=None):
             given = auth[7:] if auth.startswith("Bearer ") else None
         if given is None or not hmac.compare_digest(given.encode("utf-8", "surrogateescape"), expected):
             return Response("unauthorized\n", status=401, mimetype="text/plain")
-        return Response(generate_latest(_registry), mimetype=CONTENT_TYPE_LATEST)
+        return Response(_scrape(collector), mimetype=CONTENT_TYPE_LATEST)
 
     return snorky_metrics
