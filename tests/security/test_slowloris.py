@@ -12,6 +12,7 @@ and its 100 x 8190-byte header limits).
 """
 from __future__ import annotations
 
+import select
 import socket
 import time
 
@@ -174,18 +175,18 @@ def test_huge_header_blocks_are_refused_early(default_server, kind):
                 reset = True
                 break
             sent += len(piece)
-            s.setblocking(False)
+            # paced by the server: what we count as sent is what the kernel took,
+            # which a busy server has not read yet; give it a moment to answer
+            readable, _, _ = select.select([s], [], [], 0.2)
+            if not readable:
+                continue
             try:
                 answer = s.recv(65536)
                 closed = not answer
                 break
-            except BlockingIOError:
-                pass
             except OSError:
                 closed = reset = True
                 break
-            finally:
-                s.setblocking(True)
             if sent > 16 * 1024 * 1024:
                 break
         s.settimeout(10)
@@ -199,7 +200,9 @@ def test_huge_header_blocks_are_refused_early(default_server, kind):
         status = answer[:12]
         # closing with our bytes unread makes the server's kernel send RST, which
         # may destroy its answer before we read it: a reset with no answer is a refusal too
-        assert status in (b"HTTP/1.1 431", b"HTTP/1.1 400") or (reset and not answer), (answer[:80], sent)
+        # (gunicorn -k gevent's own parser may also close without an answer)
+        silent_ok = reset or default_server.mode == "gunicorn-gevent"
+        assert status in (b"HTTP/1.1 431", b"HTTP/1.1 400") or (silent_ok and not answer), (answer[:80], sent)
         assert closed
         assert sent < 1024 * 1024, f"the server read {sent} bytes of headers before refusing them"
         legit_requests_answered(default_server)
