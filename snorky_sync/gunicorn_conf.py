@@ -14,16 +14,19 @@ Worker classes: ``gevent`` (default; snorky_sync performs the WebSocket
 handshake itself) or ``geventwebsocket.gunicorn.workers.GeventWebSocketWorker``.
 Hooks: each worker warns when it is not monkey-patched and starts gevent's
 monitor of its event loop (``SNORKY_MAX_BLOCKING_TIME``, :mod:`snorky_sync.hub_monitor`);
-a stopping worker closes its WebSockets with 1001 (:mod:`snorky_sync.gunicorn_hooks`).
+a stopping worker closes its WebSockets with 1001 (:mod:`snorky_sync.gunicorn_hooks`);
+with ``PROMETHEUS_MULTIPROC_DIR`` the arbiter empties it at start and drops a dead
+worker's gauges from ``/metrics`` (:mod:`snorky_sync.metrics`).
 """
 import math
 import os
 
 from snorky_sync.gunicorn_hooks import post_worker_init, worker_exit
+from snorky_sync.metrics import child_exit, on_starting
 from snorky_sync.settings import Settings
 
 __all__ = ["bind", "workers", "worker_class", "worker_connections", "timeout", "graceful_timeout",
-           "keepalive", "backlog", "post_worker_init", "worker_exit"]
+           "keepalive", "backlog", "post_worker_init", "worker_exit", "child_exit", "on_starting"]
 
 _settings = Settings.from_env()
 
@@ -54,3 +57,5 @@ backlog = int(os.environ.get("SNORKY_BACKLOG", "4096"))
 
 # post_worker_init: the not-patched warning and the event loop's monitor, in each worker.
 # worker_exit: close WebSockets with 1001 when a worker stops (SIGTERM, HUP, max-requests).
+# on_starting, child_exit: /metrics of all workers (PROMETHEUS_MULTIPROC_DIR) starts empty, and
+# forgets the gauges of a worker that died (snorky_sync.metrics).

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 __all__ = ["counters", "rpc_calls", "rpc_errors", "transport_counters", "snapshot", "mark_worker_dead",
-           "child_exit"]
+           "child_exit", "on_starting"]
 
 counters: defaultdict[str, int] = defaultdict(int)
 #: (service, command) -> calls / error answers.  Unknown commands count as "?".
@@ -41,3 +41,19 @@ def mark_worker_dead(pid: int) -> None:
 def child_exit(server, worker) -> None:
     """gunicorn server hook (in the arbiter): a worker is gone, even killed."""
     mark_worker_dead(worker.pid)
+
+
+def on_starting(server) -> None:
+    """gunicorn server hook (in the arbiter, before any worker): empty
+    ``PROMETHEUS_MULTIPROC_DIR`` of the previous run's files, as
+    prometheus-client's multiprocess mode requires (its ``*.db`` files only)."""
+    import glob
+    import os
+
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if path and os.path.isdir(path):
+        for name in glob.glob(os.path.join(path, "*.db")):
+            try:
+                os.remove(name)
+            except OSError:
+                pass

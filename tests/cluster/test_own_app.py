@@ -178,16 +178,19 @@ def test_missing_redis_package_names_the_extra(own_app, tmp_path_factory):
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
 def test_metrics_of_all_workers(own_app, redis_server, tmp_path_factory, sig):
     """PROMETHEUS_MULTIPROC_DIR: /metrics answers for both workers, whichever takes the
-    scrape; a worker that exits (SIGTERM: by itself; SIGKILL: gunicorn's child_exit
-    hook) takes its gauges along."""
+    scrape; a worker that exits (SIGTERM: by itself; SIGKILL: the shipped config's
+    child_exit hook) takes its gauges along."""
     mp = tmp_path_factory.mktemp("prom")
-    # a gunicorn config of the user's own, with the hooks docs/deployment.md names
-    hooks = "from snorky_sync.gunicorn_hooks import worker_exit\n"
     if sig == signal.SIGKILL:
-        hooks += "from snorky_sync.metrics import child_exit\n"
-    (own_app / "gunicorn_own.py").write_text(hooks)
+        # the shipped config: its on_starting empties the directory of a previous run
+        # (this stale file would break every scrape), its child_exit forgets a killed worker
+        (mp / "counter_1.db").write_bytes(b"a previous run")
+        config = ["-c", "python:snorky_sync.gunicorn_conf"]
+    else:  # a config of the user's own with only worker_exit: the worker cleans up itself
+        (own_app / "gunicorn_own.py").write_text("from snorky_sync.gunicorn_hooks import worker_exit\n")
+        config = ["-c", "gunicorn_own.py"]
     srv = gunicorn(own_app, {"SNORKY_REDIS_URL": redis_server.url, "PROMETHEUS_MULTIPROC_DIR": str(mp)},
-                   config=["-c", "gunicorn_own.py"])
+                   config=config)
     clients = []
     try:
         wait_healthy(srv)
