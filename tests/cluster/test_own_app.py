@@ -16,7 +16,7 @@ import time
 import pytest
 import requests
 
-from support.servers import API_KEY, ServerProcess, free_port
+from support.servers import API_KEY, ROOT, ServerProcess, free_port
 from support.wsclient import SnorkyTestClient
 
 OWN_APP = '''
@@ -233,6 +233,39 @@ def test_metrics_of_all_workers(own_app, redis_server, tmp_path_factory, sig):
             assert time.monotonic() < deadline, (got.get("snorky_websockets_open"), staying)
             time.sleep(0.1)  # polling for the workers' copies
         assert got['snorky_rpc_calls_total{command="pid",service="worker"}'] == total
+    finally:
+        for c in clients:
+            c.close()
+        srv.stop()
+
+
+def test_the_scaling_page_app_on_two_workers(tmp_path, redis_server):
+    """docs/scaling.md's myapp.py and its gunicorn command, with a real Redis."""
+    page = (ROOT / "docs" / "scaling.md").read_text()
+    code = page.split("```python\n# myapp.py\n", 1)[1].split("```", 1)[0]
+    assert "SNORKY_WORKERS=2" in page and "gunicorn -c python:snorky_sync.gunicorn_conf myapp:app" in page
+    # test-only: a command that says which worker a connection reached
+    (tmp_path / "myapp.py").write_text(code + textwrap.dedent('''
+        from snorky_sync import RPCService, rpc_command
+
+        class Worker(RPCService):
+            @rpc_command
+            def pid(self, req):
+                return os.getpid()
+
+        registry.register_service(Worker("worker"))
+    '''))
+    port = free_port()
+    srv = ServerProcess(args=["-m", "gunicorn", "-c", "python:snorky_sync.gunicorn_conf", "myapp:app"],
+                        port=port, cwd=tmp_path,
+                        env={"SNORKY_REDIS_URL": redis_server.url, "SNORKY_WORKERS": "2"})
+    clients = []
+    try:
+        wait_healthy(srv)
+        (_, a), (_, b) = clients_on_two_workers(srv, clients).items()
+        a.ok("pubsub", "subscribe", {"channel": "poll"})
+        b.ok("pubsub", "publish", {"channel": "poll", "message": "yes"})
+        assert a.wait_for(lambda m: m.get("type") == "message", timeout=10)["message"] == "yes"
     finally:
         for c in clients:
             c.close()

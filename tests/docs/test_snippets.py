@@ -248,7 +248,17 @@ def served_calculator(srv):
         c.close()
 
 
-SERVED = {"seed": served_seed, "mounted": served_mounted, "calculator": served_calculator}
+def served_ownapp(srv):
+    """docs/scaling.md's app in one process (tests/cluster/test_own_app.py runs it on
+    two gunicorn workers with Redis)."""
+    _pubsub_round_trip(srv, "/ws", "pubsub")
+    assert requests.get(srv.url + "/healthz", timeout=5).json()["broker"]["state"] == "local"
+    r = requests.get(srv.url + "/metrics", headers={"X-Backend-Key": API_KEY}, timeout=5)
+    assert r.status_code == 200 and "snorky_websockets_open" in r.text
+
+
+SERVED = {"seed": served_seed, "mounted": served_mounted, "calculator": served_calculator,
+          "ownapp": served_ownapp}
 # what a served snippet's app is mounted with, when the page leaves that to the reader
 SERVE_WITH = {
     "calculator": """
