@@ -15,12 +15,11 @@ import os
 import secrets
 import tempfile
 
-from flask import Flask, Response, jsonify
+from flask import Flask, Response
 
 from .auth import ConnectionTokens
 from .backend import LocalTransport, SnorkyBackend
 from .brokers import make_broker
-from .endpoints.websocket import live_clients
 from .flask_ext import Snorky
 from .logs import configure_logging
 from .registry import ServiceRegistry
@@ -106,12 +105,12 @@ def create_app(settings: Settings | None = None) -> Flask:
     if settings.api_key:
         only = settings.backend_port or None
         snorky.backend("/backend", backend, api_key=settings.api_key, only_port=only)
-        snorky.metrics("/metrics", api_key=settings.api_key, only_port=only, broker=broker)
+        snorky.metrics("/metrics", api_key=settings.api_key, only_port=only)
     else:
         log.warning("SNORKY_API_KEY is not set: the backend endpoint /backend and /metrics are off")
     app.extensions["snorky_sync.registries"] = {"frontend": frontend, "backend": backend}
     app.extensions["snorky_sync.broker"] = broker
-    broker.start()
+    broker.start()  # now: the default app is served by the process that made it
 
     demos = settings.demos
     if demos:
@@ -136,10 +135,5 @@ def create_app(settings: Settings | None = None) -> Flask:
             return Response("snorky_sync is running: WebSocket at /ws, client at /static/snorky.js "
                             f"({hint})\n", mimetype="text/plain")
 
-    @app.get("/healthz")
-    def healthz():
-        health = broker.health()
-        status = "degraded" if health["state"] == "disconnected" else "ok"
-        return jsonify(status=status, connections=len(live_clients()), broker=health)
-
+    snorky.health("/healthz")  # as a mounted app's: status, connections, the broker
     return app
