@@ -148,13 +148,21 @@ def test_one_broker_per_app_and_none_without_url(own_app):
         assert type(own.broker) is LocalBroker
         assert not snorky.broker.started  # not in a process that only imports the app
 
-        plain = Snorky(Flask("b"))
+        later = Snorky()  # routes first, the app afterwards: the environment's URL
+        reg = ServiceRegistry()
+        later.websocket("/ws", reg)
+        assert reg.broker is None
+        later.init_app(Flask("b"))
+        assert reg.broker is later.broker and later.broker.url == "redis://127.0.0.1:2/0"
+
+        from snorky_sync.settings import Settings
+        plain = Snorky(Flask("c"), Settings())  # settings given, without a URL: no broker
         reg = ServiceRegistry()
         plain.websocket("/ws", reg)
         assert plain.broker is None and reg.broker is None
         print("ok")
     ''')
-    env = {**os.environ, "SNORKY_REDIS_URL": ""}
+    env = {**os.environ, "SNORKY_REDIS_URL": "redis://127.0.0.1:2/0"}
     out = subprocess.run([sys.executable, "-c", code], cwd=own_app, env=env, capture_output=True,
                          text=True, timeout=60)
     assert out.stdout.strip() == "ok", out.stderr
