@@ -9,6 +9,7 @@ from .client import Client
 from .embedded import serve
 from .endpoints.websocket import Reject
 from .flask_ext import Snorky
+from .logs import configure_logging
 from .registry import ServiceRegistry
 from .services.base import (
     Request,
@@ -23,7 +24,7 @@ from .settings import Settings
 __all__ = [
     "Client", "Reject", "RPCError", "RPCService", "Request", "Service",
     "ServiceRegistry", "Settings", "Snorky", "rpc_asynchronous", "rpc_command",
-    "serve", "create_app",
+    "serve", "create_app", "configure_logging",
 ]
 __version__ = "0.2.0"
 version = __version__

@@ -107,13 +107,43 @@ class JSONFormatter(logging.Formatter):
         return json.dumps(out, default=str)
 
 
-def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
-    """Root logging for snorky_sync's entry points: ``text`` or ``json`` lines on stderr."""
-    handler = logging.StreamHandler()
-    if fmt == "json":
-        handler.setFormatter(JSONFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+_TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def configure_logging(level: str | int = "INFO", json: bool | str = False) -> logging.Logger:
+    """Send log lines (snorky_sync's and your app's: the root logger) somewhere
+    visible, at ``level`` and up; ``json=True``: one JSON object per line
+    (:class:`JSONFormatter`).  Call it once where your app is made::
+
+        import snorky_sync
+        snorky_sync.configure_logging("INFO")          # or level="DEBUG", json=True
+
+    * Under gunicorn (its ``gunicorn.error`` logger has handlers: the app is
+      loaded in a gunicorn process), the root logger writes through
+      gunicorn's own handlers: the lines go where gunicorn's go
+      (``--error-logfile``, stderr by default) in gunicorn's format, with its
+      ``[pid]``; ``json=True`` makes gunicorn's lines JSON too (one format per
+      stream).  Without this, Python's last-resort handler prints WARNING and
+      up bare and drops INFO.
+    * Anywhere else (``snorky_sync.serve``, ``app.run()``, a script): one
+      handler on stderr, ``time LEVEL logger: message``.
+
+    Calling it again replaces what it set (no duplicate lines).  ``json`` also
+    takes ``SNORKY_LOG_FORMAT``'s values, ``"text"`` or ``"json"``.  Returns
+    the root logger.
+    """
+    as_json = json == "json" if isinstance(json, str) else bool(json)
+    formatter: logging.Formatter = JSONFormatter() if as_json else logging.Formatter(_TEXT_FORMAT)
     root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
+    gunicorn_handlers = list(logging.getLogger("gunicorn.error").handlers)
+    if gunicorn_handlers:
+        if as_json:
+            for handler in gunicorn_handlers:
+                handler.setFormatter(formatter)
+        root.handlers[:] = gunicorn_handlers
+    else:
+        handler = logging.StreamHandler()
+        handler.setFormatter(formatter)
+        root.handlers[:] = [handler]
+    root.setLevel(level.upper() if isinstance(level, str) else level)
+    return root

@@ -139,9 +139,14 @@ class ServiceRegistry:
         service = self.services.get(name) if type(name) is str else None
         if service is None:
             counters["frames_unknown_service"] += 1
-            _warn.warning("unknown-service", "message from %s for unknown service %s",
-                          printable(client.remote_address),
-                          printable(name, 80) if type(name) is str else _shape(name))
+            if _warn.allow("unknown-service"):
+                log.warning("message from %s for unknown service %s, dropped unanswered (as in "
+                            "Snorky 0.1: a page's call to it waits for its callTimeout); "
+                            "registered services: %s. Check the service name the page "
+                            "uses, or register the service in the registry this endpoint serves",
+                            printable(client.remote_address),
+                            f"'{printable(name, 80)}'" if type(name) is str else _shape(name),
+                            self._names())
             return
         message = msg["message"]
         if service.hashable_messages:
@@ -158,6 +163,12 @@ class ServiceRegistry:
             self._too_deep(client, service, message)
             return
         service.process_message_from(client, message)
+
+    def _names(self, limit: int = 30) -> str:
+        names = sorted(self.services)
+        if not names:
+            return "none"
+        return ", ".join(names[:limit]) + (f", ... ({len(names)} in all)" if len(names) > limit else "")
 
     @staticmethod
     def _too_deep(client: Client, service: Service, message: Any) -> None:

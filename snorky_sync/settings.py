@@ -86,6 +86,7 @@ class Settings:
     sockjs_cookie_needed: bool = False      # SNORKY_SOCKJS_COOKIE_NEEDED (JSESSIONID cookie for sticky balancers)
     sockjs_url: str | None = None           # SNORKY_SOCKJS_URL (sockjs-client for the iframe transports)
     shutdown_timeout: float = 5.0           # SNORKY_SHUTDOWN_TIMEOUT (seconds to wait for closes)
+    slow_command_time: float = 0.5          # SNORKY_SLOW_COMMAND_TIME (seconds an RPC command may hold its service's lock before a warning names it; 0: off)
     log_level: str = "INFO"                 # SNORKY_LOG_LEVEL
     log_format: str = "text"                # SNORKY_LOG_FORMAT (text or json)
     access_log: bool = False                # SNORKY_ACCESS_LOG (embedded server)

@@ -264,8 +264,21 @@ class LimitedHandler(pywsgi.WSGIHandler):
             return
         _BASE.handle_error(self, t, v, tb)
 
+    def _handle_client_error(self, ex):
+        # the peer reset or closed the connection while its request head was
+        # being read (a closed tab, a dropped keep-alive): DEBUG, and no 400
+        # written to a socket that is gone (pywsgi printed a traceback for
+        # the read, then another for the failed write)
+        if isinstance(ex, ConnectionError):
+            _warn.debug("peer-reset", "%s: connection reset by the peer during a request (%s)",
+                        _remote(self), printable(ex.strerror or type(ex).__name__))
+            self.close_connection = True
+            return None
+        return _BASE._handle_client_error(self, ex)
 
-_METHODS = ("handle", "handle_one_request", "MessageClass", "read_request", "handle_error")
+
+_METHODS = ("handle", "handle_one_request", "MessageClass", "read_request", "handle_error",
+            "_handle_client_error")
 
 
 def apply_limits(cls: type, limits: HTTPLimits) -> None:

@@ -49,6 +49,7 @@ __all__ = ["WebSocketOptions", "make_websocket_view", "Reject", "close_all", "li
 
 log = logging.getLogger("snorky_sync.websocket")
 _warn = RateLimitedLogger(log)  # lines a client causes: at most 10 of a kind per 10 s
+_open_close = RateLimitedLogger(log, burst=200, period=1.0)  # DEBUG: every connection, within reason
 
 _spawn = gevent.spawn
 _live: set[Client] = set()          # every open WebSocket of this process
@@ -244,11 +245,12 @@ def make_websocket_view(registry, opts: WebSocketOptions, client_class: type[Cli
                 return Response(status=204)
             adopted.closed = True  # gevent-websocket must not write its own close
             adopted.handler.close_connection = True  # nor read another request
-            _detach(serving, sock, remote, identity)
+            _detach(serving, sock, remote, identity, environ.get("PATH_INFO", ""))
             return Response(status=204)
 
         sock = environ.get("snorky.socket") or environ.get("gunicorn.socket")
         if sock is None:
+            _no_raw_socket(environ)
             return Response(
                 "snorky_sync: no raw socket in this server; run under gunicorn -k gevent, "
                 "the geventwebsocket worker, or snorky_sync.serve()\n", status=500)
@@ -276,10 +278,27 @@ def make_websocket_view(registry, opts: WebSocketOptions, client_class: type[Cli
                 sock.sendall(answer[sent:])
         except OSError:
             return _Hijacked()
-        _detach(serving, sock, remote, identity)
+        _detach(serving, sock, remote, identity, environ.get("PATH_INFO", ""))
         return _Hijacked()
 
     return snorky_websocket
+
+
+_once = RateLimitedLogger(log, burst=1, period=600.0)
+
+
+def _no_raw_socket(environ) -> None:
+    """The server gives the app no socket to take over (Flask's dev server,
+    ``app.run()`` / ``flask run``, or another WSGI server): say how to serve."""
+    counters["handshakes_no_raw_socket"] += 1
+    software = str(environ.get("SERVER_SOFTWARE", ""))
+    which = ("Flask's development server (app.run() / flask run)" if "werkzeug" in software.lower()
+             else f"this server ({printable(software, 60) or 'unknown'})")
+    _once.error("no-raw-socket",
+                "WebSocket %s answered 500: %s gives the app no raw socket, so it cannot serve "
+                "WebSockets. Serve the app with snorky_sync instead: `python -m snorky_sync serve "
+                "module:app`, `snorky_sync.serve(app)`, or `gunicorn -k gevent module:app` "
+                "(see docs/deployment.md)", printable(environ.get("PATH_INFO", "")), which)
 
 
 def _refuse_after_upgrade(sock, remote: str, refusal: Reject, code: int = 1008) -> None:
@@ -292,7 +311,7 @@ def _refuse_after_upgrade(sock, remote: str, refusal: Reject, code: int = 1008) 
         pass
 
 
-def _detach(serving: tuple, sock, remote: str, identity: Any) -> None:
+def _detach(serving: tuple, sock, remote: str, identity: Any, path: str = "") -> None:
     """Take the descriptor over from the server and start the connection, parked.
 
     The socket object the server knows is detached (gevent's ``detach()``:
@@ -309,7 +328,7 @@ def _detach(serving: tuple, sock, remote: str, identity: Any) -> None:
         fd = sock.detach()
     except OSError:
         return
-    _start(serving, _socket_class(family, type_, proto, fileno=fd), remote, identity)
+    _start(serving, _socket_class(family, type_, proto, fileno=fd), remote, identity, path)
 
 
 def track(client: Client) -> Any:
@@ -342,7 +361,22 @@ def untrack(client: Client, ident_key: Any) -> None:
             _per_identity[ident_key] = left
 
 
-def _start(serving: tuple, sock, remote: str, identity: Any) -> None:
+def _close_info(reader: Reader) -> str:
+    """How a connection ended, for its DEBUG line: the close code, and who closed."""
+    proto = reader.proto
+    received = getattr(proto, "close_rcvd", None)
+    sent = getattr(proto, "close_sent", None)
+    # websockets answers a peer's close itself (close_sent then too)
+    by_server = reader.client._closing or (sent is not None and received is None)
+    close = received or sent
+    if close is None:
+        return "code 1006 (no close frame: reset or dropped)" + (" after the server's close"
+                                                                  if by_server else "")
+    reason = f" {printable(close.reason, 60)}" if close.reason else ""
+    return f"code {close.code}{reason} (closed by the {'server' if by_server else 'peer'})"
+
+
+def _start(serving: tuple, sock, remote: str, identity: Any, path: str = "") -> None:
     """Set up one connection (Client, counts, the services' ``client_connected``) and park it."""
     registry, opts, pinger, client_class, process = serving
     try:  # writes are already batched per connection: Nagle would only add delay
@@ -374,7 +408,14 @@ def _start(serving: tuple, sock, remote: str, identity: Any) -> None:
                 _linger_close(sock, deadline - time.monotonic())
             finally:
                 untrack(client, ident_key)
+                if log.isEnabledFor(logging.DEBUG):
+                    _open_close.debug("close", "WebSocket #%d from %s closed: %s", client.id,
+                                      printable(remote), _close_info(reader))
 
+    if log.isEnabledFor(logging.DEBUG):
+        _open_close.debug("open", "WebSocket #%d open from %s at %s%s", client.id, printable(remote),
+                          printable(path, 100),
+                          "" if identity is None else f" as {printable(wire.encode(identity), 100)}")
     reader = Reader(client, sock, process, end, opts.max_frame_size, opts.recv_size,
                     InputBudget(opts.rate_limit, opts.rate_burst, opts.byte_rate, opts.byte_burst))
     try:

@@ -26,6 +26,7 @@ import inspect
 import json
 import logging
 import re
+import time
 from collections.abc import Callable, Hashable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -35,7 +36,7 @@ import gevent.lock
 from .. import wire
 from ..client import send_to_all as _send_to_all
 from ..logs import RateLimitedLogger, printable
-from ..metrics import rpc_calls, rpc_errors
+from ..metrics import counters, rpc_calls, rpc_errors
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..brokers.base import Broker
@@ -49,6 +50,7 @@ __all__ = [
 log = logging.getLogger("snorky_sync.services")
 _warn = RateLimitedLogger(log)
 _encode_frame = wire.encode_frame
+_clock = time.perf_counter
 
 
 def bounded_key(value: Any, max_size: int, error: str) -> Hashable:
@@ -193,6 +195,23 @@ class _CommandSpec:
         if any(p.kind is p.VAR_POSITIONAL or p.kind is p.POSITIONAL_ONLY for p in params):
             raise TypeError(f"RPC command {func.__name__} must take named parameters only")
 
+    def explain(self, params: Any) -> str:
+        """Why ``params`` do not fit this command (for the DEBUG log line of
+        an ``Invalid params`` answer): the names missing and unexpected."""
+        if not isinstance(params, dict):
+            return f"params is {_kind(params)}, not an object"
+        why = []
+        missing = sorted(self.required - params.keys())
+        if missing:
+            why.append("missing " + ", ".join(missing))
+        if not self.var_kw:
+            unexpected = sorted(printable(k, 40) for k in params.keys() - self.allowed)
+            if unexpected:
+                why.append("unexpected " + ", ".join(unexpected[:10]) +
+                           (", ..." if len(unexpected) > 10 else ""))
+        takes = ", ".join(sorted(self.allowed)) or "no parameters"
+        return "; ".join(why or ["does not fit"]) + f" (it takes: {takes})"
+
     def bind(self, params: dict[str, Any]) -> dict[str, Any] | None:
         """Keyword arguments for the call, or None if params don't fit."""
         keys = params.keys()
@@ -204,6 +223,31 @@ class _CommandSpec:
         if rename is None:
             return params
         return {rename.get(k, k): v for k, v in params.items()}
+
+
+def _kind(value: Any) -> str:
+    """What JSON value a client sent, for a log line (hashable or not)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, (list, tuple)):
+        return "a JSON array"
+    return f"a {type(value).__name__}"
+
+
+def _param_names(params: Any) -> str:
+    """A call's parameter names for a log line (never their values)."""
+    if not isinstance(params, dict):
+        return _kind(params)
+    names = [printable(k, 40) for k in list(params)[:10]]
+    return ", ".join(names) + (", ..." if len(params) > 10 else "")
 
 
 def _declare(func: Callable[..., Any] | None = None, *, name: str | None = None, lock: bool = True,
@@ -369,10 +413,26 @@ class RPCMeta(type):
         cls.rpc_commands = CommandNames(commands)
 
 
+_SNAKE_RE = re.compile(r"(?<=[a-z0-9])([A-Z])")
+
+
 class RPCService(Service, metaclass=RPCMeta):
-    """A service whose messages are calls of its ``@rpc_command`` methods."""
+    """A service whose messages are calls of its ``@rpc_command`` methods.
+
+    Mistakes in a call are answered with Snorky 0.1's texts (``Unknown
+    command``, ``Invalid params``) and logged at DEBUG on the
+    ``snorky_sync.services`` logger with what was wrong: the commands the
+    service has, a method not declared with ``@rpc_command``, the parameter
+    names missing or unexpected.
+    """
 
     _commands: dict[str, _CommandSpec] = {}  # set by RPCMeta for every class
+
+    slow_command_time: float = 0.5
+    """Seconds a command may hold :attr:`lock` before a warning names it
+    (rate-limited) and ``snorky_slow_commands_total`` counts it: every other
+    call to this service waited meanwhile.  ``SNORKY_SLOW_COMMAND_TIME`` sets
+    it for the services of a mounted registry; 0 turns it off."""
 
     def process_message_from(self, client: Client, msg: Any) -> None:
         try:
@@ -407,6 +467,8 @@ class RPCService(Service, metaclass=RPCMeta):
         spec = self._commands.get(command) if type(command) is str else None
         if spec is None:
             rpc_errors[(self.name, "?")] += 1
+            if log.isEnabledFor(logging.DEBUG):
+                self._log_unknown_command(req)
             req.error("Unknown command")
             return
         key = (self.name, command)
@@ -415,12 +477,22 @@ class RPCService(Service, metaclass=RPCMeta):
         kwargs = spec.bind(params) if isinstance(params, dict) else None
         if kwargs is None:
             rpc_errors[key] += 1
+            if log.isEnabledFor(logging.DEBUG):
+                _warn.debug("invalid-params", "%s.%s(%s) from %s: Invalid params: %s", self.name,
+                            command, _param_names(params), printable(req.client.remote_address),
+                            spec.explain(params))
             req.error("Invalid params")
             return
         try:
             if spec.lock:
                 with self.lock:
-                    result = spec.func(self, req, **kwargs)
+                    start = _clock()
+                    try:
+                        result = spec.func(self, req, **kwargs)
+                    finally:
+                        held = _clock() - start
+                        if held > self.slow_command_time > 0:
+                            self._slow_command(command, held)
             else:
                 result = spec.func(self, req, **kwargs)
         except RPCError as exc:
@@ -449,3 +521,34 @@ class RPCService(Service, metaclass=RPCMeta):
                                 self.name, command)
                 req.resolved = False
                 req.error("Internal error")
+
+    def _slow_command(self, command: str, held: float) -> None:
+        counters["slow_commands"] += 1
+        _warn.warning("slow-command:" + self.name,
+                      "%s.%s held the service's lock for %.2f s (SNORKY_SLOW_COMMAND_TIME %s s): "
+                      "every other call to %s waited. Do slow work (I/O, sleeps, heavy "
+                      "computation) outside the lock: @rpc_command(lock=False) taking "
+                      "`with self.lock:` only around the state, or req.spawn(...)",
+                      self.name, command, held, self.slow_command_time, self.name)
+
+    def _log_unknown_command(self, req: Request) -> None:
+        """The DEBUG line of an ``Unknown command`` answer: what the service has,
+        or that the method exists without ``@rpc_command``."""
+        command = req.command
+        call = f"{self.name}.{printable(command, 80)}({_param_names(req.params)})"
+        if type(command) is not str:
+            why = f"the command is {_kind(command)}, not a string"
+        else:
+            why = f"{type(self).__name__} has no command {printable(command, 80)}"
+            for attr in dict.fromkeys((command, _SNAKE_RE.sub(r"_\1", command).lower())):
+                if attr.startswith("_"):
+                    continue
+                value = inspect.getattr_static(type(self), attr, None)
+                if callable(value) and getattr(value, "_rpc_spec", None) is None:
+                    why = (f"{type(self).__name__}.{attr} is a method not declared with "
+                           "@rpc_command")
+                    break
+            commands = ", ".join(sorted(self._commands)[:30]) or "none"
+            why += f" (its commands: {commands})"
+        _warn.debug("unknown-command", "%s from %s: Unknown command: %s", call,
+                    printable(req.client.remote_address), why)

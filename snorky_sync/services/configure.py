@@ -5,7 +5,7 @@ The built-in services carry their limits as attributes (``max_subscriptions``,
 (``Snorky.websocket`` / ``Snorky.sockjs``), :func:`configure_services` sets
 those attributes from the extension's :class:`~snorky_sync.settings.Settings`
 (``SNORKY_MAX_SUBSCRIPTIONS``, ``SNORKY_MAX_CURSOR_SIZE``,
-``SNORKY_BACKEND_ONLY_CHANNELS``, ...), so a user's own app gets them
+``SNORKY_BACKEND_ONLY_CHANNELS``, ``SNORKY_SLOW_COMMAND_TIME`` of every RPC service, ...), so a user's own app gets them
 exactly as the default app does.  A value the code set itself (on the
 instance, in a subclass, or ``PubSubService(backend_only=...)``) is kept;
 if a setting was also configured to something else, mounting fails with a
@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import fields
 from typing import Any
 
+from .base import RPCService
 from .chat import ChatService
 from .cursors import CursorsService
 from .datasync import DataSyncService
@@ -39,6 +40,7 @@ LIMITS: dict[type, list[tuple[str, str]]] = {
     DataSyncService: [("MAX_SUBSCRIPTIONS_PER_CLIENT", "max_subscriptions"),
                       ("MAX_PENDING", "max_pending_subscriptions"),
                       ("MAX_PENDING_PER_REQUESTER", "max_pending_per_requester")],
+    RPCService: [("slow_command_time", "slow_command_time")],
 }
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import gevent
 
+from ...logs import RateLimitedLogger, printable
 from ...metrics import counters, transport_counters
 from ..websocket import track, untrack
 from .session import SockJSSession
@@ -20,6 +21,7 @@ from .session import SockJSSession
 __all__ = ["SessionManager"]
 
 log = logging.getLogger("snorky_sync.sockjs")
+_debug = RateLimitedLogger(log, burst=200, period=1.0)  # per session: DEBUG, within reason
 
 _monotonic = time.monotonic
 
@@ -47,6 +49,8 @@ class SessionManager:
         self.sessions[sid] = session
         self._ident_keys[session] = track(session)
         transport_counters["sessions_opened", transport] += 1
+        _debug.debug("open", "SockJS session #%d open from %s (%s)", session.id, printable(remote),
+                     transport)
         if self._sweeper is None:
             self._sweeper = gevent.spawn(self._sweep)
         self.target.client_connected(session)
@@ -59,6 +63,8 @@ class SessionManager:
         session.ended = True
         untrack(session, self._ident_keys.pop(session, None))
         transport_counters["sessions_closed", session.transport] += 1
+        _debug.debug("close", "SockJS session #%d from %s closed", session.id,
+                     printable(session.remote_address))
         try:
             self.target.client_disconnected(session)
         except Exception:
@@ -88,9 +94,11 @@ class SessionManager:
                         if session.detached_at < limit:
                             if session.closing is None:
                                 counters["sockjs_sessions_expired"] += 1
-                                log.info("SockJS session #%d of %s expired: no request for %ss",
-                                         session.id, session.remote_address,
-                                         opts.disconnect_delay)
+                                # a closed tab, as a WebSocket's reset: DEBUG
+                                _debug.debug("expired", "SockJS session #%d of %s expired: no "
+                                             "request for %ss", session.id,
+                                             printable(session.remote_address),
+                                             opts.disconnect_delay)
                             self.remove(session)
                     elif beat:
                         session.heartbeat()
