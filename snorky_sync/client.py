@@ -6,7 +6,8 @@ bounded outbound queue (DESIGN.md rule 3):
 * :meth:`Client.send_frame` only appends an already-encoded frame to a list
   and, the first time in a burst, puts the client on the process's dirty
   list; it never blocks and never encodes anything per recipient.
-* One flusher greenlet per process waits for ``gevent.idle()`` — so that all
+* One flusher greenlet per process waits for the hub to be idle (at most
+  :data:`FLUSH_MAX_WAIT`: :func:`snorky_sync.hub.idle`) — so that all
   the work of the current burst has queued its frames — and then writes each
   dirty client's whole backlog with one non-blocking ``send``.  No greenlet is
   spawned or switched to per client on this path.  After a flush that
@@ -48,7 +49,7 @@ import gevent
 import gevent.event
 from gevent.socket import wait_write as _wait_write
 
-from . import wire
+from . import hub, wire
 from .logs import RateLimitedLogger
 from .metrics import counters
 
@@ -59,7 +60,10 @@ log = logging.getLogger("snorky_sync.client")
 _warn = RateLimitedLogger(log)  # per-connection lines: at most 10 of a kind per 10 s
 
 _ids = itertools.count(1)
-_idle = gevent.idle
+_idle = hub.idle
+#: the longest a flush waits for the hub to be idle (a hub that never is, under
+#: load, must not hold replies back: snorky_sync.hub)
+FLUSH_MAX_WAIT = 0.005
 _spawn = gevent.spawn
 _sleep = gevent.sleep
 
@@ -159,7 +163,7 @@ def _flush_loop() -> None:
     while True:
         _wake.wait()
         _wake.clear()
-        _idle()
+        _idle(FLUSH_MAX_WAIT)
         batch, _dirty = _dirty, []
         for client in batch:
             client._flush()
@@ -335,7 +339,7 @@ class Client:
         try:
             self._write_all(rest)
             while True:
-                _idle()
+                _idle(FLUSH_MAX_WAIT)
                 if not self._queue:
                     break
                 self._write_all(memoryview(self._take()))

@@ -63,6 +63,7 @@ import gevent
 import gevent.event
 import gevent.monkey
 
+from .. import hub
 from ..metrics import counters
 from .base import Broker, BrokerUnavailable
 
@@ -300,7 +301,7 @@ class RedisBroker(Broker):
     def _send_outbox(self) -> None:
         try:
             while self._outbox:
-                gevent.idle()
+                hub.idle(0.005)  # publishes of this burst together; bounded on a busy hub
                 batch, self._outbox = self._outbox, []
                 try:
                     pipe = self.client.pipeline(transaction=False)
@@ -613,7 +614,7 @@ class RedisBroker(Broker):
             if inbox:
                 now = time.monotonic()
                 if now - idled > self._idle_every:
-                    gevent.idle()  # the flusher writes what the slices queued
+                    hub.idle(0.01)  # the flusher writes what the slices queued
                     idled = time.monotonic()
                 else:
                     gevent.sleep(0)

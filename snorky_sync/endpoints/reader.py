@@ -27,9 +27,10 @@ counted when complete, and bytes); over the message rate it is closed
 :meth:`~.limits.InputBudget.delay` seconds (TCP backpressure slows the
 sender; counted as ``input_throttled``); and a reader whose socket still
 has input after a full read waits for the hub to be idle before it reads
-again (``gevent.idle()``: every other connection with input is served
-first; ``sleep(0)`` was not enough, as gevent polls for I/O only every 50
-callbacks, and each can be a costly message).  A text message that is not UTF-8 closes the connection with 1007
+again (:func:`snorky_sync.hub.idle`: every other connection with input is
+served first, for up to :data:`FAIR_MAX_WAIT`; ``sleep(0)`` was not enough,
+as gevent polls for I/O only every 50 callbacks, and each can be a costly
+message; an unbounded ``gevent.idle()`` starved it on a hub that is never idle).  A text message that is not UTF-8 closes the connection with 1007
 (RFC 6455 §8.1), on the fast path too.
 """
 from __future__ import annotations
@@ -43,6 +44,7 @@ import gevent
 from websockets.frames import Frame, Opcode
 from websockets.protocol import Protocol, Side, State
 
+from .. import hub
 from ..client import Client
 from ..logs import RateLimitedLogger, printable
 from ..metrics import counters
@@ -66,7 +68,9 @@ PARK_AFTER = 1.0
 
 _spawn = gevent.spawn
 _sleep = gevent.sleep
-_idle = gevent.idle
+_idle = hub.idle
+#: the longest a reader with more input waits for the others (snorky_sync.hub)
+FAIR_MAX_WAIT = 0.02
 _monotonic = time.monotonic
 _TEXT, _BINARY, _CONT, _CLOSE = Opcode.TEXT, Opcode.BINARY, Opcode.CONT, Opcode.CLOSE
 _awake: set[Reader] = set()  # readers that have a greenlet
@@ -304,7 +308,7 @@ class Reader:
                     _sleep(delay)
                     continue
             if more:  # more input is waiting: let the other connections be served first
-                _idle()
+                _idle(FAIR_MAX_WAIT)
 
 def _resume(reader: Reader) -> None:
     """The hub's callback for a parked reader's socket: input, give it a greenlet."""
