@@ -20,6 +20,7 @@ import logging
 import time
 from typing import Any
 
+import gevent
 import gevent.lock
 
 from ... import wire
@@ -212,12 +213,15 @@ class SockJSSession(Client):
                     "(%d frames, %d bytes); closing",
                     printable(self.remote_address), self.id, self.transport, len(self._queue),
                     self._queued_bytes, extra={"conn": self.id, "remote": self.remote_address})
-        self._finish(1013, "Slow consumer", drop=True)
+        # found full while a service queues to it (a broadcast iterating its
+        # subscribers, under its lock): the services forget it in a moment,
+        # not from inside send_frame, as for a WebSocket cut by its reader
+        self._finish(1013, "Slow consumer", drop=True, defer_end=True)
 
     def _abort(self) -> None:
-        self._finish(1002, "Connection interrupted", drop=True)
+        self._finish(1002, "Connection interrupted", drop=True, defer_end=True)
 
-    def _finish(self, code: int, reason: str, drop: bool) -> None:
+    def _finish(self, code: int, reason: str, drop: bool, defer_end: bool = False) -> None:
         if self.closing is not None:
             return
         self.closing = Raw(protocol.close_frame(code, reason))
@@ -229,7 +233,10 @@ class SockJSSession(Client):
         r = self.receiver
         if r is not None and r.ready:
             self._deliver(r)
-        self.manager.ended(self)
+        if defer_end:
+            gevent.spawn(self.manager.ended, self)
+        else:
+            self.manager.ended(self)
 
     def destroy(self) -> None:
         """Forget the session (expired): tell services if not done yet."""
