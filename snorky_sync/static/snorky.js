@@ -27,6 +27,7 @@
  * reconnecting, connectors restore what the page had (pubsub subscriptions,
  * chat channels, cursor documents and own cursors, messaging names); RPC
  * calls in flight when the connection drops reject with "Connection lost";
+ * an optional call timeout (`callTimeout`, off by default as in 0.1);
  * close() stops reconnecting; a listener that throws does not stop the other
  * listeners of a signal.
  *
@@ -458,6 +459,11 @@
     reconnectDelay: 500,      // ms before the first retry
     maxReconnectDelay: 15000, // cap of the exponential backoff
     protocols: undefined,     // WebSocket sub-protocols, if any
+    // ms an RPC call waits for its answer once sent, then rejects with an
+    // Error naming the service and command (0: it waits for ever, as in 0.1).
+    // A service's own `callTimeout` property wins.  With debug on, a call
+    // still unanswered after callTimeout (or 10 s when 0) is also warned about.
+    callTimeout: 0,
     openTimeout: 10000,       // ms a socket may take to open before it counts as failed
     // SockJS fallback, used when a WebSocket cannot be opened (refused, or no
     // open within openTimeout): the SockJS class (default: the page's
@@ -489,7 +495,8 @@
      *       function returning one or a Promise of one (called at every
      *       (re)connection, e.g. to fetch a fresh connection token).
      *  options: {debug, reconnect, reconnectDelay, maxReconnectDelay,
-     *       protocols}; a boolean is taken as `debug` (as early 0.1 did). */
+     *       protocols, callTimeout, ...: see DEFAULTS}; a boolean is taken
+     *       as `debug` (as early 0.1 did). */
     constructor: function (socketClass, address, services, options) {
       if (typeof socketClass !== "function") {
         throw new TypeError("Snorky: the first argument is the WebSocket class");
@@ -906,10 +913,18 @@
   });
   var Service = Snorky.Service;
 
+  // debug mode: how long a call may go unanswered before a console warning
+  // when no callTimeout is set
+  var DEBUG_CALL_WARNING = 10000;
+
+  function warn() {
+    if (typeof console !== "undefined" && console.warn) { console.warn.apply(console, arguments); }
+  }
+
   Snorky.RPCService = Class(Service, {
     _prepare: function () {
       this.nextCallId = 0;
-      this.calls = {};  // callId -> {resolve, reject, command, sent}
+      this.calls = {};  // callId -> {resolve, reject, command, sent, timer}
       this.notificationReceived = new Snorky.Signal();
       this.packetReceived.add(this.onPacket, this);
     },
@@ -943,6 +958,7 @@
         var snorky = self.snorky;
         if (snorky && snorky.isConnected) {
           entry.sent = true;
+          self._armCall(callId, entry);
         } else if (snorky && snorky.closed) {
           delete self.calls[callId];
           reject(new Error("Connection closed"));
@@ -954,6 +970,45 @@
       return this.rpcCall(command, params);
     },
 
+    /* ms this service's calls wait for an answer once sent: its own
+     * `callTimeout` property if it is a number, else the Snorky object's
+     * callTimeout option (0: no limit). */
+    getCallTimeout: function () {
+      if (typeof this.callTimeout === "number") { return this.callTimeout; }
+      var options = this.snorky && this.snorky.options;
+      return options && typeof options.callTimeout === "number" ? options.callTimeout : 0;
+    },
+
+    /* A sent call's timer: rejection after the call timeout, and the debug
+     * warning (a call to a service the server does not have is never
+     * answered: Snorky 0.1's protocol). */
+    _armCall: function (callId, entry) {
+      var timeout = this.getCallTimeout();
+      var debug = !!(this.snorky && this.snorky.debug);
+      if (entry.timer || !(timeout > 0 || debug)) { return; }
+      var wait = timeout > 0 ? timeout : DEBUG_CALL_WARNING;
+      var self = this;
+      entry.timer = setTimeout(function () {
+        entry.timer = null;
+        if (self.calls[callId] !== entry) { return; }
+        var text = 'Snorky: no answer from service "' + self.name + '" to "' + entry.command +
+                   '" within ' + wait + " ms";
+        if (debug) {
+          warn(text + ' (is "' + self.name + '" registered on the server? A call to an unknown ' +
+               "service is never answered; the server's log lists the services it has)");
+        }
+        if (timeout > 0) {
+          delete self.calls[callId];
+          (self._timedOut || (self._timedOut = {}))[callId] = true;
+          var err = new Error(text);
+          err.service = self.name;
+          err.command = entry.command;
+          err.timeout = true;
+          entry.reject(err);
+        }
+      }, wait);
+    },
+
     onPacket: function (message) {
       if (!message || typeof message !== "object" || !("type" in message)) {
         logError('Non-RPC message received from service "%s"', this.name);
@@ -961,11 +1016,17 @@
       }
       if (message.type === "response" || message.type === "error") {
         if (!hasOwn.call(this.calls, message.callId)) {
+          if (this._timedOut && hasOwn.call(this._timedOut, message.callId)) {
+            delete this._timedOut[message.callId];  // it rejected with its timeout already
+            if (this.snorky) { this.snorky.logDebug("Snorky: late answer to a call that timed out", message); }
+            return;
+          }
           logError('Response for unknown call with id "%s" from service "%s"', message.callId, this.name);
           return;
         }
         var call = this.calls[message.callId];
         delete this.calls[message.callId];
+        if (call.timer) { clearTimeout(call.timer); }
         if (message.type === "response") {
           call.resolve(message.data);
         } else {
@@ -990,17 +1051,22 @@
     onNotification: function (message) {},
 
     _queueFlushed: function () {
-      for (var id in this.calls) { this.calls[id].sent = true; }
+      for (var id in this.calls) {
+        this.calls[id].sent = true;
+        this._armCall(id, this.calls[id]);
+      }
     },
 
     /* Calls that were sent fail; calls still queued stay queued for the next
      * connection. */
     _connectionLost: function (errorText) {
       var calls = this.calls;
+      this._timedOut = null;  // the old connection's answers will not come
       Object.keys(calls).forEach(function (id) {
         var call = calls[id];
         if (call && call.sent) {
           delete calls[id];
+          if (call.timer) { clearTimeout(call.timer); }
           call.reject(new Error(errorText));
         }
       });
@@ -1009,7 +1075,11 @@
     _connectionClosed: function (errorText) {
       var calls = this.calls;
       this.calls = {};
-      Object.keys(calls).forEach(function (id) { calls[id].reject(new Error(errorText)); });
+      this._timedOut = null;
+      Object.keys(calls).forEach(function (id) {
+        if (calls[id].timer) { clearTimeout(calls[id].timer); }
+        calls[id].reject(new Error(errorText));
+      });
     },
 
     /* rpcCall, then `onSuccess(data)` once it succeeded (connectors track

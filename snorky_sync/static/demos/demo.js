@@ -25,7 +25,9 @@
     // ?transport=xhr-polling (or any sockjs-client transport) connects with
     // SockJS on that transport, when the page has sockjs-client
     var transport = new URLSearchParams(location.search).get("transport");
-    var options = {debug: /debug/.test(location.hash)};
+    // a call that gets no answer in 10 s rejects with an Error naming the
+    // service and command instead of waiting for ever; #debug also warns
+    var options = {debug: /debug/.test(location.hash), callTimeout: 10000};
     var snorky;
     if (transport && typeof SockJS === "function") {
       var sockjsUrl = function (u) { return u.replace(/^ws/, "http").replace("/ws", "/sockjs"); };
