@@ -30,6 +30,7 @@ import gevent.event
 
 from ...logs import RateLimitedLogger, printable
 from ...metrics import counters, transport_counters
+from .. import request_socket
 from ..limits import RATE_EXCEEDED
 from . import protocol
 
@@ -43,18 +44,6 @@ _sleep = gevent.sleep
 _Timeout = gevent.Timeout
 #: the largest chunk written at once (a write timeout applies to each)
 PIECE = 64 * 1024
-
-
-def request_socket(environ):
-    """The gevent socket under this request, if the server lets us see it."""
-    for key in ("snorky.socket", "gunicorn.socket", "gunicorn.sock"):
-        sock = environ.get(key)
-        if sock is not None:
-            return sock
-    try:  # pywsgi handlers that do not expose it (gevent-websocket's)
-        return environ["wsgi.input"].rfile.raw._sock
-    except (KeyError, AttributeError):
-        return None
 
 
 class LocalReceiver:
