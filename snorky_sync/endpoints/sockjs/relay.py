@@ -63,6 +63,13 @@ class _RemoteReceiver:
         self.ready = False
         self.relay.broker.publish(self.topic, _dumps(
             {"op": "frames", "rid": self.rid, "frames": [f.decode() for f in frames], "last": last}))
+        if self.polling or last:
+            # this request ends with what it was just given: the session takes
+            # its next receiver now, not once the serving process's "detach"
+            # has crossed Redis (the client's next poll could arrive first: 2010)
+            self.relay.remote.pop((self.topic, self.rid), None)
+            if self.session is not None:
+                self.session.detach(self, False)
 
 
 class _RemoteSource:
