@@ -458,6 +458,8 @@ def _drop_connection(environ, counted: _TimedInput, unread: int | None) -> None:
     if hasattr(stream, "_discard"):  # pywsgi's Input: nothing left to discard
         stream.content_length = stream.position
         stream.chunked_input = False
+    if hasattr(stream, "failed"):  # gunicorn's Body (>= 23): closes instead of draining it
+        stream.failed = True
     counters["http_unread_bodies_dropped"] += 1
     _warn.debug("http-unread", "%s: closing after a response that left its request body unread "
                 "(%d bytes read)", printable(counted._remote), counted.consumed)
