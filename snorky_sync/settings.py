@@ -93,6 +93,7 @@ class Settings:
     max_blocking_time: float = 0.5          # SNORKY_MAX_BLOCKING_TIME (seconds the event loop may go without switching before gevent's monitor logs the blocking call's stack and counts hub_blocked; `serve` and the shipped gunicorn config; 0: off)
     demos: bool = False                     # SNORKY_DEMOS (demo pages at /; `serve` turns them on)
     demo_database_url: str | None = None    # SNORKY_DEMO_DATABASE_URL (todo demo; default SQLite in the temp dir)
+    demo_api_rate: float = 20.0             # SNORKY_DEMO_API_RATE (calls of the Todos demo's API per second per client address, bursts of twice that; past it 429 + Retry-After; 0: off)
 
     _env: dict = field(default_factory=dict, repr=False, compare=False)
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from flask import jsonify, request
 
+from ..endpoints.admission import ConnectRate
 from ..integrations.flask_views import request_requester, subscription_in_response
 from ..integrations.sqlalchemy import DeltaPublisher, subscribable
 from ..services.datasync import BroadcastDealer
@@ -73,6 +74,22 @@ def init_todos(app, bp, backend, datasync, database_url: str) -> None:
 
     def bad(text):
         return jsonify(error=text), 400
+
+    # The API costs a query (and a DataSync authorization) per call: one
+    # address may call it SNORKY_DEMO_API_RATE times a second (bursts of twice
+    # that), as a public app would with nginx's limit_req; past it 429
+    settings = app.extensions["snorky_sync"].settings
+    api_rate = ConnectRate(per_ip_rate=settings.demo_api_rate, per_ip_burst=2 * settings.demo_api_rate,
+                           trusted_proxies=settings.trusted_proxies)
+
+    @bp.before_request
+    def limit_api():
+        if not api_rate.enabled or not request.path.startswith("/demos/todos/api"):
+            return None
+        retry = api_rate.admit(request.environ)
+        if retry is None:
+            return None
+        return jsonify(error="too many requests"), 429, {"Retry-After": str(retry)}
 
     def valid_title(data):
         title = data.get("title")
