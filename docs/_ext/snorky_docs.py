@@ -1,12 +1,28 @@
 """Parts of the documentation generated from the code, so they cannot drift.
 
-A page asks for one with an HTML comment, replaced before the page is parsed::
+A page asks for one with an HTML comment; the generated Markdown is committed
+right after it, up to an end marker, so the page reads the same on GitHub as
+in the Sphinx build::
 
     <!-- generated: settings
     SNORKY_BACKEND_PORT: more words for this row (optional, one line per variable)
     -->
+
+    | variable | default | meaning |
+    ...
+
+    <!-- end generated: edit the code, then run python scripts/generate_docs.py -->
+
     <!-- generated: commands snorky_sync.services.pubsub:PubSubService -->
     <!-- generated: cli snorky_sync -->
+
+``python scripts/generate_docs.py`` (or ``python -m docs._ext.snorky_docs``)
+rewrites every block from the code (a new marker gets its block); with
+``--check`` it only says which pages are out of date (exit status 1), as
+tests/docs/test_generated.py does in CI. The Sphinx build renders the
+committed blocks as they are (it runs none of the code, so it needs none of
+the optional extras: ``cli snorky_sync.integrations.postgres`` needs psycopg);
+it only fails on a marker without its end marker or of an unknown kind.
 
 - ``settings``: every field of :class:`snorky_sync.settings.Settings` (its
   variable, its default, and the comment beside the field unless the page
@@ -176,16 +192,83 @@ def cli_help(args: str, body: str) -> str:
 GENERATORS = {"settings": settings_table, "commands": commands_table, "cli": cli_help}
 
 
-def _expand(app, docname, source):
+# the blocks in the pages --------------------------------------------------------------------
+
+END = "<!-- end generated: edit the code, then run python scripts/generate_docs.py -->"
+# the marker, then (once generated) a blank line, the block, a blank line and END
+BLOCK = re.compile(MARKER.pattern + r"(?:\n\n(.*?)\n\n" + re.escape(END) + ")?", re.DOTALL)
+
+
+def render(text: str, where: str = "") -> str:
+    """``text`` with every generated block (re)made from the code."""
     def replace(match):
         kind, args, body = match.group(1), match.group(2), match.group(3) or ""
         if kind not in GENERATORS:
-            raise ExtensionError(f"{docname}: unknown generated block {kind!r}")
-        return GENERATORS[kind](args, body)
+            raise ExtensionError(f"{where}: unknown generated block {kind!r}")
+        marker = MARKER.match(match.string, match.start()).group(0)  # type: ignore[union-attr]
+        return f"{marker}\n\n{GENERATORS[kind](args, body)}\n\n{END}"
 
-    source[0] = MARKER.sub(replace, source[0])
+    return BLOCK.sub(replace, text)
+
+
+def pages() -> list[Path]:
+    return sorted(p for p in (ROOT / "docs").rglob("*.md") if "_build" not in p.parts)
+
+
+def stale_pages(write: bool = False) -> list[Path]:
+    """The pages whose generated blocks differ from what the code generates
+    (rewritten when ``write``)."""
+    stale = []
+    for path in pages():
+        text = path.read_text()
+        if "<!-- generated: " not in text:
+            continue
+        new = render(text, str(path.relative_to(ROOT)))
+        if new != text:
+            stale.append(path)
+            if write:
+                path.write_text(new)
+    return stale
+
+
+def _check_structure(app, docname, source):
+    """At build time: every marker is known and followed by its block (the
+    content itself is checked against the code by tests/docs/test_generated.py)."""
+    for match in MARKER.finditer(source[0]):
+        if match.group(1) not in GENERATORS:
+            raise ExtensionError(f"{docname}: unknown generated block {match.group(1)!r}")
+        rest = source[0][match.end():]
+        nxt = rest.find("<!-- generated: ")
+        end = rest.find(END)
+        if end < 0 or (0 <= nxt < end):
+            raise ExtensionError(f"{docname}: '<!-- generated: {match.group(1)}' has no generated block "
+                                 "after it: run python scripts/generate_docs.py")
 
 
 def setup(app):
-    app.connect("source-read", _expand)
-    return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}
+    app.connect("source-read", _check_structure)
+    return {"version": "2", "parallel_read_safe": True, "parallel_write_safe": True}
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python scripts/generate_docs.py",
+        description="Rewrite the generated blocks of docs/*.md (settings table, commands, CLI help) from the code.")
+    parser.add_argument("--check", action="store_true",
+                        help="change nothing; list the out-of-date pages and exit 1 if there are any")
+    args = parser.parse_args(argv)
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    stale = stale_pages(write=not args.check)
+    for path in stale:
+        print(("out of date: " if args.check else "rewrote: ") + str(path.relative_to(ROOT)))
+    if args.check and stale:
+        print("run: python scripts/generate_docs.py", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
