@@ -22,6 +22,7 @@ a database query) and must not hold the lock meanwhile; such a command takes
 """
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import logging
@@ -41,6 +42,8 @@ from ..metrics import counters, rpc_calls, rpc_errors
 if TYPE_CHECKING:  # pragma: no cover
     from ..brokers.base import Broker
     from ..client import Client
+    from .groups import Groups
+    from .shared import SharedState
 
 __all__ = [
     "Service", "RPCService", "Request", "RPCError", "InvalidMessage",
@@ -90,6 +93,28 @@ class Service:
     (:func:`snorky_sync.hashable.make_hashable`: lists and dicts can be used as
     dict keys).  The built-in services turn it off: they key by canonical JSON."""
 
+    max_groups_per_client = 1000
+    """Groups one client may be in (:meth:`join_group` raises ``RPCError("Too many groups")``)."""
+    max_group_name_size = 1024
+    """Bytes of JSON of a group's name (``RPCError("Group name too long")``)."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # A client that disconnects leaves its groups, even when a subclass's
+        # client_disconnected does not call super().
+        super().__init_subclass__(**kwargs)
+        own = cls.__dict__.get("client_disconnected")
+        if own is not None and not getattr(own, "_leaves_groups", False):
+            @functools.wraps(own)
+            def client_disconnected(self: Service, client: Client) -> None:
+                try:
+                    own(self, client)
+                finally:
+                    groups = self.__dict__.get("_groups")
+                    if groups is not None:
+                        groups.leave_all(client)
+            client_disconnected._leaves_groups = True  # type: ignore[attr-defined]
+            cls.client_disconnected = client_disconnected  # type: ignore[method-assign]
+
     def __init__(self, name: str) -> None:
         if not isinstance(name, str):
             raise TypeError(f"{type(self).__name__}(name): the service name is a string, "
@@ -123,6 +148,64 @@ class Service:
         do; see :mod:`snorky_sync.brokers.base`).
         """
         self.broker = broker
+        self._group_table().use_broker(broker)
+
+    # -- groups and shared state: the same code on one process and on many ----------
+    def _group_table(self) -> Groups:
+        groups = self.__dict__.get("_groups")
+        if groups is None:
+            from .groups import Groups
+            groups = self.__dict__["_groups"] = Groups(self)
+        return groups
+
+    def join_group(self, client: Client, group: Any, wait: bool = True) -> bool:
+        """Make ``client`` a member of ``group`` (a JSON value, usually a
+        string); False if it was one already.  :meth:`broadcast_group` then
+        reaches it from any process.  It stays a member until
+        :meth:`leave_group` or until it disconnects.
+
+        With a distributed broker, the first member of a group in this process
+        makes the process subscribe to the group; ``wait`` (default) waits for
+        Redis to confirm it (one round trip, at most 5 s), so a broadcast made
+        anywhere after this returns reaches the client.  Raises
+        ``RPCError("Too many groups")`` past :attr:`max_groups_per_client` and
+        ``RPCError("Group name too long")`` past :attr:`max_group_name_size`.
+        """
+        table = self._group_table()
+        joined = table.join(client, group)
+        if joined and wait:
+            table.confirm(group, 5.0)
+        return joined
+
+    def leave_group(self, client: Client, group: Any) -> bool:
+        """``client`` is no longer a member of ``group``; False if it was not."""
+        return self._group_table().leave(client, group)
+
+    def broadcast_group(self, group: Any, msg: Any) -> int:
+        """Send ``msg`` to every member of ``group``, in this process and every
+        other one (through the broker, when it is distributed), encoded once.
+        Returns the members reached in this process.  Messages broadcast by one
+        process arrive in the order it sent them."""
+        return self._group_table().broadcast(group, msg)
+
+    def group_members(self, group: Any) -> list[Client]:
+        """The members of ``group`` connected to this process (only)."""
+        return self._group_table().local_members(group)
+
+    def groups_of(self, client: Client) -> list[Any]:
+        """The groups ``client`` is a member of."""
+        return self._group_table().of(client)
+
+    @property
+    def shared(self) -> SharedState:
+        """Tables of JSON values shared by every process of this service: in
+        Redis with a distributed broker, in this process otherwise
+        (:class:`snorky_sync.services.shared.SharedState`)."""
+        shared = self.__dict__.get("_shared")
+        if shared is None:
+            from .shared import SharedState
+            shared = self.__dict__["_shared"] = SharedState(self)
+        return shared
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
@@ -159,7 +242,11 @@ class Service:
         """A client connected to the registry this service belongs to."""
 
     def client_disconnected(self, client: Client) -> None:
-        """A client disconnected: forget everything about it."""
+        """A client disconnected: forget everything about it (it leaves its
+        groups even when an override does not call this)."""
+        groups = self.__dict__.get("_groups")
+        if groups is not None:
+            groups.leave_all(client)
 
 
 # -- RPC -------------------------------------------------------------------

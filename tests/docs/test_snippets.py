@@ -257,8 +257,24 @@ def served_ownapp(srv):
     assert r.status_code == 200 and "snorky_websockets_open" in r.text
 
 
+def served_poll(srv):
+    """docs/writing-a-service.md's poll in one process (tests/cluster/test_poll_page.py runs
+    it on two gunicorn workers with Redis)."""
+    a, b = SnorkyTestClient(srv.ws_url + "/ws"), SnorkyTestClient(srv.ws_url + "/ws")
+    try:
+        assert a.ok("poll", "watch", {"poll": "lunch"}) == {}
+        assert b.ok("poll", "vote", {"poll": "lunch", "option": "pizza"}) == 1
+        assert a.wait_for(lambda m: m.get("type") == "votes", timeout=10) == {
+            "type": "votes", "poll": "lunch", "option": "pizza", "votes": 1}
+        assert b.ok("poll", "watch", {"poll": "lunch"}) == {"pizza": 1}
+        assert b.call("poll", "vote", {"poll": "lunch", "option": "soup"})["message"] == "Unknown option"
+    finally:
+        a.close()
+        b.close()
+
+
 SERVED = {"seed": served_seed, "mounted": served_mounted, "calculator": served_calculator,
-          "ownapp": served_ownapp}
+          "ownapp": served_ownapp, "poll": served_poll}
 # what a served snippet's app is mounted with, when the page leaves that to the reader
 SERVE_WITH = {
     "calculator": """
