@@ -3,6 +3,7 @@ Chromium against a real server (tests/docs/js_snippets_server.py: what the page
 assumes — snorky.js at /static/snorky.js, /ws with an identity, /api/todos).
 The page's own functions the snippets call (show, note, render, ...) are
 recorded; a second connection ("bob") is the other side of each service."""
+import json
 from pathlib import Path
 
 import pytest
@@ -92,6 +93,49 @@ def test_the_javascript_page_s_snippets_run_against_a_real_server(server, playwr
         called("render")
         assert page.evaluate("todos.map(t => t.title)") == ["existing", "from the server"]
         assert page.evaluate("snorky.isConnected") is True
+        assert errors == []
+    finally:
+        browser.close()
+        bob.close()
+
+
+def test_the_notification_snippet_receives_the_service_s_pushes(server, playwright_instance):
+    """docs/javascript.md's notificationReceived example, unchanged: the page
+    shows the totals it watched, its own vote and another client's (pushes),
+    and watches again after its connection is dropped."""
+    [snippet] = [s for s in SNIPPETS if s.page == "docs/javascript.md" and s.options.get("page") == "poll"]
+    assert "notificationReceived.add" in snippet.code
+    bob = SnorkyTestClient(server.ws_url + "/ws?as=bob")
+    assert bob.ok("poll", "vote", {"poll": "lunch", "option": "salad"}) == 1   # before the page watches
+    browser = playwright_instance.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+    try:
+        page = browser.new_page()
+        errors = []
+        page.on("pageerror", lambda err: errors.append(str(err)))
+        page.goto(server.url + "/static/snorky.js")
+        page.set_content(
+            '<!doctype html><html><body><script src="/static/snorky.js"></script>\n<script>window.shown = [];\n'
+            "function showVotes(v) { window.shown.push(JSON.stringify(v)); }\n"
+            "function onVoteClicked(fn) { window.clickVote = fn; }\n</script>\n"
+            "<script>\n" + snippet.code + "\n</script></body></html>")
+
+        def shown(votes):
+            page.wait_for_function("v => window.shown.length > 0 && JSON.stringify(Object.entries("
+                                   "JSON.parse(window.shown[window.shown.length - 1])).sort()) === v",
+                                   arg=json.dumps(sorted([k, n] for k, n in votes.items()),
+                                                  separators=(",", ":")), timeout=T)
+
+        shown({"salad": 1})                                   # watch's answer
+        page.evaluate("window.clickVote('pizza')")            # its own vote, pushed back to it
+        shown({"salad": 1, "pizza": 1})
+        assert bob.ok("poll", "vote", {"poll": "lunch", "option": "pizza"}) == 2   # another client's vote
+        shown({"salad": 1, "pizza": 2})
+        # the connection drops: the page reconnects, watches again, and gets the next pushes
+        page.evaluate("live._socket.close()")
+        page.wait_for_function("live.connectionCount === 2 && live.isConnected", timeout=T)
+        page.wait_for_function("window.shown.length >= 4", timeout=T)  # the second watch's answer
+        assert bob.ok("poll", "vote", {"poll": "lunch", "option": "sushi"}) == 1
+        shown({"salad": 1, "pizza": 2, "sushi": 1})
         assert errors == []
     finally:
         browser.close()
