@@ -148,7 +148,9 @@ class Service:
         do; see :mod:`snorky_sync.brokers.base`).
         """
         self.broker = broker
-        self._group_table().use_broker(broker)
+        groups = self.__dict__.get("_groups")
+        if groups is not None:  # routed once the service uses groups (two services of
+            groups.use_broker(broker)  # one name, in two registries, may share a broker)
 
     # -- groups and shared state: the same code on one process and on many ----------
     def _group_table(self) -> Groups:
@@ -156,6 +158,9 @@ class Service:
         if groups is None:
             from .groups import Groups
             groups = self.__dict__["_groups"] = Groups(self)
+            broker = getattr(self, "broker", None)
+            if broker is not None:
+                groups.use_broker(broker)
         return groups
 
     def join_group(self, client: Client, group: Any, wait: bool = True) -> bool:

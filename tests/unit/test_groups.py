@@ -120,3 +120,19 @@ def test_shared_state_in_process():
     assert shared.get("votes") == {}
     with pytest.raises(TypeError):
         shared.incr("votes", "a", by="1")
+
+
+def test_two_services_of_one_name_in_two_registries_share_a_broker():
+    """A frontend and a backend registry each with a "calc" (tests/integration/testapp.py):
+    mounting both on one distributed broker worked before groups and must still; the
+    group routing is installed once a service uses groups."""
+    a, b = Linked(), Linked()
+    a.peer, b.peer = b, a
+    front, back = Room("calc"), Room("calc")
+    ServiceRegistry([front], broker=a)
+    ServiceRegistry([back], broker=a)  # raised: family 'group:calc' already has a handler
+    ServiceRegistry([Room("calc")], broker=b)
+    x, y = FakeClient(), FakeClient()
+    rpc(front, x, "enter", {"room": "r"})
+    assert rpc(front, y, "say", {"room": "r", "text": "hi"})["data"] == 1
+    assert x.pop_messages() == [{"type": "said", "text": "hi"}]
