@@ -188,14 +188,18 @@ def test_abrupt_disconnect_cleans_up(connect):
 
 
 def test_slow_consumer_is_cut_off_and_others_get_everything(connect, server):
-    publisher, healthy, slow = connect(), connect(), connect()
+    healthy, slow = connect(), connect()
+    # several publishers: each connection's input is held to SNORKY_BYTE_RATE_LIMIT (256 KiB/s)
+    publishers = [connect() for _ in range(10)]
+    publisher = publishers[0]
     for c in (healthy, slow):
         c.ok("pubsub", "subscribe", {"channel": "firehose"})
     payload = "p" * 8000
     n = 2500  # 20 MB: far more than loopback socket buffers + the 1 MB queue
     received = 0
     for i in range(n):
-        publisher.send("pubsub", {"command": "publish", "params": {"channel": "firehose", "message": payload}})
+        publishers[i % len(publishers)].send(
+            "pubsub", {"command": "publish", "params": {"channel": "firehose", "message": payload}})
         if i % 50 == 49:  # the healthy client keeps reading as the publisher goes
             while received < i - 10:
                 assert healthy.recv()["message"]["type"] == "message"
