@@ -114,7 +114,10 @@ def test_a_flood_on_a_channel_nobody_on_b_subscribes_never_reaches_b(pair):
     assert messages_on(marker, "marker-a", 1) == ["end"]
     after = metric(pair.b, MESSAGES_IN)
     assert after > before, "B counts what it takes off Redis (the marker at least)"
-    assert after - before < 10, f"B took {after - before:.0f} messages off Redis for a flood of {n} it has no subscriber for"
+    # besides the marker, B takes only the cluster's own traffic (heartbeats: more on a slow
+    # machine); before routing it took every one of the flood's 300
+    assert after - before < n // 10, \
+        f"B took {after - before:.0f} messages off Redis for a flood of {n} it has no subscriber for"
 
 
 def test_cross_worker_delivery_per_channel_in_order(pair):
