@@ -167,6 +167,14 @@ def parse(argv):
     ap.add_argument("--subscribers", type=int)
     ap.add_argument("--rate", type=float, help="publishes/s of the fixed-rate run")
     ap.add_argument("--duration", type=float, help="seconds of publishing at saturation")
+    ap.add_argument("--testbed", action="store_true",
+                    help="instead: fan-out through nginx on the multi-host testbed (bench/testbed_bench.py; root)")
+    ap.add_argument("--testbed-hosts", default="1,2,3", help="host counts of --testbed, one row each")
+    ap.add_argument("--testbed-workers", type=int, default=2, help="gunicorn workers per host of --testbed")
+    ap.add_argument("--capacity", action="store_true",
+                    help="instead: the Centrifugo-2020 scenario on the testbed, processes x shards (bench/capacity.py; root)")
+    ap.add_argument("--capacity-processes", default="1,2,4", help="process counts of --capacity (1, 2, 4)")
+    ap.add_argument("--capacity-shards", default="1,2,3", help="Redis shard counts of --capacity (1-3)")
     return ap.parse_args(argv)
 
 
@@ -177,6 +185,15 @@ def main(argv=None) -> int:
     overrides = {k: v for k, v in (("subscribers", args.subscribers), ("rate", args.rate),
                                    ("duration", args.duration)) if v is not None}
     sizes = dataclasses.replace(sizes, **overrides)
+    if args.capacity:
+        from bench import capacity
+        return capacity.main(capacity.QUICK if args.quick else capacity.Scenario(),
+                             [int(n) for n in args.capacity_processes.split(",")],
+                             [int(n) for n in args.capacity_shards.split(",")], argv, args.out)
+    if args.testbed:
+        from bench import testbed_bench
+        return testbed_bench.main(sizes, [int(n) for n in args.testbed_hosts.split(",")], args.testbed_workers,
+                                  argv, args.out)
     wanted = [n for n in args.only.split(",") if n]
     unknown = set(wanted) - {t.name for t in TARGETS}
     if unknown:

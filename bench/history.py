@@ -1,6 +1,6 @@
 """python -m bench.history: what PubSub history costs, and how fast 1,000 pages recover.
 
-    python -m bench.history [--subscribers 1000] [--publishes 2000] [--recovering 1000]
+    python -m bench.history [--subscribers 1000] [--publishes 2000] [--recovering 1000] [--redis]
 
 Runs the default app (embedded, one process) twice: history off, and
 ``SNORKY_PUBSUB_HISTORY_SIZE=1000``.  Fan-out: ``--subscribers`` raw
@@ -10,6 +10,11 @@ offset).  Recovery (history on): ``--recovering`` subscribers each got 10
 messages, all drop, 100 more are published, all reconnect at once with
 ``since``; reported: time until every one has its 100 missed messages and its
 ``recovered: true`` answer.  Server pinned to core 0, generator to core 1.
+
+``--redis``: the same through a redis-server of its own (``SNORKY_REDIS_URL``):
+with history on, every message takes the positioning path (offsets given by
+Redis, the per-channel track of the last offset delivered, the catch-up on a
+jump), so the two rows are fan-out with positioning on and off.
 """
 from __future__ import annotations
 
@@ -25,6 +30,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
+
+from cluster.conftest import RedisServer  # noqa: E402
 
 from bench.quick import ENV, cpu_seconds, masked, read_frames, server_pid, ws_connect  # noqa: E402
 from support.servers import ServerProcess  # noqa: E402
@@ -106,9 +113,18 @@ def recovery(port: int, n: int) -> dict:
             seen[i] += 1
             last[i] = msg["offset"]
     pump(subs, lambda i: seen[i] < 10, frame, time.perf_counter() + 60)
+    witness = subscribe_all(port, 1, {"channel": "rec"})  # stays: the 100 are in once it has them
+    heard = [0]
+    pump(witness, lambda i: not heard[0], lambda i, p: heard.__setitem__(0, 1), time.perf_counter() + 60)
+    heard[0] = 0
     for s in subs:
         s.close()
     publish(100, 10)
+
+    def witnessed(i, payload):
+        if b'"type":"message"' in payload:
+            heard[0] += 1
+    pump(witness, lambda i: heard[0] < 100, witnessed, time.perf_counter() + 60)
     epoch = pos[0]["epoch"]
     missed = [0] * n
     answers = [None] * n
@@ -126,15 +142,18 @@ def recovery(port: int, n: int) -> dict:
             answers[i] = msg["data"]
     pump(back, lambda i: answers[i] is None, frame2, t0 + 120)
     dt = time.perf_counter() - t0
-    for s in back + [pub]:
+    for s in back + witness + [pub]:
         s.close()
     ok = sum(1 for i in range(n) if answers[i] and answers[i].get("recovered") and missed[i] == 100)
     return {"seconds": dt, "recovered": ok, "of": n}
 
 
-def run(history: int, args) -> dict:
+def run(history: int, args, redis_url: str | None = None) -> dict:
     env = dict(ENV, SNORKY_PUBSUB_HISTORY_SIZE=str(history))
-    srv = ServerProcess("embedded", app="wsgi:app", env=env)
+    if redis_url:
+        env["SNORKY_REDIS_URL"] = redis_url
+    # the embedded server is not monkey-patched at import, as Redis needs: one gunicorn gevent worker
+    srv = ServerProcess("gunicorn-gevent" if redis_url else "embedded", app="wsgi:app", env=env)
     try:
         pid = server_pid(srv)
         if os.cpu_count() and os.cpu_count() >= 2:
@@ -154,14 +173,21 @@ def main(argv=None) -> int:
     ap.add_argument("--publishes", type=int, default=2000)
     ap.add_argument("--recovering", type=int, default=1000)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--redis", action="store_true", help="through a redis-server of its own")
     args = ap.parse_args(argv)
+    redis = RedisServer().start() if args.redis else None
     rows = []
-    for history in (0, 1000):
-        runs = [run(history, args) for _ in range(args.repeat)]
-        runs.sort(key=lambda r: r["fanout"]["deliveries/s"])
-        rows.append(runs[len(runs) // 2])   # the median run
+    try:
+        for history in (0, 1000):
+            runs = [run(history, args, redis and redis.url) for _ in range(args.repeat)]
+            runs.sort(key=lambda r: r["fanout"]["deliveries/s"])
+            rows.append(runs[len(runs) // 2])   # the median run
+    finally:
+        if redis:
+            redis.kill()
     off, on = rows
-    print(f"| PubSub fan-out, {args.subscribers} subscribers x {args.publishes} publishes "
+    through = ", through Redis" if args.redis else ""
+    print(f"| PubSub fan-out{through}, {args.subscribers} subscribers x {args.publishes} publishes "
           f"(median of {args.repeat}) | deliveries/s | lost | server CPU |")
     print("|---|---:|---:|---:|")
     for label, r in (("history off", off), ("history on (1000 per channel)", on)):

@@ -41,12 +41,30 @@
  *           storm (all N open again after the server closed them), until
  *           a line or EOF on stdin or --hold seconds: time to recover,
  *           attempts, 503s, refused connects, other failures.
+ *   groups  the Centrifugo-2020 scenario, scaled: N connections (--subs),
+ *           connection i subscribed to its personal channel "u<i>" and
+ *           to its group's channel "g<i / G>" (--group G, default 10);
+ *           --churners K more connections, churner j on "c<j>" and group
+ *           "g<j mod groups>", of which --churn R per second are closed and
+ *           opened again (reconnect, subscribe to both); --clients P
+ *           publishers, each publish stamped as in fanout and sent to a
+ *           group channel (round robin) or, one in --personal-every E, to
+ *           a personal one.  Two phases on the same connections, each
+ *           printing a "start" line when it starts and its result when
+ *           its deliveries are in (or --drain seconds after its last
+ *           publish): saturation (each publisher keeps --window W
+ *           unacknowledged, --duration D seconds), then a fixed --rate R
+ *           publishes/s over all publishers for --seconds S (skipped when
+ *           R is 0).  lost = what the N stable connections should have
+ *           received - what they did; churners' deliveries count in
+ *           deliveries/s, not in lost.
  *
  * Options: --port P --path /ws --proto snorky|socketio --subs N
  *   --messages M --window W --rate R --size B --clients C --seconds S
  *   --warmup S --conns N --concurrency K --hold S --cpu-pids a,b,c
  *   --timeout S (bound on any phase) --duration D (fanout)
  *   --tokens FILE --document D --drain S (cursors)
+ *   --group G --churners K --churn R --personal-every E (groups)
  * Every result has the server's CPU share (--cpu-pids) and the generator's,
  * and how long each waited runnable for a core (server_wait,
  * generator_wait: shares of the run; high on a busy shared machine).
@@ -71,7 +89,7 @@
 
 enum { P_SNORKY, P_SOCKETIO };
 enum { ST_FREE, ST_CONNECTING, ST_HS, ST_WS, ST_READY, ST_CLOSED };
-enum { R_SUB, R_PUB, R_RPC, R_IDLE, R_CUR };
+enum { R_SUB, R_PUB, R_RPC, R_IDLE, R_CUR, R_GSUB, R_CHURN };
 
 typedef struct conn {
     int fd, state, role, counted, attempts, heap_pos;
@@ -85,6 +103,7 @@ typedef struct conn {
     int64_t outstanding;
     char *cpath;   /* cursors: --path with this client's ?token=, or NULL for --path */
     int cstage;    /* cursors: CS_* below */
+    long gid;      /* groups: this connection's number (its personal channel) */
 } conn;
 enum { CS_NONE, CS_JOINING, CS_JOINED, CS_CREATING, CS_CREATED };
 
@@ -99,13 +118,15 @@ static uint64_t st_503, st_refused, st_reset, st_other, st_attempts, st_lost, st
 static uint64_t pub_stop_at = UINT64_MAX;  /* --duration: no publish starts after this */
 static const char *tokens_file = NULL, *document = "bench";
 static double drain = 3;
+static long group_size = 10, churners = 0, personal_every = 10;
+static double churn_rate = 0;
 
 /* ---- state ---- */
 static int epfd;
 static conn *C;
 static long nconn, next_connect, in_progress, ready_count, failed, server_closed;
 static uint64_t subscribed_total, errors_total, unexpected, pings;
-static uint64_t pub_sent, pub_acked, delivered, reordered_total;
+static uint64_t pub_sent, pub_acked, delivered, reordered_total, delivered_stable, expected_stable;
 static uint64_t t_start, t_last_delivery, t_last_ack, t_first_connect, t_all_ready;
 static uint64_t rpc_done, rpc_measure_from, rpc_stop_at;
 static int measuring;
@@ -281,6 +302,22 @@ static void send_subscribe(conn *c) {
     ws_out(c, 1, buf, n);
 }
 
+/* groups: subscribe to the personal channel (callId 1) and the group's (callId 2) */
+static long ngroups(void) { return (subs + group_size - 1) / group_size; }
+static void send_group_subscribes(conn *c) {
+    char buf[256];
+    int n;
+    const char *pfx = c->role == R_CHURN ? "c" : "u";
+    long g = c->role == R_CHURN ? c->gid % ngroups() : c->gid / group_size;
+    n = snprintf(buf, sizeof buf, "{\"service\":\"pubsub\",\"message\":{\"command\":\"subscribe\","
+                 "\"params\":{\"channel\":\"%s%ld\"},\"callId\":1}}", pfx, c->gid);
+    ws_out(c, 1, buf, n);
+    n = snprintf(buf, sizeof buf, "{\"service\":\"pubsub\",\"message\":{\"command\":\"subscribe\","
+                 "\"params\":{\"channel\":\"g%ld\"},\"callId\":2}}", g);
+    ws_out(c, 1, buf, n);
+    c->outstanding += 2;
+}
+
 static void send_publish(conn *c, const char *channel, uint64_t seq, int stamped) {
     char msg[65600], buf[66000];
     int m;
@@ -404,10 +441,25 @@ static void cursors_text(conn *c, const char *p, size_t n, uint64_t now) {
 
 static void on_ready(conn *c, uint64_t now);
 
+static uint64_t g_churn_cycles, g_churn_subscribed;
+static void groups_publish(conn *c);
+
 static void on_response(conn *c, int is_error, uint64_t now) {
     if (is_error) errors_total++;
     c->outstanding--;
-    if (c->role == R_SUB) {
+    if (c->role == R_GSUB || c->role == R_CHURN) {
+        if (++c->subscribed == 2) {
+            if (c->role == R_GSUB) subscribed_total++;
+            else if (c->attempts++) g_churn_cycles++;   /* back after a churn close */
+            else g_churn_subscribed++;
+        }
+    } else if (c->role == R_PUB && !strcmp(mode, "groups")) {
+        if (measuring) {
+            pub_acked++;
+            t_last_ack = now;
+            if (rate == 0 && now < pub_stop_at) groups_publish(c);
+        }
+    } else if (c->role == R_SUB) {
         if (!c->subscribed) { c->subscribed = 1; subscribed_total++; }
     } else if (c->role == R_PUB) {
         if (measuring) {
@@ -445,6 +497,12 @@ static void on_delivery(conn *c, const char *at, size_t left, uint64_t now) {
     uint64_t ts = hex(at + 1, 16), seq = hex(at + 18, 8);
     c->received++;
     delivered++;
+    if (c->role == R_GSUB || c->role == R_CHURN) {  /* groups: several publishers, no order to check */
+        if (c->role == R_GSUB) delivered_stable++;
+        if (now > ts) hist_add(now - ts);
+        t_last_delivery = now;
+        return;
+    }
     if (seq > c->last_seq) c->last_seq = seq;
     else { c->reordered++; reordered_total++; }  /* still received, counted apart */
     if (now > ts) hist_add(now - ts);
@@ -582,6 +640,7 @@ static void on_ready(conn *c, uint64_t now) {
     t_all_ready = now;  /* the last one's time, once all are in */
     if (c->role == R_SUB) { send_subscribe(c); c->outstanding++; }
     if (c->role == R_CUR) send_join(c);
+    if (c->role == R_GSUB || c->role == R_CHURN) send_group_subscribes(c);
 }
 
 static void handle_handshake(conn *c, uint64_t now) {
@@ -936,6 +995,157 @@ static int run_cursors(void) {
     return 0;
 }
 
+/* ---- groups: personal + group-of-G channels, churn (see the header) ---- */
+static conn *G_PUB;   /* the publishers: C[nconn - clients .. nconn - 1] */
+static long g_churn_next;
+static uint64_t g_churn_at, g_phase_end;
+
+/* the next publish, by the global count: a group channel (round robin), or one in personal_every a personal one */
+static void groups_publish(conn *c) {
+    uint64_t k = ++pub_sent;
+    char channel[32];
+    if (personal_every > 0 && k % (uint64_t)personal_every == 0) {
+        long who = (long)((k / (uint64_t)personal_every * 7919) % (uint64_t)subs);
+        snprintf(channel, sizeof channel, "u%ld", who);
+        expected_stable += 1;
+    } else {
+        long g = (long)(k % (uint64_t)ngroups());
+        long members = subs - g * group_size < group_size ? subs - g * group_size : group_size;
+        snprintf(channel, sizeof channel, "g%ld", g);
+        expected_stable += (uint64_t)members;
+    }
+    send_publish(c, channel, k, 1);
+}
+
+static void reopen(conn *c) {
+    c->plen = c->olen = c->ooff = 0;
+    c->subscribed = 0;
+    c->outstanding = 0;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) die("socket");
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    c->fd = fd;
+    c->state = ST_CONNECTING;
+    c->want_out = 1;
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.ptr = c};
+    epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0 && errno != EINPROGRESS) conn_close(c, 1);
+}
+
+/* churn: close the next fully subscribed churner and open it again */
+static void churn_tick(uint64_t now) {
+    if (churn_rate <= 0 || churners <= 0) return;
+    while (now >= g_churn_at) {
+        g_churn_at += (uint64_t)(1e9 / churn_rate);
+        for (long tries = 0; tries < churners; tries++) {
+            conn *c = &C[subs + (g_churn_next++ % churners)];
+            if (c->state == ST_READY && c->subscribed >= 2) {
+                conn_close(c, 0);
+                ready_count--;
+                reopen(c);
+                break;
+            }
+            if (c->state == ST_CLOSED) { failed--; reopen(c); break; }  /* refused earlier: try again */
+        }
+    }
+}
+
+static void groups_rate_tick(uint64_t now) {
+    churn_tick(now);
+    int sent[64] = {0};
+    while (now >= next_pub_at && now < pub_stop_at) {
+        long i = (long)(pub_sent % (uint64_t)clients);
+        groups_publish(&G_PUB[i]);
+        if (i < 64) sent[i] = 1;
+        next_pub_at += (uint64_t)(1e9 / rate);
+    }
+    for (long i = 0; i < clients && i < 64; i++) if (sent[i]) flush_out(&G_PUB[i]);
+}
+
+static int groups_setup_done(void) {
+    return subscribed_total >= (uint64_t)subs && g_churn_subscribed >= (uint64_t)churners
+        && ready_count >= subs + churners + clients;
+}
+static int groups_phase_done(void) {
+    uint64_t now = now_ns();
+    if (now < pub_stop_at) return 0;
+    if (now >= g_phase_end) return 1;
+    return pub_acked >= pub_sent && delivered_stable >= expected_stable;
+}
+
+static void groups_phase(const char *phase, double seconds_, double rate_) {
+    pub_sent = pub_acked = delivered = delivered_stable = expected_stable = 0;
+    memset(&H, 0, sizeof H);
+    uint64_t cycles0 = g_churn_cycles;
+    long closed0 = server_closed;
+    printf("{\"mode\":\"groups\",\"event\":\"start\",\"phase\":\"%s\"}\n", phase);
+    fflush(stdout);
+    double g0 = self_cpu();
+    wait_mark();
+    rate = rate_;
+    measuring = 1;
+    t_start = now_ns();
+    t_last_delivery = t_last_ack = t_start;
+    pub_stop_at = t_start + (uint64_t)(seconds_ * 1e9);
+    g_phase_end = pub_stop_at + (uint64_t)(drain * 1e9);
+    g_churn_at = t_start;
+    if (rate == 0) {
+        for (long i = 0; i < clients; i++) {
+            while (G_PUB[i].outstanding < window_) groups_publish(&G_PUB[i]);
+            flush_out(&G_PUB[i]);
+        }
+        loop(groups_phase_done, churn_tick, g_phase_end + 1000000, 0);
+    } else {
+        next_pub_at = t_start;
+        loop(groups_phase_done, groups_rate_tick, g_phase_end + 1000000, 0);
+    }
+    measuring = 0;
+    uint64_t t_end = t_last_delivery > t_last_ack ? t_last_delivery : t_last_ack;
+    double elapsed = (t_end - t_start) / 1e9;
+    double g1 = self_cpu();
+    printf("{\"mode\":\"groups\",\"event\":\"result\",\"phase\":\"%s\",\"subscribers\":%ld,\"group\":%ld,"
+           "\"churners\":%ld,\"churn\":%.1f,\"publishers\":%ld,\"published\":%llu,\"acked\":%llu,"
+           "\"expected\":%llu,\"received\":%llu,\"lost\":%lld,\"deliveries\":%llu,"
+           "\"deliveries_per_s\":%.1f,\"publishes_per_s\":%.1f,\"p50_ms\":%.4f,\"p99_ms\":%.4f,\"max_ms\":%.4f,"
+           "\"rate\":%.1f,\"window\":%ld,\"size\":%ld,\"churn_cycles\":%llu,\"churn_per_s\":%.1f,"
+           "\"stable_closed\":%ld,",
+           phase, subs, group_size, churners, churn_rate, clients, (unsigned long long)pub_sent,
+           (unsigned long long)pub_acked, (unsigned long long)expected_stable, (unsigned long long)delivered_stable,
+           (long long)(expected_stable - delivered_stable), (unsigned long long)delivered,
+           elapsed > 0 ? delivered / elapsed : 0, elapsed > 0 ? pub_acked / elapsed : 0,
+           hist_pct(0.50), hist_pct(0.99), hist_max(), rate, window_, size_,
+           (unsigned long long)(g_churn_cycles - cycles0),
+           elapsed > 0 ? (g_churn_cycles - cycles0) / elapsed : 0, server_closed - closed0);
+    print_common(g1 - g0, 0, elapsed);
+    printf(",\"first_error\":\"%s\"}\n", first_error);
+    fflush(stdout);
+}
+
+static int run_groups(void) {
+    if (subs < 1 || group_size < 1 || clients < 1) { fprintf(stderr, "loadgen: groups needs --subs, --group, --clients >= 1\n"); return 2; }
+    alloc_conns(subs + churners + clients);
+    for (long i = 0; i < subs; i++) { C[i].role = R_GSUB; C[i].gid = i; }
+    for (long j = 0; j < churners; j++) { C[subs + j].role = R_CHURN; C[subs + j].gid = j; }
+    G_PUB = &C[subs + churners];
+    for (long i = 0; i < clients; i++) G_PUB[i].role = R_PUB;
+    uint64_t deadline = now_ns() + (uint64_t)(timeout_s * 1e9);
+    loop(groups_setup_done, NULL, deadline, 0);
+    if (!groups_setup_done()) {
+        printf("{\"error\":\"setup incomplete: %ld ready, %llu + %llu subscribed, %ld failed, %llu errors: %s\"}\n",
+               ready_count, (unsigned long long)subscribed_total, (unsigned long long)g_churn_subscribed, failed,
+               (unsigned long long)errors_total, first_error);
+        return 1;
+    }
+    double rate_asked = rate;
+    groups_phase("saturation", duration > 0 ? duration : 3, 0);
+    if (rate_asked > 0) groups_phase("rate", seconds, rate_asked);
+    close_all();
+    return 0;
+}
+
 /* ---- storm: clients reconnecting the way snorky.js does ---- */
 static conn **heap;
 static long heap_n;
@@ -1068,6 +1278,10 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--tokens")) tokens_file = v;
         else if (!strcmp(a, "--document")) document = v;
         else if (!strcmp(a, "--drain")) drain = atof(v);
+        else if (!strcmp(a, "--group")) group_size = atol(v);
+        else if (!strcmp(a, "--churners")) churners = atol(v);
+        else if (!strcmp(a, "--churn")) churn_rate = atof(v);
+        else if (!strcmp(a, "--personal-every")) personal_every = atol(v);
         else { fprintf(stderr, "loadgen: unknown option %s\n", a); return 2; }
     }
     if (!port) { fprintf(stderr, "loadgen: --port is required\n"); return 2; }
@@ -1086,6 +1300,7 @@ int main(int argc, char **argv) {
     if (!strcmp(mode, "idle")) return run_idle();
     if (!strcmp(mode, "storm")) return run_storm();
     if (!strcmp(mode, "cursors")) return run_cursors();
+    if (!strcmp(mode, "groups")) return run_groups();
     fprintf(stderr, "loadgen: unknown mode %s\n", mode);
     return 2;
 }

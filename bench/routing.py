@@ -2,6 +2,7 @@
 what a worker receives of traffic it has no subscriber for.
 
     python -m bench.routing [--clients 200] [--rounds 20] [--channels 100] [--flood 2000]
+    python -m bench.routing --services [--conn-clients 100] [--conn-rounds 5] [--channels 100]
 
 Starts its own redis-server and two default-app workers (embedded) on it.
 
@@ -11,6 +12,14 @@ once; then the same with a fresh channel name for every subscribe (the worst
 case: nothing to reuse).  Reported from Redis' own ``INFO commandstats``:
 SUBSCRIBE and UNSUBSCRIBE commands (each may carry many channels), and from
 the workers' metrics the channels they subscribed and gave up.
+
+Connection churn, every routed service (``--services``): two one-worker
+gunicorn servers of tests/cluster/routing_app.py (PubSub, PubSub with
+presence, Chat with presence, Cursors, a user's groups) on one redis-server;
+for each service, ``--conn-rounds`` times, ``--conn-clients`` new connections
+per worker each join one of ``--channels`` channels (documents, groups) and
+disconnect.  Reported: SUBSCRIBE and UNSUBSCRIBE commands (``INFO
+commandstats``) per connection churned, once every channel was given up.
 
 Flood: a client on worker B publishes ``--flood`` 1 KB messages on a channel
 only a client on A subscribes to; once that one has them all, A publishes a
@@ -33,6 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 from cluster.conftest import RedisServer, wait_broker  # noqa: E402
 
+from snorky_sync.auth import ConnectionTokens  # noqa: E402
 from support.servers import ServerProcess, free_port, metric  # noqa: E402
 from support.wsclient import SnorkyTestClient  # noqa: E402
 
@@ -90,6 +100,97 @@ def churn(servers, r: redis.Redis, clients: int, rounds: int, pick) -> dict:
             "errors": len(errors)}
 
 
+#: what one connection does in each service (tests/cluster/routing_app.py), on channel ``ch``
+SERVICES = {
+    "PubSub": lambda c, ch: c.ok("marks", "subscribe", {"channel": ch}),
+    "PubSub + presence": lambda c, ch: c.ok("pubsub", "subscribe", {"channel": ch, "presence": True}),
+    "Chat (presence on)": lambda c, ch: c.ok("chat", "join", {"channel": ch}),
+    "Cursors": lambda c, ch: c.ok("cursors", "join", {"document": ch}),
+    "groups (join_group)": lambda c, ch: c.ok("rooms", "enter", {"room": ch}),
+}
+SECRET = "bench-routing-secret-0123456789abcdef"
+
+
+def connection_churn(servers, r: redis.Redis, action, clients: int, rounds: int, channels: int) -> dict:
+    """``rounds`` times: ``clients`` new connections per worker, at once, each
+    doing ``action`` on a channel of the pool, then closing."""
+    tokens = ConnectionTokens(SECRET)
+    rng = random.Random(2)
+    before = commands(r)
+    subs0 = worker_metric(servers, "broker_channels_subscribed")
+    unsubs0 = worker_metric(servers, "broker_channels_unsubscribed")
+    errors: list[str] = []
+
+    def run(srv, n: int) -> None:
+        try:
+            c = SnorkyTestClient(f"{srv.ws_url}/ws?token={tokens.create(f'u{n}')}", timeout=60)
+        except Exception as exc:
+            errors.append(repr(exc))
+            return
+        try:
+            action(c, f"ch{rng.randrange(channels)}")
+        except Exception as exc:
+            errors.append(repr(exc))
+        finally:
+            c.close()
+
+    t0 = time.perf_counter()
+    n = 0
+    for _ in range(rounds):
+        threads = []
+        for srv in servers:
+            for _ in range(clients):
+                n += 1
+                threads.append(threading.Thread(target=run, args=(srv, n)))
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    elapsed = time.perf_counter() - t0
+    subscribed = worker_metric(servers, "broker_channels_subscribed") - subs0
+    deadline = time.monotonic() + 60  # every channel given up after its linger
+    while worker_metric(servers, "broker_channels_unsubscribed") - unsubs0 < subscribed:
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    after = commands(r)
+    return {"connections": n, "seconds": elapsed,
+            "subscribe_cmds": after["subscribe"] - before["subscribe"],
+            "unsubscribe_cmds": after["unsubscribe"] - before["unsubscribe"],
+            "channels_subscribed": subscribed,
+            "channels_unsubscribed": worker_metric(servers, "broker_channels_unsubscribed") - unsubs0,
+            "errors": len(errors)}
+
+
+def services_churn(args) -> None:
+    rs = RedisServer().start()
+    r = redis.Redis(port=rs.port)
+    servers = []
+    try:
+        for _ in range(2):
+            srv = ServerProcess("gunicorn-gevent", app="tests.cluster.routing_app:app", env={
+                "SNORKY_REDIS_URL": rs.url, "TEST_SECRET": SECRET, **ENV,
+                "SNORKY_MAX_CONNECTIONS_PER_IDENTITY": "100000"})
+            servers.append(srv)
+            wait_broker(srv)
+        rows = [(name, connection_churn(servers, r, action, args.conn_clients, args.conn_rounds, args.channels))
+                for name, action in SERVICES.items()]
+        print(f"\nConnection churn: 2 workers x {args.conn_rounds} rounds x {args.conn_clients} new "
+              f"connections per worker, each joining one of {args.channels} channels and disconnecting\n")
+        print("| service | connections churned | SUBSCRIBE cmds | UNSUBSCRIBE cmds | commands per connection "
+              "| channels subscribed | channels given up | seconds | errors |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for name, row in rows:
+            per = (row["subscribe_cmds"] + row["unsubscribe_cmds"]) / max(1, row["connections"])
+            print(f"| {name} | {row['connections']} | {row['subscribe_cmds']} | {row['unsubscribe_cmds']} "
+                  f"| {per:.3f} | {row['channels_subscribed']} | {row['channels_unsubscribed']} "
+                  f"| {row['seconds']:.1f} | {row['errors']} |")
+    finally:
+        for srv in servers:
+            srv.stop()
+        rs.kill()
+
+
 def flood(a, b, n: int) -> dict:
     """A client on B floods a channel only A subscribes to."""
     sub_a = SnorkyTestClient(a.ws_url + "/ws", timeout=60)
@@ -123,7 +224,13 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=20)
     ap.add_argument("--channels", type=int, default=100)
     ap.add_argument("--flood", type=int, default=2000)
+    ap.add_argument("--services", action="store_true", help="connection churn of every routed service")
+    ap.add_argument("--conn-clients", type=int, default=100, help="new connections per worker and round")
+    ap.add_argument("--conn-rounds", type=int, default=5)
     args = ap.parse_args()
+    if args.services:
+        services_churn(args)
+        return
     rs = RedisServer().start()
     r = redis.Redis(port=rs.port)
     servers = []

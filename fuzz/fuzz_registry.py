@@ -4,7 +4,7 @@
     python fuzz/fuzz_registry.py fuzz/corpus -max_total_time=60
 
 Any exception escaping ``process_message_raw`` is a bug (bad input must be
-logged and dropped, or answered per PROTOCOL.md), and so is an answer that is
+logged and dropped, or answered per protocol.md), and so is an answer that is
 not a well-formed envelope.
 """
 import logging

@@ -6,13 +6,18 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # System packages (redis-server and redis-sentinel for cluster tests, chromium for browser
-# tests, node for the JS client).
+# tests, node for the JS client, PostgreSQL's server binaries: tests/support/postgres.py
+# starts its own server on a free port, whatever the machine runs).
 need=()
+command -v initdb >/dev/null || compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need+=(postgresql)
 command -v redis-server >/dev/null || need+=(redis-server)
 command -v redis-sentinel >/dev/null || need+=(redis-sentinel)
 command -v chromium >/dev/null || need+=(chromium)
 command -v node >/dev/null || need+=(nodejs)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)  # docs' nginx blocks run for real
+# tests/testbed: hosts as network namespaces (ip netns, as root), each with its own host name (unshare)
+command -v ip >/dev/null || [ -x /usr/sbin/ip ] || need+=(iproute2)
+command -v unshare >/dev/null || need+=(util-linux)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
@@ -40,5 +45,8 @@ fi
 .venv/bin/mypy
 .venv/bin/sphinx-build -W --keep-going -q -b html docs docs/_build/html
 
+# Everything the tests need is installed above: a test that skips fails (tests/conftest.py;
+# SNORKY_NO_SKIPS=0 bash scripts/test.sh lets them skip).
+export SNORKY_NO_SKIPS="${SNORKY_NO_SKIPS:-1}"
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true  # the slow-consumer test opens 1,000+ sockets
 exec .venv/bin/python -m pytest "$@"

@@ -5,6 +5,8 @@ The public face; everything here is a re-export::
     from snorky_sync import ServiceRegistry, Snorky, serve
     from snorky_sync.services.pubsub import PubSubService
 """
+from typing import TYPE_CHECKING
+
 from .client import Client
 from .embedded import serve
 from .endpoints.websocket import Reject
@@ -21,6 +23,9 @@ from .services.base import (
 )
 from .settings import Settings
 
+if TYPE_CHECKING:  # pragma: no cover
+    from flask import Flask
+
 __all__ = [
     "Client", "Reject", "RPCError", "RPCService", "Request", "Service",
     "ServiceRegistry", "Settings", "Snorky", "rpc_asynchronous", "rpc_command",
@@ -31,7 +36,7 @@ version = __version__
 """Snorky 0.1's name for the version string."""
 
 
-def create_app(settings=None):
+def create_app(settings: Settings | None = None) -> "Flask":
     """The default application (see :mod:`snorky_sync.app`)."""
     from .app import create_app as _create_app
     return _create_app(settings)

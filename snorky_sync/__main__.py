@@ -10,9 +10,14 @@ import errno
 import importlib
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from . import __version__
+from .extras import install_command
 from .settings import Settings
+
+if TYPE_CHECKING:  # pragma: no cover
+    from _typeshed.wsgi import WSGIApplication
 
 # the top-level module a feature needs -> the extra of pyproject.toml that installs it
 EXTRAS = {
@@ -34,11 +39,11 @@ def missing_module_text(exc: ImportError) -> str:
     extra = EXTRAS.get(top)
     text = str(exc) if exc.name is None else f"No module named {exc.name!r}"
     if extra:
-        return f'{text}: install it with pip install "snorky_sync[{extra}]"'
+        return f"{text}: install it with {install_command(extra)}"
     return text
 
 
-def load_app(spec: str):
+def load_app(spec: str) -> WSGIApplication:
     """``module:attribute`` (``module`` alone: its ``app``), importable from the current
     directory; an attribute ending in ``()`` is a factory called without arguments."""
     module_name, _, attr = spec.partition(":")
@@ -65,7 +70,8 @@ def load_app(spec: str):
         app = app()
     if not callable(app):
         raise CommandError(f"{spec} is a {type(app).__name__}, not a WSGI application")
-    return app
+    wsgi_app: WSGIApplication = app  # callable: taken to be one
+    return wsgi_app
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -2,8 +2,9 @@
 
 Frontend registry at ``/ws`` (and over SockJS at ``/sockjs``): ``pubsub``, ``chat``, ``cursors``,
 ``messaging``, ``datasync``.  Backend registry at
-``/backend`` (only when ``SNORKY_API_KEY`` is set): ``pubsub_backend``,
-``datasync_backend``.  DataSync dealers come from ``SNORKY_DATASYNC_DEALERS``.
+``/backend`` (only when ``SNORKY_API_KEY`` is set): ``control`` (disconnect an
+identity on every worker, ``info``, ``presence``), ``pubsub_backend``, ``datasync_backend``.  PubSub and Chat have personal channels
+(``dialog#alice,bob``, unless ``SNORKY_PERSONAL_CHANNELS=0``).  DataSync dealers come from ``SNORKY_DATASYNC_DEALERS``.
 The demos at ``/`` when ``SNORKY_DEMOS`` is on (see :mod:`snorky_sync.demos`),
 ``/static/snorky.js``, and ``/healthz`` for load balancers.
 """
@@ -20,13 +21,16 @@ from flask import Flask, Response
 from .auth import ConnectionTokens
 from .backend import LocalTransport, SnorkyBackend
 from .brokers import make_broker
+from .extras import install_command
 from .flask_ext import Snorky
 from .logs import configure_logging
 from .registry import ServiceRegistry
 from .services.chat import ChatService
+from .services.control import ControlService
 from .services.cursors import CursorsService
-from .services.datasync import DataSyncBackend, DataSyncService
+from .services.datasync import DataSyncBackend, DataSyncService, Dealer
 from .services.messaging import MessagingService
+from .services.namespaces import Namespaces
 from .services.pubsub import PubSubBackend, PubSubService
 from .settings import Settings
 
@@ -40,13 +44,13 @@ BACKEND_ONLY_CHANNELS = ("news",)
 ``SNORKY_BACKEND_ONLY_CHANNELS`` names others."""
 
 
-def load_dealers(spec: str | None) -> list:
+def load_dealers(spec: str | None) -> list[type[Dealer] | Dealer]:
     """Dealers named by ``SNORKY_DATASYNC_DEALERS``: comma-separated ``module:attr``.
 
     Each attribute is a dealer class, a dealer instance, or a list of them
     (or a callable returning such a list).
     """
-    dealers: list = []
+    dealers: list[type[Dealer] | Dealer] = []
     for item in (spec or "").split(","):
         item = item.strip()
         if not item:
@@ -70,13 +74,38 @@ def create_app(settings: Settings | None = None) -> Flask:
     broker = make_broker(settings.redis_url, settings.cluster_heartbeat, settings.cluster_expiry)
     frontend = ServiceRegistry(broker=broker)
     # only the backend publishes into these (SNORKY_BACKEND_ONLY_CHANNELS replaces the list)
+    # `dialog#alice,bob` is alice's and bob's only (SNORKY_PERSONAL_CHANNELS=0 turns it off)
+    personal = True if settings.personal_channels is None else settings.personal_channels
+    # who may read and write which channel, by prefix (SNORKY_NAMESPACES, JSON; unset: all open)
+    namespaces = None
+    if settings.namespaces:
+        try:
+            namespaces = Namespaces.from_config(settings.namespaces)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"SNORKY_NAMESPACES: {exc}") from None
+        recent = [n for n, ns in namespaces.namespaces.items() if ns.recent is not None]
+        recent += ["*"] if namespaces.default.recent is not None else []
+        if recent and not (settings.pubsub_history_size and settings.chat_history_size):
+            raise ValueError(f"SNORKY_NAMESPACES: {', '.join(map(repr, recent))} set(s) recent, "
+                             "which takes the last messages from the history of PubSub and Chat "
+                             "(both take the namespaces): set SNORKY_PUBSUB_HISTORY_SIZE and "
+                             "SNORKY_CHAT_HISTORY_SIZE too")
+        sized = namespaces.history_sizes()
+        if sized and not (settings.pubsub_history_size and settings.chat_history_size):
+            names = ", ".join("'*'" if n is None else repr(n) for n in sized)
+            raise ValueError(f"SNORKY_NAMESPACES: {names} set(s) history_size, which sizes the "
+                             "history of PubSub and Chat (both take the namespaces): set "
+                             "SNORKY_PUBSUB_HISTORY_SIZE and SNORKY_CHAT_HISTORY_SIZE too")
     pubsub = PubSubService("pubsub", history_size=settings.pubsub_history_size,
                            history_ttl=settings.pubsub_history_ttl,
-                           backend_only=settings.backend_only_channels or BACKEND_ONLY_CHANNELS)
+                           backend_only=settings.backend_only_channels or BACKEND_ONLY_CHANNELS,
+                           personal_channels=personal, presence=settings.pubsub_presence,
+                           namespaces=namespaces)
     frontend.register_service(pubsub)
 
     chat = ChatService("chat", history_size=settings.chat_history_size,
-                       history_ttl=settings.chat_history_ttl)
+                       history_ttl=settings.chat_history_ttl, personal_channels=personal,
+                       presence=settings.chat_presence, namespaces=namespaces)
     cursors = CursorsService("cursors")
     frontend.register_service(chat)
     frontend.register_service(cursors)
@@ -87,6 +116,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     # per-connection limits: from settings when Snorky mounts the registry, as in any app
 
     backend = ServiceRegistry(broker=broker)
+    backend.register_service(ControlService("control"))  # disconnect(identity) on every worker
     backend.register_service(PubSubBackend("pubsub_backend", pubsub))
     backend.register_service(DataSyncBackend("datasync_backend", datasync,
                                              timeout_interval=settings.datasync_timeout))
@@ -119,8 +149,8 @@ def create_app(settings: Settings | None = None) -> Flask:
             import sqlalchemy  # noqa: F401
         except ImportError as exc:
             demos = False
-            log.warning("demos skipped: %s; pip install \"snorky_sync[demos]\" to serve them",
-                        f"No module named {exc.name!r}" if exc.name else exc)
+            log.warning("demos skipped: %s; %s to serve them",
+                        f"No module named {exc.name!r}" if exc.name else exc, install_command("demos"))
     if demos:
         from .demos import init_demos
 
@@ -129,8 +159,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         init_demos(app, authenticate, SnorkyBackend(LocalTransport(backend)), datasync, database_url)
     else:
         @app.get("/")
-        def index():
-            hint = ('the demos need pip install "snorky_sync[demos]"' if settings.demos
+        def index() -> Response:
+            hint = (f"the demos need {install_command('demos')}" if settings.demos
                     else "SNORKY_DEMOS=1 shows the demos here")
             return Response("snorky_sync is running: WebSocket at /ws, client at /static/snorky.js "
                             f"({hint})\n", mimetype="text/plain")

@@ -1,19 +1,15 @@
 """Client: one connection as services see it.
 
 A Client carries the connection's identity and remote address and owns a
-bounded outbound queue (DESIGN.md rule 3):
+bounded outbound queue (architecture.md rule 3):
 
 * :meth:`Client.send_frame` only appends an already-encoded frame to a list
-  and, the first time in a burst, puts the client on the process's dirty
+  and, the first time in a burst, puts the client on its flusher's dirty
   list; it never blocks and never encodes anything per recipient.
-* One flusher greenlet per process waits for the hub to be idle (at most
-  :data:`FLUSH_MAX_WAIT`: :func:`snorky_sync.hub.idle`) — so that all
-  the work of the current burst has queued its frames — and then writes each
-  dirty client's whole backlog with one non-blocking ``send``.  No greenlet is
-  spawned or switched to per client on this path.  After a flush that
-  wrote broadcasts to many connections (:data:`coalesce`) the next one waits
-  a moment, so a stream of broadcasts costs one send per few frames per
-  recipient.
+* The flusher (:mod:`snorky_sync.flusher`, one per hub) gives each dirty
+  client its turn, :meth:`Client._flush`: one non-blocking ``send`` of its
+  whole backlog.  No greenlet is spawned or switched to per client on this
+  path.
 * Only when the kernel's send buffer is full (a partial or refused write)
   does the client get a writer greenlet of its own, which finishes the job
   with ``sendall`` and keeps draining until the queue is empty, then exits.
@@ -26,11 +22,11 @@ bounded outbound queue (DESIGN.md rule 3):
   that reads gets it; what queues behind it must fit the budget.
 * A writer whose socket accepts nothing for ``write_timeout`` seconds (the
   peer stopped reading) cuts the connection (``write_stall_disconnects``).
-* A process-wide budget (:func:`configure`, ``SNORKY_MAX_OUTBOUND_MEMORY``)
-  caps the bytes owed to all connections together: a keeper greenlet sums
-  them twice a second and, above the budget, cuts the connections owed the
-  most first until the total is back under 90% of it
-  (``memory_budget_disconnects``).
+* The app's budget (:class:`~snorky_sync.outbound.OutboundBudget`,
+  ``SNORKY_MAX_OUTBOUND_MEMORY``) caps the bytes owed to all its connections
+  together: a keeper greenlet sums them twice a second and, above the budget,
+  cuts the connections owed the most first until the total is back under 90%
+  of it (``memory_budget_disconnects``).
 
 The class knows nothing about Flask or the WebSocket handshake: endpoints
 create it around a connected gevent socket; unit tests subclass it.
@@ -39,10 +35,8 @@ from __future__ import annotations
 
 import itertools
 import logging
-import os
 import socket
-import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 import gevent
@@ -50,22 +44,22 @@ import gevent.event
 from gevent.socket import wait_write as _wait_write
 
 from . import hub, wire
+from .client_state import Lifecycle, Writing
+from .flusher import FLUSH_MAX_WAIT, Flusher, send_to_all
 from .logs import RateLimitedLogger
 from .metrics import counters
+from .outbound import DEFAULT as DEFAULT_BUDGET
+from .outbound import OutboundBudget, default_memory_budget
 
-__all__ = ["Client", "close_frame", "PING_FRAME", "configure", "budget", "stats", "outbound_bytes",
-           "default_memory_budget", "coalesce", "send_to_all"]
+__all__ = ["Client", "Lifecycle", "Writing", "close_frame", "PING_FRAME", "configure", "outbound_bytes",
+           "default_memory_budget", "send_to_all", "FLUSH_MAX_WAIT"]
 
 log = logging.getLogger("snorky_sync.client")
 _warn = RateLimitedLogger(log)  # per-connection lines: at most 10 of a kind per 10 s
 
 _ids = itertools.count(1)
 _idle = hub.idle
-#: the longest a flush waits for the hub to be idle (a hub that never is, under
-#: load, must not hold replies back: snorky_sync.hub)
-FLUSH_MAX_WAIT = 0.005
 _spawn = gevent.spawn
-_sleep = gevent.sleep
 
 
 def close_frame(code: int, reason: str = "") -> bytes:
@@ -77,123 +71,26 @@ def close_frame(code: int, reason: str = "") -> bytes:
 PING_FRAME = b"\x89\x00"
 
 
-# -- the process's memory budget ------------------------------------------------
-def default_memory_budget(workers: int = 1) -> int:
-    """A quarter of this machine's memory (or of the cgroup's limit, if lower),
-    shared by ``workers`` processes; at least 64 MiB."""
-    try:
-        total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError):
-        total = 4 << 30
-    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
-        try:
-            with open(path) as f:
-                raw = f.read().strip()
-        except OSError:
-            continue
-        if raw.isdigit() and 0 < int(raw) < total:
-            total = int(raw)
-        break
-    return max(64 << 20, total // 4 // max(1, workers))
-
-
-#: process-wide settings: ``memory_budget`` bytes owed to all connections
-#: (0: none), ``write_timeout`` seconds a write may make no progress (0: none)
-budget = {"memory_budget": default_memory_budget(), "write_timeout": 5.0, "interval": 0.5}
-#: what the keeper saw on its last pass (bytes owed to all connections) and the peak
-stats = {"outbound_bytes": 0, "outbound_bytes_peak": 0}
-_all: weakref.WeakSet[Client] = weakref.WeakSet()
-_keeper: gevent.Greenlet | None = None
-
-
+# -- the memory budget (snorky_sync.outbound) ----------------------------------------
 def configure(memory_budget: int | None = None, write_timeout: float | None = None) -> None:
-    """Set the process-wide budget (bytes; 0 turns it off) and the default write timeout."""
+    """Set the budget of clients made without an app (:data:`snorky_sync.outbound.DEFAULT`):
+    bytes (0 turns it off) and the default write timeout.  An app's clients
+    have their app's budget (``SNORKY_MAX_OUTBOUND_MEMORY``)."""
     if memory_budget is not None:
-        budget["memory_budget"] = int(memory_budget)
+        DEFAULT_BUDGET.limit = int(memory_budget)
     if write_timeout is not None:
-        budget["write_timeout"] = float(write_timeout)
+        DEFAULT_BUDGET.write_timeout = float(write_timeout)
 
 
 def outbound_bytes() -> int:
-    """Bytes owed to this process's connections now (queued and being written)."""
-    return sum(c.owed_bytes() for c in list(_all))
+    """Bytes owed now to the clients made without an app (queued and being written)."""
+    return DEFAULT_BUDGET.owed_now()
 
 
-def _keep_budget() -> None:
-    while True:
-        gevent.sleep(budget["interval"])
-        limit = budget["memory_budget"]
-        owing = []
-        total = 0
-        for c in list(_all):
-            owed = c.owed_bytes()
-            if owed:
-                total += owed
-                owing.append((owed, c.id, c))
-        stats["outbound_bytes"] = total
-        if total > stats["outbound_bytes_peak"]:
-            stats["outbound_bytes_peak"] = total
-        if not limit or total <= limit:
-            continue
-        target = limit * 0.9
-        owing.sort(reverse=True)
-        for owed, _, c in owing:
-            if total <= target:
-                break
-            total -= owed
-            c._over_memory_budget(owed, limit)
-
-
-# -- the process's flusher ------------------------------------------------------
-#: when the frames a flush wrote include broadcasts to at least ``sends``
-#: recipients in all, the next flush waits ``delay`` seconds: under a stream of
-#: broadcasts (Cursors at mouse speed, a busy chat room) every recipient then
-#: gets one send per few frames instead of one per frame.  Flushes of replies
-#: and single sends only (however many connections) are never delayed: a
-#: closed loop of RPC callers would wait on every round trip.
-coalesce = {"sends": 32, "delay": 0.002}
-_fanned = 0  # recipients of broadcasts (send_to_all) queued since the last flush
-_dirty: list[Client] = []
-_wake = gevent.event.Event()
-_flusher: gevent.Greenlet | None = None
-
-
-def _flush_loop() -> None:
-    global _dirty, _fanned
-    while True:
-        _wake.wait()
-        _wake.clear()
-        _idle(FLUSH_MAX_WAIT)
-        batch, _dirty = _dirty, []
-        for client in batch:
-            client._flush()
-        fanned, _fanned = _fanned, 0
-        if fanned >= coalesce["sends"]:
-            # broadcasts to many: let the next ones gather for a moment, so
-            # each recipient gets one send for several frames
-            _sleep(coalesce["delay"])
-
-
-def send_to_all(clients: Iterable[Client], frame: bytes) -> int:
-    """Queue one encoded frame to many clients (a broadcast); returns how many.
-
-    Counted for the flusher, which coalesces streams of broadcasts."""
-    global _fanned
-    n = 0
-    for client in clients:
-        client.send_frame(frame)
-        n += 1
-    _fanned += n
-    return n
-
-
-def _schedule(client: Client) -> None:
-    global _flusher
-    client._scheduled = True
-    _dirty.append(client)
-    _wake.set()
-    if _flusher is None or _flusher.dead:
-        _flusher = _spawn(_flush_loop)
+_OPEN, _CLOSING, _CLOSED, _CUT = Lifecycle.OPEN, Lifecycle.CLOSING, Lifecycle.CLOSED, Lifecycle.CUT
+_IDLE, _QUEUED, _WRITER = Writing.IDLE, Writing.QUEUED, Writing.WRITER
+_GONE = (_CLOSED, _CUT)
+_CLOSE_QUEUED = (_CLOSING, _CLOSED)
 
 
 class _Stalled(OSError):
@@ -205,13 +102,15 @@ class Client:
 
     Attributes: ``identity`` (any JSON value, None when anonymous),
     ``remote_address`` (text for logs), ``id`` (process-unique integer),
-    ``closed``.
+    ``login_session`` (the login session it was opened with, when its
+    ``authenticate`` hook names one: ``Snorky.logout`` closes them), ``closed``; ``state`` (:class:`Lifecycle`) and ``writing``
+    (:class:`Writing`) are the two state machines behind them.
     """
 
     __slots__ = (
-        "id", "identity", "remote_address", "closed", "seen", "pinged", "_sock", "_raw",
-        "_queue", "_queued_bytes", "_writer", "_scheduled", "_max_frames", "_max_bytes",
-        "_closing", "_after_flush", "_inflight", "_write_timeout", "__weakref__",
+        "id", "identity", "login_session", "remote_address", "state", "writing", "seen", "pinged", "_sock", "_raw",
+        "_queue", "_queued_bytes", "_writer", "_max_frames", "_max_bytes",
+        "_after_flush", "_inflight", "_write_timeout", "outbound", "flusher", "__weakref__",
     )
 
     def __init__(
@@ -222,12 +121,15 @@ class Client:
         max_queue_frames: int = 10000,
         max_queue_bytes: int = 1024 * 1024,
         write_timeout: float | None = None,
+        budget: OutboundBudget | None = None,
+        flusher: Flusher | None = None,
     ) -> None:
-        global _keeper
         self.id = next(_ids)
         self.identity = identity
+        self.login_session: str | None = None
         self.remote_address = remote_address
-        self.closed = False
+        self.state = _OPEN
+        self.writing = _IDLE
         self.seen = True      # set by the reader on input; the pinger clears it
         self.pinged = False
         self._sock = sock
@@ -236,24 +138,34 @@ class Client:
         self._queue: list[bytes] = []
         self._queued_bytes = 0
         self._writer: gevent.Greenlet | None = None
-        self._scheduled = False   # on the dirty list or owned by a writer
         self._max_frames = max_queue_frames
         self._max_bytes = max_queue_bytes
-        self._closing = False
         self._after_flush: Callable[[], None] | None = None
         self._inflight = 0        # bytes taken from the queue that the writer still has to write
-        self._write_timeout = budget["write_timeout"] if write_timeout is None else write_timeout
-        _all.add(self)
-        if _keeper is None or _keeper.dead:
-            _keeper = _spawn(_keep_budget)
+        #: the budget of outbound bytes it counts against (its app's)
+        self.outbound = outbound = DEFAULT_BUDGET if budget is None else budget
+        self._write_timeout = outbound.write_timeout if write_timeout is None else write_timeout
+        outbound.add(self)
+        #: the flusher that writes it (its hub's)
+        self.flusher = Flusher.of_hub() if flusher is None else flusher
 
     def __repr__(self) -> str:
         return f"<Client #{self.id} {self.remote_address} identity={self.identity!r}>"
 
+    @property
+    def closed(self) -> bool:
+        """The connection is gone: nothing is sent any more."""
+        return self.state in _GONE
+
+    @property
+    def is_closing(self) -> bool:
+        """Our close frame is queued or sent: nothing more is sent but protocol bytes."""
+        return self.state in _CLOSE_QUEUED
+
     # -- sending -----------------------------------------------------------
     def send_frame(self, frame: bytes) -> None:
         """Queue a complete frame (from :func:`snorky_sync.wire.encode_frame`)."""
-        if self.closed or self._closing:
+        if self.state is not _OPEN:
             counters["frames_dropped_closed"] += 1
             return
         q = self._queue
@@ -263,8 +175,8 @@ class Client:
                 and self._over_budget():
             self._slow_consumer()
             return
-        if not self._scheduled:
-            _schedule(self)
+        if self.writing is _IDLE:
+            self.flusher.schedule(self)
 
     def _over_budget(self) -> bool:
         """Past a limit: is the backlog behind the frame written next over it?"""
@@ -278,10 +190,6 @@ class Client:
         """Bytes queued for this connection or still being written to it."""
         return self._queued_bytes + self._inflight
 
-    def send_message(self, service: str, message: Any) -> None:
-        """Encode and queue one envelope (for single-recipient messages)."""
-        self.send_frame(wire.encode_frame(service, message))
-
     def send(self, msg: Any) -> None:
         """Encode and queue a whole message (Snorky 0.1's ``Client.send``: ``msg``
         is the JSON value sent, envelope included)."""
@@ -292,12 +200,18 @@ class Client:
         if self.closed:
             return
         self._queue.append(data)
-        if not self._scheduled:
-            _schedule(self)
+        if self.writing is _IDLE:
+            self.flusher.schedule(self)
 
     def queue_depth(self) -> int:
         """Frames waiting to be written."""
         return len(self._queue)
+
+    def lagging(self) -> bool:
+        """Its backlog is past half its queue budget (``max_queue_frames`` or
+        ``max_queue_bytes``): a slow consumer on its way to being cut (the
+        control service's ``info()`` counts them)."""
+        return len(self._queue) * 2 > self._max_frames or self.owed_bytes() * 2 > self._max_bytes
 
     def _take(self) -> bytes:
         q = self._queue
@@ -310,10 +224,10 @@ class Client:
 
     def _flush(self) -> None:
         """The flusher's turn: one non-blocking send of the whole backlog."""
-        if self.closed or self._writer is not None:
+        if self.state in _GONE or self.writing is _WRITER:
             return
         if not self._queue:
-            self._scheduled = False
+            self.writing = _IDLE
             self._maybe_closed()
             return
         data = self._take()
@@ -330,9 +244,10 @@ class Client:
             return
         if sent < len(data):  # kernel buffer full: a writer of its own finishes the job
             self._inflight = len(data) - sent
+            self.writing = _WRITER
             self._writer = _spawn(self._write_rest, memoryview(data)[sent:])
             return
-        self._scheduled = False
+        self.writing = _IDLE
         self._maybe_closed()
 
     def _write_rest(self, rest: memoryview) -> None:
@@ -356,7 +271,7 @@ class Client:
             self._abort()
         finally:
             self._writer = None
-            self._scheduled = False
+            self.writing = _IDLE
             self._inflight = 0
         self._maybe_closed()
 
@@ -384,14 +299,14 @@ class Client:
         self._inflight = 0
 
     def _maybe_closed(self) -> None:
-        if self._closing and not self.closed and not self._queue:
+        if self.state is _CLOSING and not self._queue:
             after, self._after_flush = self._after_flush, None
             if after is not None:
                 after()
 
     def flush(self, timeout: float | None = None) -> bool:
         """Write what is queued now (waiting up to ``timeout``); True if all went out."""
-        if self._scheduled and self._writer is None and not self.closed:
+        if self.writing is _QUEUED and self.state not in _GONE:
             self._flush()
         writer = self._writer
         if writer is not None and writer is not gevent.getcurrent():
@@ -406,13 +321,17 @@ class Client:
         ``after_flush`` runs once the close frame is written (default: shut
         down the write side); the endpoint then waits for the peer's close.
         """
-        if self.closed or self._closing:
+        if self.state is not _OPEN:
             return
-        self._queue.append(close_frame(code, reason))
-        self._closing = True
+        self._queue.extend(self._close_frames(code, reason))
+        self.state = _CLOSING
         self._after_flush = after_flush or self._shutdown_write
-        if not self._scheduled:
-            _schedule(self)
+        if self.writing is _IDLE:
+            self.flusher.schedule(self)
+
+    def _close_frames(self, code: int, reason: str) -> list[bytes]:
+        """What closing queues (a subclass speaking another framing adds its own)."""
+        return [close_frame(code, reason)]
 
     def _shutdown_write(self) -> None:
         if self._sock is None:
@@ -424,8 +343,9 @@ class Client:
 
     def _over_memory_budget(self, owed: int, limit: float) -> None:
         counters["memory_budget_disconnects"] += 1
-        _warn.warning("memory-budget", "memory budget: %s (client #%d) is owed %d bytes and the process's "
-                    "connections more than %d; disconnecting the largest first",
+        _warn.warning("memory-budget", "memory budget: %s (client #%d) is owed %d bytes and the app's "
+                    "connections in this process more than %d (SNORKY_MAX_OUTBOUND_MEMORY); "
+                    "disconnecting the largest first",
                     self.remote_address, self.id, owed, limit,
                     extra={"conn": self.id, "remote": self.remote_address})
         self._abort()
@@ -443,10 +363,13 @@ class Client:
         """Cut the connection now (no close frame); the reader then cleans up."""
         self._abort()
 
+    def _gone(self) -> None:
+        self.state = _CLOSED if self.state is _CLOSING else _CUT
+
     def _abort(self) -> None:
-        if self.closed:
+        if self.state in _GONE:
             return
-        self.closed = True
+        self._gone()
         self._queue = []
         self._queued_bytes = 0
         self._inflight = 0
@@ -462,7 +385,8 @@ class Client:
 
     def mark_closed(self) -> None:
         """The connection is gone: drop anything still queued."""
-        self.closed = True
+        if self.state not in _GONE:
+            self._gone()
         self._queue = []
         self._queued_bytes = 0
         self._inflight = 0

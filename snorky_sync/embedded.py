@@ -16,6 +16,7 @@ import logging
 import signal
 import socket
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import gevent
 import gevent.event
@@ -23,9 +24,12 @@ from gevent import pywsgi
 
 from . import hub_monitor
 from .brokers import flush_all
+from .endpoints.connections import close_all
 from .endpoints.http_limits import HTTPLimits, LimitedHandler
-from .endpoints.websocket import close_all
 from .settings import Settings
+
+if TYPE_CHECKING:  # pragma: no cover
+    from _typeshed.wsgi import WSGIApplication, WSGIEnvironment
 
 __all__ = ["SnorkyWSGIHandler", "serve", "make_server"]
 
@@ -36,7 +40,7 @@ class SnorkyWSGIHandler(LimitedHandler):
     """pywsgi handler that lets the WebSocket endpoint own the socket (with
     :class:`~snorky_sync.endpoints.http_limits.LimitedHandler`'s deadlines)."""
 
-    def handle(self):
+    def handle(self) -> None:
         # pywsgi writes a response's headers and body with separate sends:
         # with Nagle on, the body waited for the client's delayed ACK of the
         # headers (~40 ms per backend call, measured; gunicorn sets it too)
@@ -46,31 +50,31 @@ class SnorkyWSGIHandler(LimitedHandler):
             pass
         super().handle()
 
-    def get_environ(self):
-        environ = super().get_environ()
+    def get_environ(self) -> WSGIEnvironment:
+        environ: WSGIEnvironment = super().get_environ()
         environ["snorky.socket"] = self.socket
         return environ
 
-    def run_application(self):
+    def run_application(self) -> None:
         super().run_application()
         if self.environ.get("snorky.hijacked"):
             self.close_connection = True
 
-    def log_request(self):
+    def log_request(self) -> None:
         # environ is None when the request was refused before it was read whole (400, 408, 431)
         if (self.environ is not None and self.environ.get("snorky.hijacked")) or not self.server.log:
             return
         super().log_request()
 
 
-def _settings(app) -> Settings:
+def _settings(app: WSGIApplication) -> Settings:
     """The settings of ``app``'s Snorky extension, else from the environment."""
     ext = getattr(app, "extensions", {}).get("snorky_sync")
     return getattr(ext, "settings", None) or Settings.from_env()
 
 
-def make_server(app, host: str = "127.0.0.1", port: int = 8002,
-                access_log: bool = False, **kwargs) -> pywsgi.WSGIServer:
+def make_server(app: WSGIApplication, host: str = "127.0.0.1", port: int = 8002,
+                access_log: bool = False, **kwargs: Any) -> pywsgi.WSGIServer:
     """A ready (not yet started) gevent server for ``app``.
 
     Its HTTP deadlines and header size limit are those of ``app``'s Snorky
@@ -94,7 +98,7 @@ def _start(server: pywsgi.WSGIServer, host: str, port: int) -> None:
         raise
 
 
-def serve(app, host: str = "127.0.0.1", port: int = 8002, access_log: bool = False,
+def serve(app: WSGIApplication, host: str = "127.0.0.1", port: int = 8002, access_log: bool = False,
           shutdown_timeout: float | None = None, also: Sequence[tuple[str, int]] = ()) -> None:
     """Serve ``app`` until SIGINT/SIGTERM, in this process, with gevent.
 

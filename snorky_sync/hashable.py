@@ -22,7 +22,7 @@ class NestingTooDeep(ValueError):
     """A value nested deeper than :func:`make_hashable` was allowed to go."""
 
 
-class HashableList(list):
+class HashableList(list[Any]):
     """A list that can be a dict key.  Its hash is computed once: don't mutate it."""
 
     __slots__ = ("_hash",)  # unset until the first hash: no __init__ to run per list
@@ -36,7 +36,7 @@ class HashableList(list):
             return h
 
 
-class HashableDict(dict):
+class HashableDict(dict[Any, Any]):
     """A dict that can be a dict key.  Its hash is computed once: don't mutate it."""
 
     __slots__ = ("_hash",)
@@ -64,7 +64,7 @@ def make_hashable(value: Any, max_depth: int = MAX_DEPTH) -> Any:
     return value
 
 
-def _convert(value: list | dict, depth: int) -> Any:
+def _convert(value: list[Any] | dict[Any, Any], depth: int) -> Any:
     # a copy of the container, then its containers replaced: the cheapest way
     # measured (~0.3 µs per container, 5 ms for 64 KiB of [[],[],...]; 0.1's
     # generator-fed __init__ took 13 ms)

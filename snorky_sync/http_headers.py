@@ -13,7 +13,10 @@ it pywsgi holds up to 100 lines of 64 KiB (6.5 MB) of one request's headers.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
+from http.client import HTTPMessage
 from io import BytesIO
+from typing import Protocol, TypeVar, overload
 
 from gevent.pywsgi import headers_factory
 
@@ -22,6 +25,13 @@ __all__ = ["read_headers", "FastHeaders", "HeaderTooLarge"]
 MAX_LINE = 65536
 MAX_HEADERS = 100
 _SINGLE = ("content-length", "transfer-encoding")
+_T = TypeVar("_T")
+
+
+class _LineReader(Protocol):
+    """What :func:`read_headers` needs of pywsgi's ``rfile``."""
+
+    def readline(self, size: int = -1, /) -> bytes: ...
 
 
 class HeaderTooLarge(ValueError):
@@ -41,7 +51,12 @@ class FastHeaders:
         self._first = first
         self.status = ""
 
-    def get(self, name: str, default=None):
+    @overload
+    def get(self, name: str) -> str | None: ...
+    @overload
+    def get(self, name: str, default: _T) -> str | _T: ...
+
+    def get(self, name: str, default: object = None) -> object:
         return self._first.get(name.lower(), default)
 
     getheader = get
@@ -55,16 +70,16 @@ class FastHeaders:
         self._first.pop(low, None)
 
     @property
-    def typeheader(self):
+    def typeheader(self) -> str | None:
         return self._first.get("content-type")
 
     @property
-    def headers(self):
+    def headers(self) -> Iterator[str]:
         for name, value in self._items:
             yield f"{name}: {value}\r\n"
 
 
-def read_headers(rfile, *args, limit: int | None = None):
+def read_headers(rfile: _LineReader, *args: object, limit: int | None = None) -> FastHeaders | HTTPMessage:
     """Read the header block from ``rfile``: a :class:`FastHeaders`, or
     pywsgi's own object for anything out of the ordinary.  ``limit``: the
     most bytes the block may have (:class:`HeaderTooLarge` beyond)."""
@@ -80,17 +95,19 @@ def read_headers(rfile, *args, limit: int | None = None):
             raise HeaderTooLarge(f"request headers larger than {limit} bytes")
         if len(line) > MAX_LINE or len(raw) > MAX_HEADERS + 1:
             more = rfile.readline(min(MAX_LINE, left) + 1)
-            return headers_factory(BytesIO(b"".join(raw) + more))
+            long_block: HTTPMessage = headers_factory(BytesIO(b"".join(raw) + more))  # pywsgi's OldMessage
+            return long_block
         if line in (b"\r\n", b"\n", b""):
             break
-    items = []
-    seen_single = set()
+    items: list[tuple[str, str]] = []
+    seen_single: set[str] = set()
     for line in raw[:-1]:
         text = line.decode("iso-8859-1")
         name, sep, value = text.partition(":")
         low = name.lower()
         if not sep or not name or name != name.strip() or text[:1] in " \t" or low in seen_single:
-            return headers_factory(BytesIO(b"".join(raw)))  # the standard parser decides
+            unusual: HTTPMessage = headers_factory(BytesIO(b"".join(raw)))  # the standard parser decides
+            return unusual
         if low in _SINGLE:
             seen_single.add(low)
         items.append((name, value.lstrip(" \t").rstrip("\r\n")))

@@ -51,7 +51,7 @@ _last_collect = float("-inf")  # monotonic time the hub last took reports
 
 def is_patched() -> bool:
     """Whether gevent has monkey-patched this process's sockets and ``time.sleep``."""
-    return monkey.is_module_patched("socket") and monkey.is_module_patched("time")
+    return bool(monkey.is_module_patched("socket") and monkey.is_module_patched("time"))
 
 
 def warn_if_not_patched(logger: logging.Logger | None = None) -> bool:

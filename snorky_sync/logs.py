@@ -1,6 +1,6 @@
 """Logging helpers: rate-limited warnings for input that is dropped.
 
-Bad frames from one client must not flood the log (PROTOCOL.md §1): each
+Bad frames from one client must not flood the log (protocol.md §1): each
 distinct kind of warning is emitted at most ``burst`` times per ``period``
 seconds; the number suppressed is reported with the next one let through.
 """
@@ -9,8 +9,9 @@ from __future__ import annotations
 import json
 import logging
 import time
+from typing import Any
 
-__all__ = ["RateLimitedLogger", "JSONFormatter", "configure_logging", "get_logger", "printable"]
+__all__ = ["RateLimitedLogger", "JSONFormatter", "configure_logging", "printable"]
 
 _PRINTABLE_LIMIT = 200
 _ESCAPES = {i: f"\\x{i:02x}" for i in (*range(0x20), 0x7f, *range(0x80, 0xa0))}
@@ -36,10 +37,6 @@ def printable(value: object, limit: int = _PRINTABLE_LIMIT) -> str:
     return text
 
 
-def get_logger(name: str) -> logging.Logger:
-    return logging.getLogger("snorky_sync." + name)
-
-
 class RateLimitedLogger:
     """Wraps a logger; ``warning(kind, msg, *args)`` (and ``info``, ``error``,
     ``exception``) is rate-limited per kind: at most ``burst`` lines of one
@@ -51,7 +48,7 @@ class RateLimitedLogger:
         self.logger = logger
         self.burst = burst
         self.period = period
-        self._windows: dict[str, list] = {}  # kind -> [window_start, count, suppressed]
+        self._windows: dict[str, list[float]] = {}  # kind -> [window_start, count, suppressed]
 
     def allow(self, kind: str) -> bool:
         """Count one line of ``kind``; whether it may be written."""
@@ -68,24 +65,24 @@ class RateLimitedLogger:
         w[2] += 1
         return False
 
-    def log(self, level: int, kind: str, msg: str, *args, exc_info: bool = False,
-            extra: dict | None = None) -> None:
+    def log(self, level: int, kind: str, msg: str, *args: object, exc_info: bool = False,
+            extra: dict[str, Any] | None = None) -> None:
         if self.logger.isEnabledFor(level) and self.allow(kind):
             self.logger.log(level, msg, *args, exc_info=exc_info, extra=extra)
 
-    def debug(self, kind: str, msg: str, *args, extra: dict | None = None) -> None:
+    def debug(self, kind: str, msg: str, *args: object, extra: dict[str, Any] | None = None) -> None:
         self.log(logging.DEBUG, kind, msg, *args, extra=extra)
 
-    def info(self, kind: str, msg: str, *args, extra: dict | None = None) -> None:
+    def info(self, kind: str, msg: str, *args: object, extra: dict[str, Any] | None = None) -> None:
         self.log(logging.INFO, kind, msg, *args, extra=extra)
 
-    def warning(self, kind: str, msg: str, *args, extra: dict | None = None) -> None:
+    def warning(self, kind: str, msg: str, *args: object, extra: dict[str, Any] | None = None) -> None:
         self.log(logging.WARNING, kind, msg, *args, extra=extra)
 
-    def error(self, kind: str, msg: str, *args, extra: dict | None = None) -> None:
+    def error(self, kind: str, msg: str, *args: object, extra: dict[str, Any] | None = None) -> None:
         self.log(logging.ERROR, kind, msg, *args, extra=extra)
 
-    def exception(self, kind: str, msg: str, *args) -> None:
+    def exception(self, kind: str, msg: str, *args: object) -> None:
         """An ERROR with the traceback being handled (rate-limited like the rest)."""
         self.log(logging.ERROR, kind, msg, *args, exc_info=True)
 

@@ -1,7 +1,7 @@
 """ServiceRegistry: a named set of services and the router in front of them.
 
 Endpoints hand every incoming frame to :meth:`ServiceRegistry.process_message_raw`;
-the registry decodes it, checks the envelope (PROTOCOL.md §1) and passes the
+the registry decodes it, checks the envelope (protocol.md §1) and passes the
 ``message`` to the service named by ``service``.  Bad input is logged
 (rate-limited, with the remote address) and dropped: nothing is sent back.
 """

@@ -7,8 +7,9 @@ indexes in; custom services ported from 0.1 may keep using it.
 from __future__ import annotations
 
 import sys
+from collections.abc import ItemsView, KeysView, ValuesView
 from numbers import Number  # noqa: F401  (0.1 re-exported it from here)
-from typing import Any
+from typing import Any, TypeVar
 
 __all__ = ["PY2", "PY3", "StringTypes", "ustr", "items", "keys", "values", "is_string",
            "with_metaclass", "MultiDict", "Number"]
@@ -18,18 +19,21 @@ PY3 = not PY2
 StringTypes = (str,)
 ustr = str
 
+_K = TypeVar("_K")
+_V = TypeVar("_V")
 
-def items(d: dict):
+
+def items(d: dict[_K, _V]) -> ItemsView[_K, _V]:
     """The items of a dictionary (a view)."""
     return d.items()
 
 
-def keys(d: dict):
+def keys(d: dict[_K, _V]) -> KeysView[_K]:
     """The keys of a dictionary (a view)."""
     return d.keys()
 
 
-def values(d: dict):
+def values(d: dict[_K, _V]) -> ValuesView[_V]:
     """The values of a dictionary (a view)."""
     return d.values()
 
@@ -41,17 +45,18 @@ def is_string(thing: Any) -> bool:
 
 def with_metaclass(meta: type, *bases: type) -> type:
     """A base class created by ``meta``: ``class X(with_metaclass(Meta, Base))``."""
-    return meta("temporary_class", bases or (object,), {})
+    base: type = meta("temporary_class", bases or (object,), {})
+    return base
 
 
-class MultiDict(dict):
+class MultiDict(dict[Any, set[Any]]):
     """A dictionary of sets: ``add``/``remove`` one value under a key."""
 
-    def add(self, key, value) -> None:
+    def add(self, key: Any, value: Any) -> None:
         """Add ``value`` to the set under ``key``."""
         self.setdefault(key, set()).add(value)
 
-    def remove(self, key, value) -> None:
+    def remove(self, key: Any, value: Any) -> None:
         """Remove ``value`` from the set under ``key`` (KeyError if absent);
         the key goes when its set is empty."""
         values = self[key]
@@ -59,15 +64,15 @@ class MultiDict(dict):
         if not values:
             del self[key]
 
-    def get_set(self, key) -> set:
+    def get_set(self, key: Any) -> set[Any]:
         """The set under ``key`` (an empty set if none)."""
         return self.get(key, set())
 
-    def in_set(self, key, value) -> bool:
+    def in_set(self, key: Any, value: Any) -> bool:
         """Whether ``value`` is in the set under ``key``."""
         values = self.get(key)
         return values is not None and value in values
 
-    def clear_set(self, key) -> None:
+    def clear_set(self, key: Any) -> None:
         """Forget every value under ``key``."""
         self.pop(key, None)

@@ -96,7 +96,7 @@ def frame_text(payload: bytes) -> bytes:
     """Build a complete server-to-client WebSocket text frame (RFC 6455 §5.2).
 
     FIN set, opcode 1, no mask, no extensions.  This is the one frame the
-    project builds by hand (DESIGN.md rule 10) so that fan-out writes the same
+    project builds by hand (architecture.md rule 10) so that fan-out writes the same
     bytes to every socket.
     """
     n = len(payload)

@@ -1,5 +1,5 @@
 // Node.js on the npm `ws` package, for the benchmark: the subset of the Snorky
-// protocol (/work/shared/PROTOCOL.md) that bench/loadgen.c drives.
+// protocol (docs/protocol.md) that bench/loadgen.c drives.
 //
 //     node bench/peers/node_ws_server.mjs PORT NPM_PREFIX
 //
@@ -9,7 +9,7 @@
 //   * Envelope {"service", "message"} at /ws; a text or binary frame of JSON.
 //     Invalid JSON, a non-object, a missing key or an unknown service: nothing
 //     is sent back (no log either).  permessage-deflate off, 10 MiB frames.
-//   * RPC as in PROTOCOL.md §2: {"command", "params", "callId"}; callId echoed
+//   * RPC as in protocol.md §2: {"command", "params", "callId"}; callId echoed
 //     (no callId key when absent or null), "Unknown command", "Invalid params"
 //     (params not an object, a missing or an unexpected name).
 //   * "pubsub": subscribe / unsubscribe / publish (§3).  A notification is

@@ -8,17 +8,21 @@ equivalent", orjson).
 from __future__ import annotations
 
 import json as std_json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import urllib3
 
-from .connector import SnorkyTransportError
+from .. import checks
+from .connector import JSONCodec, SnorkyTransportError
+
+if TYPE_CHECKING:
+    from ..registry import ServiceRegistry
 
 __all__ = ["HTTPTransport", "SnorkyHTTPTransport", "LocalTransport"]
 
 
-def _dumps(message: Any, json) -> bytes:
+def _dumps(message: Any, json: JSONCodec | None) -> bytes:
     if json is None or json is std_json:
         try:
             return orjson.dumps(message)
@@ -27,7 +31,7 @@ def _dumps(message: Any, json) -> bytes:
     return json.dumps(message).encode("utf-8")
 
 
-def _loads(data: bytes, json) -> Any:
+def _loads(data: bytes, json: JSONCodec | None) -> Any:
     if json is None or json is std_json:
         return orjson.loads(data)
     return json.loads(data.decode("utf-8"))
@@ -45,11 +49,13 @@ class HTTPTransport:
         if key is not None and api_key is not None:
             raise TypeError("HTTPTransport: give key or api_key, not both")
         key = key if key is not None else api_key
-        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-            raise TypeError(f"HTTPTransport(url, key): url is an http(s):// URL, got {url!r:.80}")
-        if not isinstance(key, str) or not key:
-            raise TypeError("HTTPTransport(url, key): key is the backend's API key (a string), "
-                            f"got {type(key).__name__}")
+        url = checks.text("HTTPTransport(url, key): url", url, what="an http(s):// URL")
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(f"HTTPTransport(url, key): url is an http(s):// URL, got {url!r:.80}")
+        key = checks.text("HTTPTransport(url, key): key", key, what="the backend's API key (a string)")
+        timeout = checks.seconds("HTTPTransport(timeout=...)", timeout, above=True)
+        checks.count("HTTPTransport(retries=...)", retries)
+        checks.count("HTTPTransport(maxsize=...)", maxsize, 1)
         self.url = url
         self.key = key
         self.headers = {"Content-Type": "application/json", "Accept": "application/json",
@@ -58,7 +64,7 @@ class HTTPTransport:
             maxsize=maxsize, timeout=urllib3.Timeout(connect=min(timeout, 5.0), read=timeout),
             retries=urllib3.Retry(total=retries, redirect=0, raise_on_status=False))
 
-    def send(self, message: dict, json=None) -> dict:
+    def send(self, message: dict[str, Any], json: JSONCodec | None = None) -> dict[str, Any]:
         """POST one envelope; return the reply envelope."""
         try:
             resp = self.pool.request("POST", self.url, body=_dumps(message, json),
@@ -94,7 +100,7 @@ class LocalTransport:
     With a distributed broker the calls still reach every process.
     """
 
-    def __init__(self, registry, timeout: float = 30.0) -> None:
+    def __init__(self, registry: ServiceRegistry, timeout: float = 30.0) -> None:
         from ..registry import ServiceRegistry
 
         if not isinstance(registry, ServiceRegistry):
@@ -103,7 +109,7 @@ class LocalTransport:
         self.registry = registry
         self.timeout = timeout
 
-    def send(self, message: dict, json=None) -> dict:
+    def send(self, message: dict[str, Any], json: JSONCodec | None = None) -> dict[str, Any]:
         from ..endpoints.backend_http import answer_envelope
 
         name = message.get("service")
@@ -112,7 +118,8 @@ class LocalTransport:
         answer = answer_envelope(self.registry, message, "local (backend)", timeout=self.timeout)
         if answer is None:
             raise SnorkyTransportError(f"{name} did not answer in {self.timeout}s", 504)
-        return _loads(answer, json)
+        reply: dict[str, Any] = _loads(answer, json)
+        return reply
 
     def close(self) -> None:
         pass

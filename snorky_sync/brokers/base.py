@@ -4,6 +4,9 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable, Iterable
+from typing import Any
+
+from .history import HistoryStore, LocalHistory
 
 __all__ = ["Broker", "Handler", "BrokerUnavailable", "channel_topic"]
 
@@ -53,8 +56,9 @@ class Broker:
         self.origin = os.urandom(8)  # this process, as seen by the others
         self.handlers: dict[str, Handler] = {}
         self.echo: set[str] = set()   # topics whose handler also gets this process's messages
-        self.listeners: list = []
+        self.listeners: list[PeerListener] = []
         self.families: dict[str, tuple[Handler, bool]] = {}  # routed family -> (handler, echo)
+        self.placed: dict[str, str] = {}  # routed family -> the family whose channels place it
         self.wanted: dict[str, int] = {}  # channel topic -> local interest (see want)
 
     #: False for the in-process broker: there is nobody else to tell.
@@ -75,15 +79,28 @@ class Broker:
             self.echo.add(topic)
 
     # -- routing by interest ---------------------------------------------------------
-    def route(self, family: str, handler: Handler, echo: bool = False) -> None:
+    def route(self, family: str, handler: Handler, echo: bool = False,
+              placed_with: str | None = None) -> None:
         """Deliver messages published on the channel topics of ``family``
         (:func:`channel_topic`) to ``handler`` — but only those of channels this
         process wants (:meth:`want`): a publish to a channel reaches only the
         processes that have a local subscriber for it.  ``echo`` as in
-        :meth:`subscribe`."""
+        :meth:`subscribe`.  ``placed_with``: another routed family whose
+        channels this one's follow: a topic ``family:<32 hex>`` is placed (on a
+        shard) as ``placed_with:<32 hex>`` (a channel's presence on the
+        channel's shard: :mod:`~snorky_sync.services.presence_routing`)."""
         if family in self.families:
             raise ValueError(f"family {family!r} already has a handler")
         self.families[family] = (handler, echo)
+        if placed_with is not None:
+            self.placed[family] = placed_with
+
+    def placement(self, topic: str) -> str:
+        """The name ``topic`` is placed by: itself, or for a family routed
+        ``placed_with`` another, the other family's topic of the same channel."""
+        family, _, digest = topic.rpartition(":")
+        other = self.placed.get(family)
+        return topic if other is None else f"{other}:{digest}"
 
     def want(self, topic: str) -> None:
         """This process has local interest in ``topic`` (a :func:`channel_topic`
@@ -112,6 +129,15 @@ class Broker:
         self.handlers.pop(topic, None)
         self.echo.discard(topic)
 
+    def history_store(self, namespace: str, family: str, size: int, ttl: float) -> HistoryStore:
+        """A store of channel histories (:mod:`.history`) for a service's
+        ``namespace``, keeping ``size`` messages per channel for ``ttl``
+        seconds after its last one.  A distributed broker's is shared by
+        every process and its ``append`` publishes each message on the
+        channel's topic of the routed ``family`` (:meth:`route` it with
+        echo).  In-process: a :class:`~.history.LocalHistory`."""
+        return LocalHistory(size, ttl)
+
     def confirm(self, topic: str, timeout: float = 5.0) -> bool:
         """Block until messages published on a wanted ``topic`` from now on
         reach this process (Redis confirmed the subscription): True, or False
@@ -120,7 +146,7 @@ class Broker:
         nothing to wait for."""
         return True
 
-    def add_listener(self, listener) -> None:
+    def add_listener(self, listener: PeerListener) -> None:
         """Tell ``listener`` about connections and peers (a :class:`PeerListener`)."""
         self.listeners.append(listener)
 
@@ -131,8 +157,10 @@ class Broker:
         """Send ``data`` to the other processes' handlers of ``topic``."""
         raise NotImplementedError
 
-    def flush(self, timeout: float = 5.0) -> None:
-        """Block until everything published so far has left this process."""
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Block until everything published so far has left this process;
+        False if it had not within ``timeout`` seconds."""
+        return True
 
     def barrier(self, timeout: float = 2.0) -> bool:
         """Block until every message that reached the broker before this call
@@ -183,7 +211,7 @@ class Broker:
     def stop(self) -> None:
         """Stop listening."""
 
-    def health(self) -> dict:
+    def health(self) -> dict[str, Any]:
         return {"broker": type(self).__name__, "state": self.state}
 
 
@@ -192,7 +220,15 @@ class PeerListener:
     greenlet; override what you need)."""
 
     def broker_connected(self) -> None:
-        """The broker (re)connected and (re)subscribed: re-announce state."""
+        """The broker (re)connected and (re)subscribed: re-announce state.
+        With several shards (:class:`~.sharded.ShardedBroker`): shard 0,
+        which carries the process-wide topics, (re)connected."""
+
+    def channels_reconnected(self, covers: Callable[[str], bool] | None) -> None:
+        """The connection carrying channel topics (re)connected: messages of
+        those channels may have been missed meanwhile.  ``covers(topic)``
+        tells which channels (:func:`channel_topic`) it carries; None: all
+        of them (one Redis).  Called after :meth:`broker_connected`."""
 
     def peer_seen(self, origin: bytes) -> None:
         """A heartbeat from a peer that was unknown or declared gone."""

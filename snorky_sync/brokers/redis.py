@@ -57,15 +57,23 @@ import collections
 import logging
 import random
 import time
-from typing import Any
+from collections.abc import Callable, Iterable
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 import gevent
 import gevent.event
 import gevent.monkey
 
 from .. import hub
+from ..extras import install_command
 from ..metrics import counters
-from .base import Broker, BrokerUnavailable
+from .base import Broker, BrokerUnavailable, Handler
+from .history import HistoryStore
+
+if TYPE_CHECKING:
+    from redis import Redis
+    from redis.client import PubSub
 
 __all__ = ["RedisBroker", "redis_client", "import_redis", "REDIS_MISSING"]
 
@@ -77,21 +85,23 @@ PEERS = "_peers"          # heartbeat topic
 PROC = PREFIX + "proc:"   # liveness keys
 OWN = PREFIX + "own:"     # claimed keys
 
-# KEYS: claimed key, my liveness key; ARGV: token, origin hex, liveness TTL (ms)
+# KEYS: claimed key; ARGV: token, origin hex, liveness TTL (ms), my liveness key,
+# the liveness keys' suffix (a Redis Cluster node's hash tag: the liveness keys
+# are not declared, they need not share the claimed key's slot, only its node)
 _CLAIM = """
-redis.call('SET', KEYS[2], '1', 'PX', ARGV[3])
+redis.call('SET', ARGV[4], '1', 'PX', ARGV[3])
 local cur = redis.call('GET', KEYS[1])
 if (not cur) or cur == ARGV[1] or string.sub(cur, 1, 16) == ARGV[2]
-   or redis.call('EXISTS', '""" + PROC + """' .. string.sub(cur, 1, 16)) == 0 then
+   or redis.call('EXISTS', '""" + PROC + """' .. string.sub(cur, 1, 16) .. ARGV[5]) == 0 then
   redis.call('SET', KEYS[1], ARGV[1])
   return 1
 end
 return 0
 """
-# KEYS: claimed key: the owner's origin if it is alive
+# KEYS: claimed key; ARGV: the liveness keys' suffix: the owner's origin if it is alive
 _OWNER = """
 local cur = redis.call('GET', KEYS[1])
-if cur and redis.call('EXISTS', '""" + PROC + """' .. string.sub(cur, 1, 16)) == 1 then
+if cur and redis.call('EXISTS', '""" + PROC + """' .. string.sub(cur, 1, 16) .. ARGV[1]) == 1 then
   return string.sub(cur, 1, 16)
 end
 return false
@@ -104,10 +114,14 @@ return 0
 
 
 REDIS_MISSING = ('SNORKY_REDIS_URL is set but the redis package is not installed: '
-                 'pip install "snorky_sync[redis]"')
+                 + install_command("redis"))
 
 
-def import_redis():
+#: a registered Lua script: ``run(keys, args, place=None)`` -> what the script returns
+ScriptRunner = Callable[..., Any]
+
+
+def import_redis() -> ModuleType:
     """redis-py, or an ImportError that says which extra installs it."""
     try:
         import redis
@@ -116,15 +130,29 @@ def import_redis():
     return redis
 
 
-def redis_client(url: str, **kwargs):
+#: Redis connections a process's client keeps at most (the listener's one
+#: included); a call finding none free waits for one up to POOL_TIMEOUT
+#: seconds.  redis-py's own pool raises "Too many connections" past its
+#: count (100 in redis-py 8): a burst of 200 pages subscribing to history
+#: channels at once got ``History unavailable`` for half of them.
+POOL_SIZE = 128
+POOL_TIMEOUT = 5.0
+
+
+def redis_client(url: str, **kwargs: Any) -> Redis:
     """A redis-py client for ``url``: ``redis://``, ``rediss://``, ``unix://``, or
     ``redis+sentinel://[:password@]host:port[,host:port...]/service[/db]``
     (Redis Sentinel: every new connection asks the sentinels for the current
     master of ``service``, so after a failover the reconnects reach the new
-    one; ``?sentinel_password=...`` if the sentinels need one)."""
+    one; ``?sentinel_password=...`` if the sentinels need one).  Its pool
+    holds at most :data:`POOL_SIZE` connections; a caller beyond them waits
+    for one (at most :data:`POOL_TIMEOUT` s) instead of failing."""
     redis = import_redis()
     if not url.startswith("redis+sentinel://"):
-        return redis.Redis.from_url(url, **kwargs)
+        pool = redis.BlockingConnectionPool.from_url(url, max_connections=POOL_SIZE, timeout=POOL_TIMEOUT,
+                                                     **kwargs)
+        client: Redis = redis.Redis(connection_pool=pool)
+        return client
     from urllib.parse import parse_qs, unquote, urlsplit
 
     from redis.sentinel import Sentinel
@@ -148,7 +176,30 @@ def redis_client(url: str, **kwargs):
     password = unquote(parts.password) if parts.password else None
     username = unquote(parts.username) if parts.username else None
     sentinel = Sentinel(sentinels, sentinel_kwargs=sentinel_kwargs)
-    return sentinel.master_for(service, db=db, password=password, username=username, **kwargs)
+    master: Redis = sentinel.master_for(service, connection_pool_class=_blocking_sentinel_pool(),
+                                        max_connections=POOL_SIZE, timeout=POOL_TIMEOUT,
+                                        db=db, password=password, username=username, **kwargs)
+    return master
+
+
+def _blocking_sentinel_pool() -> type[Any]:
+    """redis-py's Sentinel pool that waits for a free connection, as
+    BlockingConnectionPool does (redis-py has no such class)."""
+    from redis import BlockingConnectionPool
+    from redis.sentinel import SentinelConnectionPool
+
+    class BlockingSentinelConnectionPool(SentinelConnectionPool, BlockingConnectionPool):
+        pass
+    return BlockingSentinelConnectionPool
+
+
+def _by_slot(names: list[str]) -> list[list[str]]:
+    """Shard channels grouped by their Redis Cluster slot (the order kept within each)."""
+    from redis.crc import key_slot
+    groups: dict[int, list[str]] = {}
+    for name in names:
+        groups.setdefault(key_slot(name.encode("utf-8", "surrogatepass")), []).append(name)
+    return list(groups.values())
 
 
 class RedisBroker(Broker):
@@ -171,9 +222,29 @@ class RedisBroker(Broker):
     _subscribe_chunk = 1000   # channels per SUBSCRIBE / UNSUBSCRIBE command
     _idle_every = 0.02        # seconds of dispatching after which the process is let go idle
 
+    #: set by a :class:`~.sharded.ShardedBroker` for its shards: whether this
+    #: connection carries the process-wide topics (shard 0), and which channel
+    #: topics it carries (None: all of them)
+    carries_process_topics = True
+    covers: Callable[[str], bool] | None = None
+    #: set by a :class:`~.cluster.ClusterBroker` for its shards (one per
+    #: master): pub/sub is sharded (SSUBSCRIBE / SPUBLISH), every channel
+    #: name carries a hash tag (:meth:`channel_name`), the liveness key this
+    #: suffix (the node's tag, so the claim scripts find it on the node)
+    sharded_pubsub = False
+    node_tag = ""
+    liveness_suffix = ""
+    #: the channel topic -> its hash tag (a ClusterBroker's: by the topic's placement)
+    tag_of: Callable[[str], str] | None = None
+    #: the command by which :meth:`publish` (and a script: :meth:`wire_publish`) publishes
+    publish_command = "PUBLISH"
+
     def __init__(self, url: str, max_backoff: float = 5.0, heartbeat_interval: float = 1.0,
-                 peer_expiry: float = 5.0, route_linger: float | None = None) -> None:
+                 peer_expiry: float = 5.0, route_linger: float | None = None,
+                 origin: bytes | None = None, client: Redis | None = None) -> None:
         super().__init__()
+        if origin is not None:  # a shard of a ShardedBroker: one process, one origin
+            self.origin = origin
         self.route_linger = peer_expiry if route_linger is None else route_linger
         redis = import_redis()
         if not gevent.monkey.is_module_patched("socket"):
@@ -183,13 +254,17 @@ class RedisBroker(Broker):
         self._redis_mod = redis
         self.url = url
         self.max_backoff = max_backoff
-        self.client = redis_client(url, socket_timeout=5, socket_connect_timeout=2,
-                                   health_check_interval=10)
+        self.client = client if client is not None else redis_client(
+            url, socket_timeout=5, socket_connect_timeout=2, health_check_interval=10)
         self._listener: gevent.Greenlet | None = None
         self._sender: gevent.Greenlet | None = None
         self._outbox: list[tuple[str, bytes]] = []
-        self._pubsub = None
+        self._queued = 0  # publishes queued so far
+        self._sent = 0    # of them, handed to Redis (or failed)
+        self._batch_done = gevent.event.Event()  # set (and replaced) after each batch
+        self._pubsub: PubSub | None = None
         self.connected_event = gevent.event.Event()
+        self._ever_connected = False  # barrier() waits for the first connection only
         self.heartbeat_interval = heartbeat_interval
         self.peer_expiry = peer_expiry
         self._ttl_ms = max(1, int(peer_expiry * 1000))  # of the liveness key
@@ -205,7 +280,7 @@ class RedisBroker(Broker):
         self._heart: gevent.Greenlet | None = None
         self._claim = self.client.register_script(_CLAIM)
         self._release = self.client.register_script(_RELEASE)
-        self._owner = self.client.register_script(_OWNER)
+        self._owner = self.script(_OWNER)
         # subscriptions: only the listener greenlet talks to the pubsub connection
         self._wake = gevent.event.Event()            # the listener: interest changed, or inbox room
         self._dirty: set[str] = set()                # topics whose subscription may have to change
@@ -213,13 +288,14 @@ class RedisBroker(Broker):
         self._on: set[str] = set()                   # subscribed on the current connection
         self._confirmed: set[str] = set()            # ... and confirmed by Redis
         self._confirming: dict[str, gevent.event.Event] = {}
+        self._unsubscribing: dict[str, int] = {}     # SUNSUBSCRIBEs sent, not confirmed yet
         # what was read off Redis, waiting for the dispatcher
         self._inbox: collections.deque[tuple[str, bytes]] = collections.deque()
         self._inbox_size = 0
         self._mail = gevent.event.Event()            # the dispatcher: the inbox is not empty
         self._dispatcher: gevent.Greenlet | None = None
 
-    def subscribe(self, topic: str, handler, echo: bool = False) -> None:
+    def subscribe(self, topic: str, handler: Handler, echo: bool = False) -> None:
         super().subscribe(topic, handler, echo)
         self._dirty.add(topic)
         self._wake.set()
@@ -254,18 +330,96 @@ class RedisBroker(Broker):
                 return  # deadlines are in insertion order (one linger for all)
             self._unsubscribe_later(topic)
 
+    # -- for stores in Redis (redis_history) --------------------------------------------
+    def wire_publish(self, topic: str, data: bytes) -> tuple[str, bytes]:
+        """The Redis channel and message by which :meth:`publish` sends
+        ``data`` on ``topic`` (for a script that publishes as the broker would)."""
+        return self.channel_name(topic), self.origin + data
+
+    def channel_name(self, topic: str) -> str:
+        """The Redis channel of ``topic``: ``snorky:<topic>``; a shard of a
+        Redis Cluster puts a hash tag first, ``snorky:{<tag>}<topic>`` (a
+        channel topic: its placement's tag, which its keys carry too, so a
+        script publishes on the node holding them; any other topic: the
+        node's own tag, so it is published and heard on this shard's node)."""
+        if not self.sharded_pubsub:
+            return PREFIX + topic
+        if self.tag_of is not None and topic.rpartition(":")[0] in self.families:
+            return f"{PREFIX}{{{self.tag_of(topic)}}}{topic}"
+        return f"{PREFIX}{{{self.node_tag}}}{topic}"
+
+    def _topic_of(self, channel: bytes) -> str:
+        name = channel[_PREFIX_LEN:].decode()
+        if self.sharded_pubsub and name.startswith("{"):
+            return name[name.index("}") + 1:]
+        return name
+
+    def tagged_key(self, key: str, place: str) -> str:
+        """The name of Redis key ``key`` placed with ``place`` (a channel's
+        topic): one Redis holds everything, the name as it is (a
+        :class:`~.cluster.ClusterBroker` gives it the place's hash tag)."""
+        return key
+
+    def liveness_suffix_for(self, key: str) -> str:
+        """What follows ``PROC + origin`` in the liveness keys on the Redis
+        holding ``key`` (for a script that checks whether a process is alive)."""
+        return self.liveness_suffix
+
+    def liveness_key(self, origin_hex: str) -> str:
+        """A process's liveness key on this Redis (see :data:`PROC`)."""
+        return PROC + origin_hex + self.liveness_suffix
+
+    def client_for(self, key: str) -> Redis:
+        """The Redis client holding ``key`` (one Redis: always :attr:`client`)."""
+        return self.client
+
+    def script(self, source: str) -> ScriptRunner:
+        """Register the Lua script ``source``: a function ``run(keys, args,
+        place=None)`` that runs it and raises :class:`BrokerUnavailable` when
+        Redis cannot be reached.  ``place`` matters with several shards
+        (:class:`~.sharded.ShardedBroker`): the name the keys are placed by
+        (a channel's topic), else ``keys[0]``."""
+        registered = self.client.register_script(source)
+        redis_error = self._redis_mod.RedisError
+
+        def run(keys: list[str], args: list[Any], place: str | None = None) -> Any:
+            try:
+                return registered(keys=keys, args=args)
+            except redis_error as exc:
+                raise BrokerUnavailable(str(exc)) from exc
+        return run
+
+    def history_store(self, namespace: str, family: str, size: int, ttl: float) -> HistoryStore:
+        """Channel histories in Redis (:class:`~.redis_history.RedisHistory`),
+        shared by every process; ``append`` publishes on ``family``'s channel topics."""
+        from .redis_history import RedisHistory
+        return RedisHistory(self, namespace, family, size, ttl)
+
     def confirm(self, topic: str, timeout: float = 5.0) -> bool:
+        """Wait (at most ``timeout`` s) until Redis confirmed our subscription
+        to ``topic``.  While the listener is connecting (a worker's first
+        moments, a reconnect) it waits for the connection too: the listener
+        subscribes to every wanted topic as it connects.  A worker that clients
+        reach as it starts (a restart, every page reconnecting at once)
+        answered them ``History unavailable`` at once instead."""
         if topic in self._confirmed:
             return True
-        if self.state != "connected" or topic not in self.handlers:
+        if topic not in self.handlers:
             return False
-        event = self._confirming.get(topic)
-        if event is None:
-            event = self._confirming[topic] = gevent.event.Event()
-        event.wait(timeout)
-        return topic in self._confirmed
+        deadline = time.monotonic() + timeout
+        if self.state != "connected" and not self.connected_event.wait(timeout):
+            return False
+        while topic not in self._confirmed:
+            left = deadline - time.monotonic()
+            if left <= 0 or self.state != "connected" or topic not in self.handlers:
+                return False
+            event = self._confirming.get(topic)
+            if event is None:
+                event = self._confirming[topic] = gevent.event.Event()
+            event.wait(left)  # set by the confirmation, or by a lost connection
+        return True
 
-    def _apply_interest(self, ps) -> None:
+    def _apply_interest(self, ps: PubSub) -> None:
         """Send the subscription changes gathered since the last call (listener only)."""
         dirty, self._dirty = self._dirty, set()
         handlers, on = self.handlers, self._on
@@ -274,46 +428,83 @@ class RedisBroker(Broker):
         step = self._subscribe_chunk
         for i in range(0, len(drops), step):
             chunk = drops[i:i + step]
-            ps.unsubscribe(*[PREFIX + t for t in chunk])
+            self._unsub(ps, chunk)
             on.difference_update(chunk)
             self._confirmed.difference_update(chunk)
         for i in range(0, len(adds), step):
             chunk = adds[i:i + step]
-            ps.subscribe(*[PREFIX + t for t in chunk])
+            self._sub(ps, chunk)
             on.update(chunk)
         counters["broker_channels_subscribed"] += len(adds)
         counters["broker_channels_unsubscribed"] += len(drops)
 
+    def _sub(self, ps: PubSub, topics: list[str]) -> None:
+        names = [self.channel_name(t) for t in topics]
+        if self.sharded_pubsub:
+            for group in _by_slot(names):  # one SSUBSCRIBE names channels of one slot
+                ps.ssubscribe(*group)
+        else:
+            ps.subscribe(*names)
+
+    def _unsub(self, ps: PubSub, topics: list[str]) -> None:
+        names = [self.channel_name(t) for t in topics]
+        if self.sharded_pubsub:
+            for topic in topics:
+                self._unsubscribing[topic] = self._unsubscribing.get(topic, 0) + 1
+            for group in _by_slot(names):
+                ps.sunsubscribe(*group)  # type: ignore[no-untyped-call]  # unannotated in redis-py
+        else:
+            ps.unsubscribe(*names)  # type: ignore[no-untyped-call]  # unannotated in redis-py
+
     def publish(self, topic: str, data: bytes) -> None:
         """Queue a publish; a sender greenlet pipelines everything queued in
         one burst to Redis, in order (one round trip instead of one each)."""
-        self._outbox.append((PREFIX + topic, self.origin + data))
+        self._outbox.append(self.wire_publish(topic, data))
+        self._queued += 1
         if self._sender is None:
             self._sender = gevent.spawn(self._send_outbox)
 
-    def flush(self, timeout: float = 5.0) -> None:
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until the publishes queued before this call were sent (not
+        for the sender to go idle: under a steady stream of publishes from
+        other greenlets it never does); False after ``timeout``."""
         if self._sender is None and self._outbox:
             self._sender = gevent.spawn(self._send_outbox)
-        sender = self._sender
-        if sender is not None and sender is not gevent.getcurrent():
-            sender.join(timeout)
+        if self._sender is gevent.getcurrent():
+            return False
+        target = self._queued
+        deadline = time.monotonic() + timeout
+        while self._sent < target:
+            if self._sender is None:  # it stopped short (killed): what is left waits for the next publish
+                return False
+            left = deadline - time.monotonic()
+            if left <= 0 or not self._batch_done.wait(left):
+                return False
+        return True
 
     def _send_outbox(self) -> None:
         try:
             while self._outbox:
                 hub.idle(0.005)  # publishes of this burst together; bounded on a busy hub
                 batch, self._outbox = self._outbox, []
+                upto = self._queued
                 try:
                     pipe = self.client.pipeline(transaction=False)
+                    command = self.publish_command
                     for channel, payload in batch:
-                        pipe.publish(channel, payload)
+                        pipe.execute_command(command, channel, payload)  # type: ignore[no-untyped-call]  # unannotated in redis-py
                     pipe.execute()
                 except self._redis_mod.RedisError as exc:
                     counters["broker_publish_failed"] += len(batch)
                     log.error("Redis publish of %d messages failed (%s): delivered to this "
                               "process only", len(batch), exc)
+                self._sent = upto
+                done, self._batch_done = self._batch_done, gevent.event.Event()
+                done.set()
         finally:
             self._sender = None
+            done, self._batch_done = self._batch_done, gevent.event.Event()
+            done.set()
 
     def start(self) -> None:
         if self._dispatcher is None:
@@ -334,7 +525,7 @@ class RedisBroker(Broker):
         self._listener = self._heart = self._dispatcher = None
 
     # -- peers -------------------------------------------------------------------
-    def _notify(self, method: str, *args) -> None:
+    def _notify(self, method: str, *args: Any) -> None:
         for listener in list(self.listeners):
             try:
                 getattr(listener, method)(*args)
@@ -345,7 +536,7 @@ class RedisBroker(Broker):
         while True:
             if self.state == "connected":
                 try:
-                    self.client.set(PROC + self.origin_hex, b"1", px=self._ttl_ms)
+                    self.client.set(self.liveness_key(self.origin_hex), b"1", px=self._ttl_ms)
                 except self._redis_mod.RedisError as exc:
                     log.error("Redis heartbeat failed (%s)", exc)
                 self.publish(PEERS, self.origin)
@@ -355,7 +546,9 @@ class RedisBroker(Broker):
     def _expire_peers(self) -> None:
         limit = time.monotonic() - self.peer_expiry
         for origin, seen in list(self.peers.items()):
-            if seen < limit:
+            # (the dict may be shared by the shards of a ShardedBroker: another
+            # shard's heartbeat greenlet may have refreshed or dropped it meanwhile)
+            if seen < limit and self.peers.get(origin) == seen:
                 del self.peers[origin]
                 counters["broker_peers_expired"] += 1
                 log.warning("peer process %s sent no heartbeat for %.1fs: dropping its state",
@@ -382,38 +575,36 @@ class RedisBroker(Broker):
         token = self.new_claim_token()
         return token if self.claim_many([(key, token)])[0] else None
 
-    def claim_many(self, pairs) -> list[bool]:
+    def claim_many(self, pairs: Iterable[tuple[str, str]]) -> list[bool]:
         self._check_connected()
-        pairs = list(pairs)
-        if not pairs:
+        claims = list(pairs)
+        if not claims:
             return []
         try:
             pipe = self.client.pipeline(transaction=False)
-            for key, token in pairs:
-                self._claim(keys=[OWN + key, PROC + self.origin_hex],
-                            args=[token, self.origin_hex, self._ttl_ms], client=pipe)
+            for key, token in claims:
+                self._claim(keys=[OWN + key], client=pipe,
+                            args=[token, self.origin_hex, self._ttl_ms,
+                                  self.liveness_key(self.origin_hex), self.liveness_suffix])
             return [bool(r) for r in pipe.execute()]
         except self._redis_mod.RedisError as exc:
             raise BrokerUnavailable(str(exc)) from exc
 
     def owner(self, key: str) -> str | None:
         self._check_connected()
-        try:
-            found = self._owner(keys=[OWN + key])
-        except self._redis_mod.RedisError as exc:
-            raise BrokerUnavailable(str(exc)) from exc
+        found = self._owner([OWN + key], [self.liveness_suffix])
         return found.decode() if found else None
 
-    def release(self, pairs, wait: bool = False) -> None:
-        pairs = list(pairs)
-        if not pairs or self.state != "connected":
+    def release(self, pairs: Iterable[tuple[str, str]], wait: bool = False) -> None:
+        claims = list(pairs)
+        if not claims or self.state != "connected":
             return  # a lost release only leaves a key the next claim may take over
         if wait:
-            self._release_now(pairs)
+            self._release_now(claims)
         else:
-            gevent.spawn(self._release_now, pairs)
+            gevent.spawn(self._release_now, claims)
 
-    def _release_now(self, pairs) -> None:
+    def _release_now(self, pairs: list[tuple[str, str]]) -> None:
         try:
             pipe = self.client.pipeline(transaction=False)
             for key, token in pairs:
@@ -424,13 +615,17 @@ class RedisBroker(Broker):
 
     def barrier(self, timeout: float = 2.0) -> bool:
         if self.state != "connected":
-            return False
+            # a worker's first moments: what was published before this call
+            # reaches it once it is connected (it subscribes to everything then);
+            # later, a lost connection answers at once (every caller would wait)
+            if self._ever_connected or not self.connected_event.wait(timeout):
+                return False
         self._barrier_seq += 1
         seq = self._barrier_seq
         done = self._barriers[seq] = gevent.event.Event()
         try:
             self.publish(self._barrier_topic, seq.to_bytes(8, "big"))
-            ok = done.wait(timeout)
+            ok = bool(done.wait(timeout))
         finally:
             self._barriers.pop(seq, None)
         if not ok:
@@ -454,12 +649,13 @@ class RedisBroker(Broker):
                 topics = list(self.handlers)
                 step = self._subscribe_chunk
                 for i in range(0, len(topics), step):
-                    ps.subscribe(*[PREFIX + t for t in topics[i:i + step]])
+                    self._sub(ps, topics[i:i + step])
                 self._on.update(topics)
                 self._pubsub = ps
                 if self.state != "connected":
                     log.info("Redis broker connected to %s (%d topics)", self._safe_url(), len(topics))
                 self.state = "connected"
+                self._ever_connected = True
                 self.connected_event.set()
                 backoff = 0.1
                 now = time.monotonic()  # grace: peers get a full expiry to be heard again
@@ -467,7 +663,9 @@ class RedisBroker(Broker):
                     self.peers[origin] = now
                 # a heartbeat first: whoever hears our state below knows us as a peer
                 self.publish(PEERS, self.origin)
-                self._notify("broker_connected")
+                if self.carries_process_topics:
+                    self._notify("broker_connected")
+                self._notify("channels_reconnected", self.covers)
                 self._read(ps)
             except gevent.GreenletExit:
                 raise
@@ -490,13 +688,14 @@ class RedisBroker(Broker):
                 self._pubsub = None
                 self._on.clear()
                 self._confirmed.clear()
+                self._unsubscribing.clear()
                 for event in self._confirming.values():
                     event.set()  # confirm() answers False
                 self._confirming.clear()
                 gevent.sleep(backoff * (0.5 + random.random()))
                 backoff = min(backoff * 2, self.max_backoff)
 
-    def _read(self, ps) -> None:
+    def _read(self, ps: PubSub) -> None:
         """Read what Redis sends into the inbox as soon as it arrives, and send
         the subscription changes; returns only by raising (connection lost)."""
         # This process hears its own heartbeat (every heartbeat_interval) on
@@ -522,7 +721,10 @@ class RedisBroker(Broker):
                 msg = get_message(timeout=0.0)
                 if msg is None:
                     # nothing parsed (or a health-check reply): is anything left?
-                    if not ps.connection.can_read(timeout=0):
+                    conn = ps.connection
+                    if conn is None:  # closed under us: reconnect (as the AttributeError did)
+                        raise ConnectionError("the subscription connection is gone")
+                    if not conn.can_read(timeout=0):
                         break
                     continue
                 n += 1
@@ -540,7 +742,7 @@ class RedisBroker(Broker):
                                       "not even this process's own heartbeat")
             self._wait_readable(ps, 1.0)
 
-    def _wait_readable(self, ps, timeout: float) -> None:
+    def _wait_readable(self, ps: PubSub, timeout: float) -> None:
         """Until the connection has data, the interest changed, or ``timeout``."""
         sock = getattr(ps.connection, "_sock", None)
         if sock is None:
@@ -556,14 +758,14 @@ class RedisBroker(Broker):
     def _inbox_full(self) -> bool:
         return self._inbox_size >= self.inbox_bytes or len(self._inbox) >= self.inbox_messages
 
-    def _take(self, msg) -> None:
+    def _take(self, msg: dict[str, Any]) -> None:
         """One message off the connection (listener): counted (heartbeats
         aside) and put in the inbox, unless it is this process's own
         (delivered locally already) or a known peer's heartbeat (taken here)."""
         kind = msg["type"]
-        if kind == "message":
+        if kind == "message" or kind == "smessage":
             data = msg["data"]
-            topic = msg["channel"][_PREFIX_LEN:].decode()
+            topic = self._topic_of(msg["channel"])
             if topic == PEERS:
                 peer = bytes(data[8:16])
                 if peer == self.origin:
@@ -579,13 +781,26 @@ class RedisBroker(Broker):
             self._inbox.append((topic, data))
             self._inbox_size += len(data)
             self._mail.set()
-        elif kind == "subscribe":
-            topic = msg["channel"][_PREFIX_LEN:].decode()
+        elif kind == "subscribe" or kind == "ssubscribe":
+            topic = self._topic_of(msg["channel"])
             if topic in self._on:
                 self._confirmed.add(topic)
                 event = self._confirming.pop(topic, None)
                 if event is not None:
                     event.set()
+        elif kind == "sunsubscribe":
+            topic = self._topic_of(msg["channel"])
+            asked = self._unsubscribing.get(topic, 0)
+            if asked > 1:
+                self._unsubscribing[topic] = asked - 1
+            elif asked == 1:
+                del self._unsubscribing[topic]
+            elif topic in self._on:
+                # not asked for: the node no longer serves the channel's slot
+                # (a failover made it a replica, the slot migrated): subscribe
+                # again where the slot is now, as after a lost connection
+                raise ConnectionError(f"Redis Cluster dropped the subscription to {topic} "
+                                      "(its slot moved)")
 
     def _deliver(self) -> None:
         """The dispatcher: the inbox to the handlers, in order, in slices."""
@@ -626,6 +841,10 @@ class RedisBroker(Broker):
             return scheme + "://***@" + rest.split("@", 1)[1]
         return u
 
-    def health(self) -> dict:
+    def health(self) -> dict[str, Any]:
         return {"broker": "redis", "state": self.state, "peers": len(self.peers),
                 "channels": len(self.wanted)}
+
+    def shard_health(self) -> dict[str, Any]:
+        """This connection's part of a :class:`~.sharded.ShardedBroker`'s health."""
+        return {"url": self._safe_url(), "state": self.state, "channels": len(self.wanted)}

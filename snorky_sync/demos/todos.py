@@ -1,6 +1,6 @@
 """The TodoMVC demo's server side: Flask-SQLAlchemy views that emit DataSync deltas.
 
-The flow every DataSync application follows (PROTOCOL.md §3):
+The flow every DataSync application follows (protocol.md §3):
 
 1. ``GET /demos/todos/api`` asks Snorky for a subscription token *first*
    (``authorize_subscription``), *then* queries the database, and returns

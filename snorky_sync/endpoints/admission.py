@@ -23,9 +23,14 @@ import math
 import random
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from ..logs import RateLimitedLogger
 from ..metrics import counters
+from .limits import TokenBucket
+
+if TYPE_CHECKING:  # pragma: no cover
+    from _typeshed.wsgi import WSGIEnvironment
 
 __all__ = ["ConnectRate", "client_address"]
 
@@ -34,68 +39,62 @@ _warn = RateLimitedLogger(logging.getLogger("snorky_sync.websocket"))
 _MAX_ADDRESSES = 100_000  # per-address buckets kept; beyond this the full ones are dropped
 
 
-def client_address(environ, trusted_proxies: Sequence[str] | None = None) -> str:
+def client_address(environ: WSGIEnvironment, trusted_proxies: Sequence[str] | None = None) -> str:
     """The address a connection comes from, believing only trusted proxies."""
-    addr = environ.get("REMOTE_ADDR", "-")
+    addr: str = environ.get("REMOTE_ADDR", "-")
     if trusted_proxies and addr in trusted_proxies:
         forwarded = environ.get("HTTP_X_FORWARDED_FOR", "")
-        for hop in reversed([h.strip() for h in forwarded.split(",") if h.strip()]):
+        hops: list[str] = [h.strip() for h in forwarded.split(",") if h.strip()]
+        for hop in reversed(hops):
             if hop not in trusted_proxies:
                 return hop
     return addr
 
 
 class ConnectRate:
-    """Token buckets for new connections: per process and per client address."""
+    """Token buckets for new connections: per process and per client address
+    (:class:`~.limits.TokenBucket`; rate 0: that bucket is off)."""
 
     def __init__(self, rate: float = 0.0, burst: float = 0.0, per_ip_rate: float = 0.0,
                  per_ip_burst: float = 0.0, trusted_proxies: Sequence[str] | None = None) -> None:
         self.rate = rate
-        self.burst = max(burst, 1.0)
         self.per_ip_rate = per_ip_rate
         self.per_ip_burst = max(per_ip_burst, 1.0)
         self.trusted_proxies = tuple(trusted_proxies or ())
-        self.tokens = self.burst
-        self.last = _monotonic()
+        now = _monotonic()
+        self.bucket = TokenBucket(rate, burst, now)
         self.pressure = 0.0          # refusals, decaying by half every second
-        self.pressure_at = self.last
-        self.addresses: dict[str, list[float]] = {}
+        self.pressure_at = now
+        self.addresses: dict[str, TokenBucket] = {}
 
     @property
     def enabled(self) -> bool:
         return bool(self.rate or self.per_ip_rate)
 
-    def admit(self, environ) -> int | None:
+    def admit(self, environ: WSGIEnvironment) -> int | None:
         """None to go on with the handshake, else the ``Retry-After`` seconds."""
         now = _monotonic()
         wait = 0.0
-        if self.rate:
-            self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
-            self.last = now
-            if self.tokens < 1.0:
-                wait = self._crowd_wait(now, self.rate)
-        bucket = None
+        bucket = self.bucket
+        if self.rate and bucket.available(1.0, now):
+            wait = self._crowd_wait(now, self.rate)
+        mine = None
         if self.per_ip_rate:
             addr = client_address(environ, self.trusted_proxies)
-            bucket = self.addresses.get(addr)
-            if bucket is None:
+            mine = self.addresses.get(addr)
+            if mine is None:
                 if len(self.addresses) >= _MAX_ADDRESSES:
                     self._prune(now)
-                bucket = self.addresses[addr] = [self.per_ip_burst, now]
-            else:
-                bucket[0] = min(self.per_ip_burst, bucket[0] + (now - bucket[1]) * self.per_ip_rate)
-                bucket[1] = now
-            if bucket[0] < 1.0:
-                wait = max(wait, (1.0 - bucket[0]) / self.per_ip_rate)
+                mine = self.addresses[addr] = TokenBucket(self.per_ip_rate, self.per_ip_burst, now)
+            wait = max(wait, mine.available(1.0, now))
         if wait:
             return max(1, math.ceil(random.uniform(0.0, wait)))
-        if self.rate:
-            self.tokens -= 1.0
-        if bucket is not None:
-            bucket[0] -= 1.0
+        bucket.take(1.0, now)  # both have a token: spend one of each
+        if mine is not None:
+            mine.take(1.0, now)
         return None
 
-    def refuse(self, environ) -> int | None:
+    def refuse(self, environ: WSGIEnvironment) -> int | None:
         """:meth:`admit` for a new connection (WebSocket or SockJS session):
         None to go on, else the ``Retry-After`` seconds, the refusal counted
         (``connections_refused_rate``) and logged."""
@@ -110,11 +109,10 @@ class ConnectRate:
         """Seconds the bucket needs for everyone refused lately (and this one)."""
         self.pressure = self.pressure * 0.5 ** (now - self.pressure_at) + 1.0
         self.pressure_at = now
-        return max(1.0, (self.pressure + 1.0 - self.tokens) / rate)
+        return max(1.0, (self.pressure + 1.0 - self.bucket.tokens) / rate)
 
     def _prune(self, now: float) -> None:
-        rate, burst = self.per_ip_rate, self.per_ip_burst
-        full = [a for a, (tokens, at) in self.addresses.items() if tokens + (now - at) * rate >= burst]
+        full = [a for a, b in self.addresses.items() if b.refill(now) >= b.burst]
         for a in full:
             del self.addresses[a]
         if len(self.addresses) >= _MAX_ADDRESSES:  # a flood of addresses: start over

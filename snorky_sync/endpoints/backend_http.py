@@ -1,4 +1,4 @@
-"""The backend HTTP endpoint: trusted servers POST envelopes (PROTOCOL.md §4).
+"""The backend HTTP endpoint: trusted servers POST envelopes (protocol.md §4).
 
 Order of checks: method (405), ``X-Backend-Key`` (401, constant-time compare,
 checked before the body is even read), body size (413), UTF-8 JSON (400),
@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import hmac
 import logging
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import gevent.event
 from flask import Response, request
@@ -20,6 +21,9 @@ from ..logs import RateLimitedLogger
 from ..metrics import counters
 from ..services.base import RPCService
 from . import local_port
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..registry import ServiceRegistry
 
 __all__ = ["BackendClient", "make_backend_view"]
 
@@ -54,7 +58,7 @@ class BackendClient(Client):
         return self.answer
 
 
-def answer_envelope(registry, envelope: dict, remote: str, rpc: bool = True,
+def answer_envelope(registry: ServiceRegistry, envelope: dict[Any, Any], remote: str, rpc: bool = True,
                     timeout: float = 30.0) -> bytes | None:
     """Run one backend envelope through ``registry`` as a short-lived client;
     the reply envelope's bytes, or None if the service did not answer in time."""
@@ -71,8 +75,8 @@ def _json(status: int, body: Any) -> Response:
     return Response(wire.encode(body), status=status, mimetype="application/json")
 
 
-def make_backend_view(registry, api_key: str, max_body_size: int = 10 * 1024 * 1024,
-                      reply_timeout: float = 30.0, only_port: int | None = None):
+def make_backend_view(registry: ServiceRegistry, api_key: str, max_body_size: int = 10 * 1024 * 1024,
+                      reply_timeout: float = 30.0, only_port: int | None = None) -> Callable[[], Response]:
     """The Flask view serving ``registry`` to trusted HTTP callers.
 
     ``only_port``: answer 404 unless the request arrived on that local port
@@ -80,7 +84,7 @@ def make_backend_view(registry, api_key: str, max_body_size: int = 10 * 1024 * 1
     """
     expected = api_key.encode("utf-8")
 
-    def snorky_backend():
+    def snorky_backend() -> Response:
         if only_port is not None and local_port(request.environ) != only_port:
             return _json(404, {"error": "Not found"})
         if request.method != "POST":

@@ -11,8 +11,12 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["accept_handshake", "HandshakeError"]
+if TYPE_CHECKING:  # pragma: no cover
+    from _typeshed.wsgi import WSGIEnvironment
+
+__all__ = ["accept_handshake", "HandshakeError", "guard_geventwebsocket"]
 
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -31,11 +35,13 @@ def _tokens(value: str) -> list[str]:
     return [t.strip().lower() for t in value.split(",")]
 
 
-def accept_handshake(environ) -> bytes:
+def accept_handshake(environ: WSGIEnvironment) -> bytes:
     """The ``101 Switching Protocols`` response for a valid opening
     handshake in ``environ``; raises :class:`HandshakeError` otherwise."""
     if environ.get("REQUEST_METHOD") != "GET":
         raise HandshakeError(405, "A WebSocket handshake is a GET request", [("Allow", "GET")])
+    if environ.get("SERVER_PROTOCOL", "HTTP/1.1") in ("HTTP/1.0", "HTTP/0.9"):
+        raise HandshakeError(400, "A WebSocket handshake needs HTTP/1.1")  # RFC 6455 4.1
     if "websocket" not in _tokens(environ.get("HTTP_UPGRADE", "")) or \
             "upgrade" not in _tokens(environ.get("HTTP_CONNECTION", "")):
         raise HandshakeError(426, "This endpoint speaks WebSocket: send Upgrade: websocket",
@@ -53,3 +59,34 @@ def accept_handshake(environ) -> bytes:
     accept = base64.b64encode(hashlib.sha1(key.encode("ascii") + _GUID).digest())
     return (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
             b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n")
+
+
+def guard_geventwebsocket(handler_class: type) -> None:
+    """Make gevent-websocket's ``WebSocketHandler`` (``handler_class``) upgrade
+    only valid opening handshakes, and leave every other upgrade request to
+    the app, whose view answers it as under every other server.
+
+    Its own answers to a bad handshake (an old or missing
+    ``Sec-WebSocket-Version``, as hixie-76 sends; a bad key; HTTP/1.0) write
+    a ``str`` body: each one was a ``TypeError`` traceback in the log, and a
+    warning quoting the client's header, for any anonymous client.  Applied
+    once (idempotent)."""
+    upgrade = handler_class.upgrade_websocket  # type: ignore[attr-defined]
+    if getattr(upgrade, "snorky_guarded", False):
+        return
+
+    def upgrade_websocket(self: Any) -> Any:
+        environ = self.environ
+        if "websocket" in _tokens(environ.get("HTTP_UPGRADE", "")):
+            probe = environ
+            if environ.get("HTTP_SEC_WEBSOCKET_VERSION", "").strip() in ("7", "8"):
+                # hybi-07/08 frame as RFC 6455 does: gevent-websocket upgrades them (SockJS serves them)
+                probe = {**environ, "HTTP_SEC_WEBSOCKET_VERSION": "13"}
+            try:
+                accept_handshake(probe)
+            except HandshakeError:
+                return None  # not upgraded, no status: the app runs (its view answers)
+        return upgrade(self)
+
+    upgrade_websocket.snorky_guarded = True  # type: ignore[attr-defined]
+    handler_class.upgrade_websocket = upgrade_websocket  # type: ignore[attr-defined]

@@ -57,9 +57,10 @@ import logging
 import math
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
 
 import gevent
 from gevent import pywsgi
@@ -69,6 +70,9 @@ from ..http_headers import HeaderTooLarge, read_headers
 from ..logs import RateLimitedLogger, printable
 from ..metrics import counters
 from . import request_socket
+
+if TYPE_CHECKING:  # pragma: no cover
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 __all__ = ["HTTPLimits", "LimitedHandler", "DeadlineReader", "BodyTimeout", "apply_limits",
            "install_geventwebsocket", "with_body_deadline"]
@@ -107,7 +111,7 @@ class HTTPLimits:
 
     def strictest(self, other: HTTPLimits) -> HTTPLimits:
         """Each limit the stricter of the two (0, off, is the loosest)."""
-        def pick(a, b):
+        def pick(a: Any, b: Any) -> Any:  # each field: an int or a float
             return max(a, b) if not (a and b) else min(a, b)
         return HTTPLimits(**{f.name: pick(getattr(self, f.name), getattr(other, f.name))
                              for f in dataclasses.fields(self)})
@@ -136,7 +140,7 @@ class DeadlineReader(io.RawIOBase):
     """The connection's socket as the raw stream under pywsgi's ``rfile``:
     every read ends at :attr:`deadline` (monotonic seconds)."""
 
-    def __init__(self, sock) -> None:
+    def __init__(self, sock: socket.socket) -> None:
         super().__init__()
         # named as in socket.SocketIO: code that digs the socket out of
         # ``environ['wsgi.input'].rfile.raw`` (SockJS under gevent-websocket) finds it
@@ -149,14 +153,15 @@ class DeadlineReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer) -> int:
+    def readinto(self, buffer: Any) -> int:
         sock = self._sock
         left = self.deadline - _monotonic()
         if left > 0:
             before = sock.timeout
             sock.settimeout(None if left == math.inf else left)  # gevent's: an attribute, no syscall
             try:
-                return sock.recv_into(buffer)
+                got: int = sock.recv_into(buffer)
+                return got
             except TimeoutError:
                 pass
             finally:
@@ -173,16 +178,17 @@ def _deadline(seconds: float) -> float:
     return _monotonic() + seconds if seconds > 0 else math.inf
 
 
-def _limits(handler) -> HTTPLimits:
-    return getattr(handler.server, "snorky_http_limits", None) or handler.snorky_http_limits
+def _limits(handler: Any) -> HTTPLimits:
+    limits: HTTPLimits = getattr(handler.server, "snorky_http_limits", None) or handler.snorky_http_limits
+    return limits
 
 
-def _remote(handler) -> str:
+def _remote(handler: Any) -> str:
     address = handler.client_address
     return printable(address[0] if isinstance(address, tuple) else address)
 
 
-class LimitedHandler(pywsgi.WSGIHandler):
+class LimitedHandler(pywsgi.WSGIHandler):  # type: ignore[misc]  # gevent has no type hints
     """pywsgi's handler with :class:`HTTPLimits` (the server's
     ``snorky_http_limits``, else the class's).
 
@@ -191,8 +197,9 @@ class LimitedHandler(pywsgi.WSGIHandler):
     """
 
     snorky_http_limits = HTTPLimits()
+    rfile: Any  # pywsgi's (socket.makefile), then ours (io.BufferedReader over a DeadlineReader)
 
-    def handle(self):
+    def handle(self) -> None:
         limits = _limits(self)
         raw = DeadlineReader(self.socket)
         raw.deadline = _deadline(limits.header_timeout)  # the first request counts from the accept
@@ -200,9 +207,15 @@ class LimitedHandler(pywsgi.WSGIHandler):
         self.rfile = io.BufferedReader(raw)
         self._snorky_raw = raw
         self.socket.settimeout(limits.write_timeout or None)  # every sendall of the response
-        _BASE.handle(self)
+        try:
+            _BASE.handle(self)
+        except ConnectionError as exc:
+            # pywsgi's answer to a bad request (400, 414) written to a peer that
+            # sent its garbage and left: a traceback per connection, before
+            _warn.debug("peer-gone", "%s: connection gone before pywsgi's error answer (%s)",
+                        _remote(self), printable(exc.strerror or type(exc).__name__))
 
-    def handle_one_request(self):
+    def handle_one_request(self) -> Any:
         raw = getattr(self, "_snorky_raw", None)
         if raw is None or self.rfile.closed:  # not set up by our handle(): pywsgi's as it is
             return _BASE.handle_one_request(self)
@@ -239,7 +252,7 @@ class LimitedHandler(pywsgi.WSGIHandler):
             return None
         return result
 
-    def MessageClass(self, fp, *args):  # noqa: N802 (pywsgi's name)
+    def MessageClass(self, fp: Any, *args: Any) -> Any:  # noqa: N802 (pywsgi's name)
         limit = _limits(self).max_header_size
         if not limit:
             return read_headers(fp, *args)
@@ -248,7 +261,7 @@ class LimitedHandler(pywsgi.WSGIHandler):
         except HeaderTooLarge:
             raise _Refuse(431) from None
 
-    def read_request(self, raw_requestline):
+    def read_request(self, raw_requestline: bytes) -> Any:
         result = _BASE.read_request(self, raw_requestline)
         raw = getattr(self, "_snorky_raw", None)
         if raw is not None:  # the head is in: the body has its own deadline
@@ -256,7 +269,7 @@ class LimitedHandler(pywsgi.WSGIHandler):
             raw.phase = _BODY
         return result
 
-    def handle_error(self, t, v, tb):
+    def handle_error(self, t: type[BaseException], v: BaseException, tb: TracebackType | None) -> None:
         if isinstance(v, TimeoutError) and not isinstance(v, BodyTimeout):
             # a response write that the peer did not take within write_timeout
             counters["http_write_timeouts"] += 1
@@ -266,7 +279,7 @@ class LimitedHandler(pywsgi.WSGIHandler):
             return
         _BASE.handle_error(self, t, v, tb)
 
-    def _handle_client_error(self, ex):
+    def _handle_client_error(self, ex: BaseException) -> Any:
         # the peer reset or closed the connection while its request head was
         # being read (a closed tab, a dropped keep-alive): DEBUG, and no 400
         # written to a socket that is gone (pywsgi printed a traceback for
@@ -319,13 +332,15 @@ def install_geventwebsocket(limits: HTTPLimits) -> None:
     except ImportError:  # pragma: no cover - a dependency; without it nothing serves with it
         return
     apply_limits(WebSocketHandler, limits)
+    from .handshake import guard_geventwebsocket
+    guard_geventwebsocket(WebSocketHandler)  # bad handshakes answered by the app, as elsewhere
 
 
 class _TimedInput:
     """A ``wsgi.input`` that counts what the application read, and whose
     reads end at a deadline (monotonic seconds; ``math.inf``: none)."""
 
-    def __init__(self, stream, deadline: float, remote: str) -> None:
+    def __init__(self, stream: Any, deadline: float, remote: str) -> None:
         self._stream = stream
         self._deadline = deadline
         self._remote = remote
@@ -333,7 +348,7 @@ class _TimedInput:
         self.consumed = 0   # bytes the application read
         self.ended = False  # a read came back short: the body is over
 
-    def _timed(self, method: Callable, *args):
+    def _timed(self, method: Callable[..., Any], *args: Any) -> Any:
         try:
             if self._deadline == math.inf:
                 return method(*args)
@@ -350,36 +365,36 @@ class _TimedInput:
                            printable(self._remote))
             raise
 
-    def _count(self, data, asked=None):
+    def _count(self, data: bytes, asked: int | None = None) -> bytes:
         self.consumed += len(data)
         if not data or (asked is not None and asked >= 0 and len(data) < asked):
             self.ended = True
         return data
 
-    def read(self, *args):
+    def read(self, *args: Any) -> bytes:
         return self._count(self._timed(self._stream.read, *args), args[0] if args else -1)
 
-    def readline(self, *args):
-        line = self._timed(self._stream.readline, *args)
+    def readline(self, *args: Any) -> bytes:
+        line: bytes = self._timed(self._stream.readline, *args)
         self.consumed += len(line)
         if not line:
             self.ended = True
         return line
 
-    def readlines(self, *args):
-        lines = self._timed(self._stream.readlines, *args)
+    def readlines(self, *args: Any) -> list[bytes]:
+        lines: list[bytes] = self._timed(self._stream.readlines, *args)
         self.consumed += sum(len(x) for x in lines)
         self.ended = True
         return lines
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[bytes]:
         return iter(self.readline, b"")
 
-    def __getattr__(self, name: str):
+    def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)
 
 
-def _bounded(stream) -> bool:
+def _bounded(stream: Any) -> bool:
     """Is ``stream`` pywsgi's input over a :class:`DeadlineReader` (already bounded)?"""
     return isinstance(getattr(getattr(stream, "rfile", None), "raw", None), DeadlineReader)
 
@@ -394,13 +409,13 @@ class _DropUnread:
     is written (``close()``), a body left unread beyond :data:`UNREAD_LIMIT`
     closes the connection instead of being read and thrown away."""
 
-    def __init__(self, result, environ, counted: _TimedInput, length: int | None) -> None:
+    def __init__(self, result: Iterable[bytes], environ: WSGIEnvironment, counted: _TimedInput, length: int | None) -> None:
         self._result = result
         self._environ = environ
         self._counted = counted
         self._length = length
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[bytes]:
         return iter(self._result)
 
     def close(self) -> None:
@@ -427,7 +442,7 @@ LINGER_BYTES = 16 * 1024 * 1024
 _linger_buffer = bytearray(256 * 1024)  # written into, never read: one per process
 
 
-def _linger(sock, left: int) -> None:
+def _linger(sock: socket.socket, left: int) -> None:
     deadline = _monotonic() + LINGER_TIME
     before = sock.timeout
     try:
@@ -449,16 +464,20 @@ def _linger(sock, left: int) -> None:
             pass
 
 
-def _drop_connection(environ, counted: _TimedInput, unread: int | None) -> None:
+def _drop_connection(environ: WSGIEnvironment, counted: _TimedInput, unread: int | None) -> None:
     """No more requests on this connection and its unread input is not parsed:
     what the client still sends is taken in for a moment (:data:`LINGER_TIME`,
-    :data:`LINGER_BYTES`), then the server sees the end of its input and
-    closes it."""
+    :data:`LINGER_BYTES`), then the socket is shut for reading, so that the
+    server's own drain of the body (pywsgi, every gunicorn) sees the end of
+    its input and closes the connection. That shutdown is what closes it on
+    every server; the flags set before it only save the server's drain."""
     stream = counted._stream
     if hasattr(stream, "_discard"):  # pywsgi's Input: nothing left to discard
         stream.content_length = stream.position
         stream.chunked_input = False
-    if hasattr(stream, "failed"):  # gunicorn's Body (>= 23): closes instead of draining it
+    if hasattr(stream, "failed"):
+        # gunicorn >= 27's Body: its parser closes without draining the rest;
+        # gunicorn 23-26 have no such flag (their drain ends at the shutdown)
         stream.failed = True
     counters["http_unread_bodies_dropped"] += 1
     _warn.debug("http-unread", "%s: closing after a response that left its request body unread "
@@ -472,7 +491,7 @@ def _drop_connection(environ, counted: _TimedInput, unread: int | None) -> None:
             pass
 
 
-def with_body_deadline(wsgi_app: Callable, timeout: float) -> Callable:
+def with_body_deadline(wsgi_app: WSGIApplication, timeout: float) -> WSGIApplication:
     """``wsgi_app`` whose request bodies must arrive within ``timeout`` seconds
     of the call (:class:`BodyTimeout` beyond; 0: no deadline of ours), on
     servers that read without one (gunicorn's workers); and whose big request
@@ -484,7 +503,7 @@ def with_body_deadline(wsgi_app: Callable, timeout: float) -> Callable:
     if getattr(wsgi_app, "snorky_body_timeout", None) is not None:
         return wsgi_app
 
-    def app(environ, start_response):
+    def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         stream = environ.get("wsgi.input")
         if stream is None:
             return wsgi_app(environ, start_response)

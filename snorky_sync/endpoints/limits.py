@@ -53,6 +53,11 @@ class TokenBucket:
         self.tokens = tokens
         return tokens >= 0
 
+    def available(self, n: float, now: float) -> float:
+        """Seconds until ``n`` tokens are saved (0: they are now); spends nothing."""
+        tokens = self.refill(now)
+        return 0.0 if tokens >= n or not self.rate else (n - tokens) / self.rate
+
     def wait(self, now: float | None = None) -> float:
         """Seconds until the balance is back to zero (0 when it is not negative)."""
         if not self.rate:

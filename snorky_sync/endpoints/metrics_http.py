@@ -22,18 +22,22 @@ import atexit
 import hmac
 import logging
 import os
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from flask import Response, request
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, generate_latest
-from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily, Metric
 
-from .. import client as _client
+from .. import outbound as _outbound
 from ..metrics import rpc_calls, rpc_errors, snapshot, transport_counters
+from . import connections as _connections
 from . import local_port
 from .reader import awake_readers
-from .websocket import live_clients
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..brokers.base import Broker
+    from ..runtime import Runtime
 
 __all__ = ["make_metrics_view", "multiprocess_dir", "start_multiprocess_export"]
 
@@ -45,12 +49,16 @@ _GAUGE_MODES = {"snorky_outbound_bytes_peak": "livemax"}
 
 
 class _SnorkyCollector:
-    """This process's values (``brokers()``: the brokers whose state is shown)."""
+    """This process's values (``brokers()``: the brokers whose state is shown;
+    ``runtime``: the app whose connections and outbound budget are shown, by
+    default every connection of the process and the budget of clients made
+    without an app)."""
 
-    def __init__(self, brokers: Callable[[], Iterable] = tuple) -> None:
+    def __init__(self, brokers: Callable[[], Iterable[Any]] = tuple, runtime: Runtime | None = None) -> None:
         self.brokers = brokers
+        self.runtime = runtime
 
-    def collect(self):
+    def collect(self) -> Iterator[Metric]:
         for name, value in sorted(snapshot().items()):
             if name in _GAUGES:
                 yield GaugeMetricFamily(f"snorky_{name}", name.replace("_", " "), value=value)
@@ -58,11 +66,12 @@ class _SnorkyCollector:
                 yield CounterMetricFamily(f"snorky_{name}", name.replace("_", " "), value=value)
         for metric, source, text in (("snorky_rpc_calls", rpc_calls, "RPC calls"),
                                      ("snorky_rpc_errors", rpc_errors, "RPC error answers")):
-            family = CounterMetricFamily(metric, text, labels=["service", "command"])
+            family: CounterMetricFamily | GaugeMetricFamily = CounterMetricFamily(
+                metric, text, labels=["service", "command"])
             for (service, command), value in sorted(source.items()):
                 family.add_metric([service, command], value)
             yield family
-        by_name: dict[str, list] = {}
+        by_name: dict[str, list[Any]] = {}
         for (name, transport), value in sorted(transport_counters.items()):
             by_name.setdefault(name, []).append((transport, value))
         for name, rows in by_name.items():
@@ -77,10 +86,13 @@ class _SnorkyCollector:
             family = GaugeMetricFamily("snorky_broker_state", "brokers in each state (1 for the "
                                        "broker's current state; summed over workers)",
                                        labels=["state"])
-            for s in ("local", "connected", "disconnected"):
+            for s in ("local", "connected", "degraded", "disconnected"):
                 family.add_metric([s], states.count(s))
             yield family
-        clients = live_clients()
+        runtime = self.runtime
+        clients = (list(runtime.connections.live) if runtime is not None
+                   else _connections.live_clients())
+        budget = runtime.outbound if runtime is not None else _outbound.DEFAULT
         yield GaugeMetricFamily("snorky_outbound_queue_frames", "frames waiting in outbound queues",
                                 value=sum(c.queue_depth() for c in clients))
         yield GaugeMetricFamily("snorky_websockets_open", "open WebSocket connections",
@@ -89,11 +101,11 @@ class _SnorkyCollector:
                                 "greenlet now (the others are parked: idle, no greenlet)",
                                 value=awake_readers())
         yield GaugeMetricFamily("snorky_outbound_bytes", "bytes owed to this process's connections "
-                                "(queued and being written)", value=_client.outbound_bytes())
+                                "(queued and being written)", value=budget.owed_now())
         yield GaugeMetricFamily("snorky_outbound_bytes_peak", "largest outbound_bytes seen by the "
-                                "budget keeper", value=_client.stats["outbound_bytes_peak"])
-        yield GaugeMetricFamily("snorky_outbound_memory_budget_bytes", "the process-wide budget "
-                                "of outbound bytes (0: none)", value=_client.budget["memory_budget"])
+                                "budget keeper", value=budget.peak)
+        yield GaugeMetricFamily("snorky_outbound_memory_budget_bytes", "the budget of outbound "
+                                "bytes (0: none)", value=budget.limit)
 
 
 def multiprocess_dir() -> str | None:
@@ -110,7 +122,7 @@ class _Export:
     def __init__(self, collector: _SnorkyCollector) -> None:
         self.collector = collector
         self.metrics: dict[str, Counter | Gauge] = {}
-        self.last: dict[tuple, float] = {}
+        self.last: dict[tuple[Any, ...], float] = {}
         self.pid = os.getpid()
 
     def sync(self) -> None:
@@ -133,7 +145,7 @@ class _Export:
                     child.set(value)
                 self.last[key] = value
 
-    def _make(self, family, labelnames: list[str]) -> Counter | Gauge:
+    def _make(self, family: Metric, labelnames: list[str]) -> Counter | Gauge:
         metric: Counter | Gauge
         if family.type == "counter":
             metric = Counter(family.name, family.documentation, labelnames, registry=None)
@@ -201,25 +213,26 @@ def _scrape(collector: _SnorkyCollector) -> bytes:
 
     _export_for(collector).sync()  # this worker's values are current; the others' at most 1 s old
     registry = CollectorRegistry()
-    MultiProcessCollector(registry, path)
+    MultiProcessCollector(registry, path)  # type: ignore[no-untyped-call]  # unannotated in prometheus_client
     return generate_latest(registry)
 
 
-def make_metrics_view(api_key: str, only_port: int | None = None, broker=None,
-                      brokers: Callable[[], Iterable] | None = None, on_serve: list | None = None):
+def make_metrics_view(api_key: str, only_port: int | None = None, broker: Broker | None = None,
+                      brokers: Callable[[], Iterable[Any]] | None = None, on_serve: list[Any] | None = None,
+                      runtime: Runtime | None = None) -> Callable[[], Response]:
     """The view; ``brokers()`` (or the one ``broker``) for ``snorky_broker_state``;
     ``on_serve``: where to add what starts when the app serves (the
     multiprocess export)."""
     expected = api_key.encode("utf-8")
     if brokers is None:
         brokers = (lambda: (broker,)) if broker is not None else tuple
-    collector = _SnorkyCollector(brokers)
+    collector = _SnorkyCollector(brokers, runtime)
     if on_serve is not None:
         on_serve.append(lambda: start_multiprocess_export(collector))
     else:
         start_multiprocess_export(collector)
 
-    def snorky_metrics():
+    def snorky_metrics() -> Response:
         if only_port is not None and local_port(request.environ) != only_port:
             return Response("not found\n", status=404, mimetype="text/plain")
         given = request.headers.get("X-Backend-Key")

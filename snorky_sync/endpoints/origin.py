@@ -1,5 +1,5 @@
 """The one access policy of every endpoint: which origins may use it, and
-what its CORS and framing headers promise (DESIGN.md rule 12).
+what its CORS and framing headers promise (architecture.md rule 12).
 
 An endpoint's policy follows from its options:
 
@@ -30,10 +30,13 @@ site cannot frame the page that would relay the victim's session to it.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from ..metrics import counters
+
+if TYPE_CHECKING:  # pragma: no cover
+    from _typeshed.wsgi import WSGIEnvironment
 
 __all__ = ["same_origin", "uses_cookies", "restricted", "request_origin", "origin_allowed",
            "check_origin", "cors_headers", "frame_headers", "OriginRefused"]
@@ -70,7 +73,7 @@ def split_origin(origin: str) -> tuple[str, str] | None:
     return scheme, host_port(scheme, netloc)
 
 
-def same_origin(opts: Any, environ, origin: str) -> bool:
+def same_origin(opts: Any, environ: WSGIEnvironment, origin: str) -> bool:
     """Is ``origin`` this server's?  ``public_origins`` when set (behind a proxy
     that rewrites Host), else the Host header, in either scheme (a
     TLS-terminating proxy hides the scheme, never the host)."""
@@ -88,7 +91,7 @@ def same_origin(opts: Any, environ, origin: str) -> bool:
 def uses_cookies(opts: Any) -> bool:
     """Does the endpoint's identity come from cookies?"""
     if opts.cookie_identity is not None:
-        return opts.cookie_identity
+        return bool(opts.cookie_identity)
     return bool(getattr(opts.authenticate, "snorky_uses_cookies", False))
 
 
@@ -97,7 +100,7 @@ def restricted(opts: Any) -> bool:
     return opts.allowed_origins is not None or uses_cookies(opts)
 
 
-def request_origin(environ, referer: bool = True) -> str | None:
+def request_origin(environ: WSGIEnvironment, referer: bool = True) -> str | None:
     """The request's ``Origin``, else (``referer``) its ``Referer``'s origin, else None."""
     origin = environ.get("HTTP_ORIGIN")
     if origin is not None or not referer:
@@ -114,7 +117,7 @@ def request_origin(environ, referer: bool = True) -> str | None:
     return f"{parts.scheme}://{parts.netloc}"
 
 
-def origin_allowed(opts: Any, environ, origin: str, own: bool = False) -> bool:
+def origin_allowed(opts: Any, environ: WSGIEnvironment, origin: str, own: bool = False) -> bool:
     """May a page of ``origin`` use the endpoint?  ``own``: this server's
     origin counts as listed (SockJS: its iframe transports run there)."""
     allowed = opts.allowed_origins
@@ -125,7 +128,7 @@ def origin_allowed(opts: Any, environ, origin: str, own: bool = False) -> bool:
     return True
 
 
-def check_origin(opts: Any, environ, http: bool, own: bool = False) -> OriginRefused | None:
+def check_origin(opts: Any, environ: WSGIEnvironment, http: bool, own: bool = False) -> OriginRefused | None:
     """The policy's verdict on a request: None to go on, else the refusal.
 
     ``http``: a SockJS HTTP request (the origin may come from ``Referer``;
@@ -151,25 +154,26 @@ def check_origin(opts: Any, environ, http: bool, own: bool = False) -> OriginRef
     return OriginRefused(f"Origin not allowed: {origin}")
 
 
-def cors_headers(opts: Any, environ) -> list[tuple[str, str]]:
+def cors_headers(opts: Any, environ: WSGIEnvironment) -> list[tuple[str, str]]:
     """CORS headers of a SockJS answer.
 
     Credentials are allowed only for an origin the policy accepts: on a
     restricted endpoint any other origin gets no ``Access-Control-Allow-Origin``
     (the browser hides the answer).  An unrestricted endpoint echoes every
-    origin with credentials, as the SockJS protocol asks (sockjs-client sends
-    its XHRs ``withCredentials``), since its identity is not in the cookies.
+    origin (``null`` included) with credentials, as the SockJS protocol asks
+    (sockjs-client sends its XHRs ``withCredentials``), since its identity is
+    not in the cookies; a request without ``Origin`` gets ``*``, without.
     """
     origin = environ.get("HTTP_ORIGIN")
     headers = [("Vary", "Origin")]
     if restricted(opts):
         if origin is None or not origin_allowed(opts, environ, origin, own=True):
             return headers
+    if not origin:  # not a CORS request (unrestricted): "*", which cannot go with credentials
+        headers.append(("Access-Control-Allow-Origin", "*"))
+    else:  # "null" (file: pages, sandboxed frames) too: "*" would not do for a credentialed XHR
         headers.append(("Access-Control-Allow-Origin", origin))
-    else:
-        headers.append(("Access-Control-Allow-Origin",
-                        origin if origin and origin != "null" else "*"))
-    headers.append(("Access-Control-Allow-Credentials", "true"))
+        headers.append(("Access-Control-Allow-Credentials", "true"))
     asked = environ.get("HTTP_ACCESS_CONTROL_REQUEST_HEADERS")
     if asked:
         headers.append(("Access-Control-Allow-Headers", asked))

@@ -1,7 +1,7 @@
 """Reading one WebSocket connection: frames off the socket, to the registry.
 
 A connection that talks has a greenlet of its own, which reads, parses and
-hands every message to the registry in order (DESIGN.md rule 2).  A
+hands every message to the registry in order (architecture.md rule 2).  A
 connection that is quiet has none: it is *parked*, its socket's read watcher
 armed with a callback that gives it a new greenlet when input arrives.  A
 greenlet waiting on a socket costs ~6.8 KB here (its saved C stack and the
@@ -20,7 +20,7 @@ server are idle most of the time.
   exactly where it was.  websockets' protocol object itself is made only
   when a frame needs it (see :func:`fast_frames`).
 
-One connection's input costs a bounded share of the worker (DESIGN.md rule
+One connection's input costs a bounded share of the worker (architecture.md rule
 12): every read is charged to its :class:`~.limits.InputBudget` (messages,
 counted when complete, and bytes); over the message rate it is closed
 (1008), over the byte rate its socket is not read for
@@ -55,7 +55,7 @@ try:  # websockets' C unmasking, as its own parser uses it
 except ImportError:  # pragma: no cover - a websockets built without its C extension
     from websockets.utils import apply_mask as _apply_mask
 
-__all__ = ["Reader", "fast_frames", "PARK_AFTER", "awake_readers"]
+__all__ = ["Reader", "Parker", "fast_frames", "frame_boundary", "PARK_AFTER", "awake_readers"]
 
 log = logging.getLogger("snorky_sync.websocket")
 _warn = RateLimitedLogger(log)
@@ -73,8 +73,6 @@ _idle = hub.idle
 FAIR_MAX_WAIT = 0.02
 _monotonic = time.monotonic
 _TEXT, _BINARY, _CONT, _CLOSE = Opcode.TEXT, Opcode.BINARY, Opcode.CONT, Opcode.CLOSE
-_awake: set[Reader] = set()  # readers that have a greenlet
-_parker: gevent.Greenlet | None = None
 
 
 class Park(BaseException):
@@ -128,6 +126,41 @@ def fast_frames(data: bytes, max_size: int) -> tuple[list[bytes], int]:
     return payloads, pos
 
 
+def frame_boundary(data: bytes, need: int, head: bytes) -> tuple[int, bytes]:
+    """Where websockets' parser stands once it has ``data`` too: the payload
+    bytes of the current frame still to come, and the start of a header not
+    complete yet; ``(0, b"")`` at a frame boundary.  ``need`` and ``head``:
+    the same before ``data``.
+
+    The fast path may only start at a frame boundary, and websockets' own
+    buffer does not tell: its parser takes a header and mask out of it before
+    the payload arrives (a read that ends right after a mask left the buffer
+    empty mid-frame, and the next read was parsed from the payload on).
+    """
+    pos, end = 0, len(data)
+    if need:
+        pos = min(need, end)
+        if need > end:
+            return need - end, b""
+    if head:
+        data, pos = head + data[pos:], 0
+        end = len(data)
+    while pos < end:
+        b1 = data[pos + 1] if pos + 1 < end else 0
+        n = b1 & 0x7F
+        size = 2 + (2 if n == 126 else 8 if n == 127 else 0) + (4 if b1 & 0x80 else 0)
+        if pos + 2 > end or pos + size > end:
+            return 0, bytes(data[pos:])
+        if n == 126:
+            n = int.from_bytes(data[pos + 2:pos + 4], "big")
+        elif n == 127:
+            n = int.from_bytes(data[pos + 2:pos + 10], "big")
+        pos += size + n
+        if pos > end:
+            return pos - end, b""
+    return 0, b""
+
+
 class Reader:
     """One connection's reading, across parking.
 
@@ -137,12 +170,13 @@ class Reader:
     """
 
     __slots__ = ("client", "sock", "process", "on_end", "max_size", "recv_size", "budget",
-                 "proto", "fragments", "fragments_size", "fragments_text", "waiting", "active",
-                 "greenlet")
+                 "proto", "ws_need", "ws_head", "fragments", "fragments_size", "fragments_text",
+                 "waiting", "active",
+                 "greenlet", "parker")
 
     def __init__(self, client: Client, sock: Any, process: Callable[[Client, Any], None],
                  on_end: Callable[[Reader], None], max_size: int, recv_size: int = 65536,
-                 budget: InputBudget | None = None) -> None:
+                 budget: InputBudget | None = None, parker: Parker | None = None) -> None:
         self.client = client
         self.sock = sock
         self.process = process
@@ -151,12 +185,17 @@ class Reader:
         self.recv_size = recv_size
         self.budget = budget  # None: no limits (tests, trusted peers)
         self.proto: Protocol | None = None
+        # where websockets' parser stands (frame_boundary): the fast path only at a boundary
+        self.ws_need = 0
+        self.ws_head = b""
         self.fragments: list[Any] | None = None
         self.fragments_size = 0
         self.fragments_text = False
         self.waiting = False   # in its greenlet, waiting for input
         self.active = False    # read something since the last parking pass
         self.greenlet: gevent.Greenlet | None = None
+        #: parks it when idle (its hub's)
+        self.parker = Parker.of_hub() if parker is None else parker
         sock.settimeout(None)  # liveness is the pinger's job: no timer per read
 
     def __repr__(self) -> str:
@@ -166,8 +205,8 @@ class Reader:
     def park(self) -> None:
         """No greenlet until the socket is readable."""
         self.greenlet = None
-        _awake.discard(self)
-        self.sock._read_event.start(_resume, self)
+        self.parker.awake.discard(self)
+        self.sock._read_event.start(self.parker.resume, self)
 
     def _protocol(self) -> Protocol:
         proto = self.proto = Protocol(Side.SERVER, state=State.OPEN, max_size=self.max_size,
@@ -184,7 +223,7 @@ class Reader:
                             printable(self.client.remote_address))
         finally:
             if ended:
-                _awake.discard(self)
+                self.parker.awake.discard(self)
                 self.greenlet = None
                 self.on_end(self)
 
@@ -225,13 +264,16 @@ class Reader:
             counters["bytes_in"] += len(data)
             fast: list[bytes] = []
             taken = 0
-            if fragments is None and (proto is None or not proto.reader.buffer):
+            if fragments is None and (proto is None or (
+                    not self.ws_need and not self.ws_head and not proto.reader.buffer)):
                 fast, taken = fast_frames(data, max_size)
             fed = taken < len(data)
             if fed:  # the rest (or all) through websockets
                 if proto is None:
                     proto = self._protocol()
-                proto.receive_data(data[taken:] if taken else data)
+                rest = data[taken:] if taken else data
+                self.ws_need, self.ws_head = frame_boundary(rest, self.ws_need, self.ws_head)
+                proto.receive_data(rest)
                 events: list[Frame] = proto.events_received()  # type: ignore[assignment]  # open: frames only
             else:
                 events = []
@@ -242,21 +284,21 @@ class Reader:
                 for frame in events:
                     if frame.fin:
                         messages += 1
-                if not budget.charge(messages, len(data)) and not client._closing:
+                if not budget.charge(messages, len(data)) and not client.is_closing:
                     counters["rate_limited_disconnects"] += 1
                     m = budget.messages
                     _warn.warning("rate-limit", "closing %s (#%d): more than %s messages/s (burst %s)",
                                   printable(client.remote_address), client.id, m.rate, m.burst)
                     client.close(1008, RATE_EXCEEDED)
             for payload in fast:
-                if client._closing:
+                if client.is_closing:
                     break  # closing: the peer's remaining frames are not processed
                 counters["frames_in"] += 1
                 process(client, payload)
             failed = False
             for frame in events:
                 op = frame.opcode
-                if client._closing and op is not _CLOSE:
+                if client.is_closing and op is not _CLOSE:
                     continue  # closing: the peer's remaining frames are not processed
                 if op is _TEXT or op is _BINARY:
                     if frame.fin:
@@ -284,7 +326,7 @@ class Reader:
                             break
                         counters["frames_in"] += 1
                         process(client, message)
-                elif op is _CLOSE and client._closing:
+                elif op is _CLOSE and client.is_closing:
                     return True  # the answer to our own close
             if failed:
                 assert proto is not None
@@ -310,14 +352,44 @@ class Reader:
             if more:  # more input is waiting: let the other connections be served first
                 _idle(FAIR_MAX_WAIT)
 
-def _resume(reader: Reader) -> None:
-    """The hub's callback for a parked reader's socket: input, give it a greenlet."""
-    global _parker
-    reader.sock._read_event.stop()
-    _awake.add(reader)
-    reader.greenlet = _spawn(reader.run)
-    if _parker is None:
-        _parker = _spawn(_park_idle)
+class Parker:
+    """Takes the greenlet away from readers idle for :data:`PARK_AFTER`
+    (one per hub: :meth:`of_hub`; tests make their own)."""
+
+    __slots__ = ("awake", "greenlet")
+
+    def __init__(self) -> None:
+        self.awake: set[Reader] = set()  # readers that have a greenlet
+        self.greenlet: gevent.Greenlet | None = None
+
+    @staticmethod
+    def of_hub() -> Parker:
+        """The current gevent hub's parker (made on first use)."""
+        return hub.of_hub("snorky_parker", Parker)
+
+    def resume(self, reader: Reader) -> None:
+        """The hub's callback for a parked reader's socket: input, give it a greenlet."""
+        reader.sock._read_event.stop()
+        self.awake.add(reader)
+        reader.greenlet = _spawn(reader.run)
+        if self.greenlet is None:
+            self.greenlet = _spawn(self._run)
+
+    def _run(self) -> None:
+        awake = self.awake
+        run_callback = gevent.get_hub().loop.run_callback
+        try:
+            while awake:
+                gevent.sleep(PARK_AFTER)
+                for reader in list(awake):
+                    if reader.active:
+                        reader.active = False
+                    elif reader.waiting:
+                        run_callback(_park_if_waiting, reader)
+        finally:
+            self.greenlet = None
+            if awake:  # woke as we were leaving
+                self.greenlet = _spawn(self._run)
 
 
 def _park_if_waiting(reader: Reader) -> None:
@@ -327,23 +399,6 @@ def _park_if_waiting(reader: Reader) -> None:
         glet.throw(Park)
 
 
-def _park_idle() -> None:
-    global _parker
-    run_callback = gevent.get_hub().loop.run_callback
-    try:
-        while _awake:
-            gevent.sleep(PARK_AFTER)
-            for reader in list(_awake):
-                if reader.active:
-                    reader.active = False
-                elif reader.waiting:
-                    run_callback(_park_if_waiting, reader)
-    finally:
-        _parker = None
-        if _awake:  # woke as we were leaving
-            _parker = _spawn(_park_idle)
-
-
 def awake_readers() -> int:
     """How many connections of this process have a reading greenlet now."""
-    return len(_awake)
+    return len(Parker.of_hub().awake)

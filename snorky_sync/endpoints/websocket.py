@@ -25,50 +25,52 @@ import logging
 import socket
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
 
 import gevent
 import gevent.event
 import gevent.socket
 from flask import Response, request
-from werkzeug.exceptions import HTTPException
 
 from .. import wire
-from ..client import PING_FRAME, Client, close_frame
+from ..client import Client, close_frame
 from ..logs import RateLimitedLogger, printable
 from ..metrics import counters
+from ..outbound import DEFAULT as DEFAULT_BUDGET
+from ..outbound import OutboundBudget
+from . import connections as _connections
 from . import origin as origin_policy
+from .access import EXPIRES_KEY, LOGIN_SESSION_KEY, Reject, check_access, remote_address
 from .admission import ConnectRate
+from .expiry import Expiries
 from .handshake import HandshakeError, accept_handshake
 from .limits import InputBudget
+from .pinger import Pinger
 from .reader import Reader
 
-__all__ = ["WebSocketOptions", "make_websocket_view", "Reject", "close_all", "live_clients",
-           "track", "untrack", "same_origin", "uses_cookies"]
+if TYPE_CHECKING:  # pragma: no cover
+    from _typeshed.wsgi import StartResponse, WSGIEnvironment
+
+
+__all__ = ["WebSocketOptions", "make_websocket_view", "refuse_after_upgrade", "Reject", "close_all", "live_clients",
+           "same_origin", "uses_cookies", "Target"]
 
 log = logging.getLogger("snorky_sync.websocket")
 _warn = RateLimitedLogger(log)  # lines a client causes: at most 10 of a kind per 10 s
 _open_close = RateLimitedLogger(log, burst=200, period=1.0)  # DEBUG: every connection, within reason
 
 _spawn = gevent.spawn
-_live: set[Client] = set()          # every open WebSocket of this process
-_drained = gevent.event.Event()     # set whenever _live becomes empty
-_drained.set()
-_per_identity: dict[Any, int] = {}  # identity key -> open connections
 _socket_class = gevent.socket.socket
 
 
-class Reject(Exception):
-    """Raised by an ``authenticate`` hook to refuse a handshake.
+class Target(Protocol):
+    """What an endpoint serves: a :class:`~snorky_sync.registry.ServiceRegistry`,
+    or any object with these three methods."""
 
-    ``Reject(403, "why")``; the status is 401 or 403 (anything 4xx works).
-    """
-
-    def __init__(self, status: int = 403, reason: str = "Forbidden") -> None:
-        super().__init__(status, reason)
-        self.status = status
-        self.reason = reason
+    def client_connected(self, client: Client) -> None: ...
+    def process_message_raw(self, client: Client, raw: bytes | str) -> None: ...
+    def client_disconnected(self, client: Client) -> None: ...
 
 
 @dataclass
@@ -97,6 +99,9 @@ class WebSocketOptions:
     cookie_identity: bool | None = None
     public_origins: Sequence[str] | None = None  # this server's origin(s) behind a proxy
     connect_rate: ConnectRate | None = None     # new connections/s, checked before anything
+    #: the app's open connections (max_connections counts them) and outbound budget
+    connections: _connections.Connections = field(default=_connections.DEFAULT, repr=False)
+    outbound: OutboundBudget = field(default=DEFAULT_BUDGET, repr=False)
 
 
 class _Hijacked(Response):
@@ -106,68 +111,11 @@ class _Hijacked(Response):
         # a content type given: werkzeug's default-mimetype lookup raises and catches a KeyError
         super().__init__(content_type="text/plain")
 
-    def __call__(self, environ, start_response):
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> list[bytes]:
         environ["snorky.hijacked"] = True
         if "gunicorn.socket" in environ:
             raise StopIteration()  # gunicorn: stop serving this connection, write nothing
         return []
-
-
-class _Pinger:
-    """Pings idle connections of one endpoint and drops the ones that never answer.
-
-    One greenlet per endpoint wakes every ``ping_interval`` seconds: a
-    connection that sent nothing since the last pass gets a ping; one that
-    did not answer that ping by the next pass is dropped (so a dead peer goes
-    within two to three intervals).  The reader only sets ``client.seen``:
-    no timer per connection, no timeout per read.
-    """
-
-    def __init__(self, opts: WebSocketOptions) -> None:
-        self.opts = opts
-        self.clients: set[Client] = set()
-        self.greenlet: gevent.Greenlet | None = None
-
-    def add(self, client: Client) -> None:
-        self.clients.add(client)
-        if self.greenlet is None:
-            self.greenlet = _spawn(self._run)
-
-    def discard(self, client: Client) -> None:
-        self.clients.discard(client)
-
-    def _run(self) -> None:
-        interval = self.opts.ping_interval
-        try:
-            while self.clients:
-                gevent.sleep(interval)
-                for client in list(self.clients):
-                    if client._closing:  # we sent a close: one more pass to answer it
-                        if client.pinged:
-                            client.abort()
-                        client.pinged = True
-                    elif client.seen:
-                        client.seen = False
-                        client.pinged = False
-                    elif not client.pinged:
-                        client.pinged = True
-                        client.send_control(PING_FRAME)
-                    else:
-                        counters["dead_peers_dropped"] += 1
-                        _warn.info("ping-timeout", "dropping %s (#%d): no answer to ping within %ss",
-                                 client.remote_address, client.id, interval,
-                                 extra={"conn": client.id, "remote": client.remote_address})
-                        client.abort()
-        finally:
-            self.greenlet = None
-            if self.clients:  # a client arrived as we were leaving
-                self.greenlet = _spawn(self._run)
-
-
-def _remote_address(environ) -> str:
-    addr = environ.get("REMOTE_ADDR", "-")
-    port = environ.get("REMOTE_PORT")
-    return f"{addr}:{port}" if port else addr
 
 
 # the origin policy lives in .origin (one for every endpoint); these names stay importable here
@@ -177,84 +125,58 @@ same_origin = origin_policy.same_origin
 uses_cookies = origin_policy.uses_cookies
 
 
-def _check_access(opts: WebSocketOptions, environ) -> tuple[Any, Reject | None]:
-    """Origin allowlist (or, for cookie identities, the same origin), then the
-    authenticate hook: (identity, refusal)."""
-    refused = origin_policy.check_origin(opts, environ, http=False)
-    if refused is not None:
-        return None, Reject(refused.status, refused.reason)
-    if len(_live) >= opts.max_connections:
-        counters["connections_refused_limit"] += 1
-        return None, Reject(503, "Too many connections")
-    if opts.authenticate is None:
-        return None, None
-    try:
-        identity = opts.authenticate(request)
-    except Reject as exc:
-        return None, exc
-    except HTTPException as exc:
-        return None, Reject(exc.code or 403, exc.description or exc.name)
-    if identity is not None:
-        try:
-            size = len(wire.encode(identity))
-        except TypeError:
-            log.error("authenticate returned an identity that is not JSON: %r", identity)
-            return None, Reject(500, "Invalid identity")
-        if size > opts.max_identity_size:
-            return None, Reject(400, "Identity too large")
-        if _per_identity.get(wire.json_key(identity), 0) >= opts.max_connections_per_identity:
-            counters["connections_refused_limit"] += 1
-            return None, Reject(429, "Too many connections for this identity")
-    return identity, None
-
-
-def make_websocket_view(registry, opts: WebSocketOptions, client_class: type[Client] = Client,
-                        process: Callable[[Client, bytes], None] | None = None) -> Callable[[], Any]:
+def make_websocket_view(registry: Target, opts: WebSocketOptions, client_class: type[Client] = Client,
+                        process: Callable[[Client, bytes], None] | None = None) -> Callable[[], Response]:
     """The Flask view serving ``registry`` over WebSocket.
 
     ``client_class`` and ``process(client, data)`` (default: the registry's
     ``process_message_raw``) let another framing ride on WebSocket (SockJS).
     """
-    pinger = _Pinger(opts)
-    serving = (registry, opts, pinger, client_class, process or registry.process_message_raw)
+    pinger = Pinger(opts.ping_interval)
+    serving = (registry, opts, pinger, client_class, process or registry.process_message_raw, Expiries())
 
     admission = opts.connect_rate
 
-    def snorky_websocket():
+    def snorky_websocket() -> Response:
         environ = request.environ
         adopted = environ.get("wsgi.websocket")
         if admission is not None:
             retry = admission.refuse(environ)
             if retry is not None:
                 if adopted is not None:  # already upgraded: 1013 Try Again Later
-                    _refuse_after_upgrade(adopted.handler.socket, _remote_address(environ),
+                    refuse_after_upgrade(adopted.handler.socket, remote_address(environ),
                                           Reject(503, "Try again later"), 1013)
                     adopted.closed = True
                     adopted.handler.close_connection = True
                     return Response(status=204)
                 return Response("Too many new connections\n", status=503, mimetype="text/plain",
                                 headers={"Retry-After": str(retry)})
-        remote = _remote_address(environ)
+        remote = remote_address(environ)
         if adopted is not None:
             sock = adopted.handler.socket
-            identity, refusal = _check_access(opts, environ)
+            identity, refusal = check_access(opts, environ)
             if refusal is not None:
-                _refuse_after_upgrade(sock, remote, refusal)
+                refuse_after_upgrade(sock, remote, refusal)
                 adopted.closed = True
                 adopted.handler.close_connection = True
                 return Response(status=204)
             adopted.closed = True  # gevent-websocket must not write its own close
             adopted.handler.close_connection = True  # nor read another request
-            _detach(serving, sock, remote, identity, environ.get("PATH_INFO", ""))
+            _detach(serving, sock, remote, identity, environ.get("PATH_INFO", ""), environ.get(EXPIRES_KEY),
+                    environ.get(LOGIN_SESSION_KEY))
             return Response(status=204)
 
         sock = environ.get("snorky.socket") or environ.get("gunicorn.socket")
         if sock is None:
+            try:  # a bad handshake gevent-websocket left to us, or under a server without sockets
+                accept_handshake(environ)
+            except HandshakeError as exc:
+                return _bad_handshake(remote, exc)
             _no_raw_socket(environ)
             return Response(
                 "snorky_sync: no raw socket in this server; run under gunicorn -k gevent, "
                 "the geventwebsocket worker, or snorky_sync.serve()\n", status=500)
-        identity, refusal = _check_access(opts, environ)
+        identity, refusal = check_access(opts, environ)
         if refusal is not None:
             _warn.info("refused", "refused handshake from %s: %s %s", remote, refusal.status,
                        printable(refusal.reason))
@@ -265,10 +187,7 @@ def make_websocket_view(registry, opts: WebSocketOptions, client_class: type[Cli
         try:
             answer = accept_handshake(environ)
         except HandshakeError as exc:
-            counters["handshakes_failed"] += 1
-            _warn.info("bad-handshake", "bad handshake from %s: %s", remote, printable(exc.reason))
-            return Response(exc.reason + "\n", status=exc.status, mimetype="text/plain",
-                            headers=exc.headers)
+            return _bad_handshake(remote, exc)
         try:  # one send: gevent's sendall() asks the kernel for SO_SNDBUF first, every time
             try:
                 sent = sock._sock.send(answer)
@@ -278,16 +197,23 @@ def make_websocket_view(registry, opts: WebSocketOptions, client_class: type[Cli
                 sock.sendall(answer[sent:])
         except OSError:
             return _Hijacked()
-        _detach(serving, sock, remote, identity, environ.get("PATH_INFO", ""))
+        _detach(serving, sock, remote, identity, environ.get("PATH_INFO", ""), environ.get(EXPIRES_KEY),
+                    environ.get(LOGIN_SESSION_KEY))
         return _Hijacked()
 
     return snorky_websocket
 
 
+def _bad_handshake(remote: str, exc: HandshakeError) -> Response:
+    counters["handshakes_failed"] += 1
+    _warn.info("bad-handshake", "bad handshake from %s: %s", remote, printable(exc.reason))
+    return Response(exc.reason + "\n", status=exc.status, mimetype="text/plain", headers=exc.headers)
+
+
 _once = RateLimitedLogger(log, burst=1, period=600.0)
 
 
-def _no_raw_socket(environ) -> None:
+def _no_raw_socket(environ: WSGIEnvironment) -> None:
     """The server gives the app no socket to take over (Flask's dev server,
     ``app.run()`` / ``flask run``, or another WSGI server): say how to serve."""
     counters["handshakes_no_raw_socket"] += 1
@@ -301,7 +227,7 @@ def _no_raw_socket(environ) -> None:
                 "(see docs/deployment.md)", printable(environ.get("PATH_INFO", "")), which)
 
 
-def _refuse_after_upgrade(sock, remote: str, refusal: Reject, code: int = 1008) -> None:
+def refuse_after_upgrade(sock: socket.socket, remote: str, refusal: Reject, code: int = 1008) -> None:
     _warn.info("refused", "refused connection from %s after upgrade: %s", remote, printable(refusal.reason))
     counters["handshakes_refused"] += 1
     try:
@@ -311,7 +237,8 @@ def _refuse_after_upgrade(sock, remote: str, refusal: Reject, code: int = 1008) 
         pass
 
 
-def _detach(serving: tuple, sock, remote: str, identity: Any, path: str = "") -> None:
+def _detach(serving: tuple[Any, ...], sock: socket.socket, remote: str, identity: Any, path: str = "",
+            expires: float | None = None, login_session: str | None = None) -> None:
     """Take the descriptor over from the server and start the connection, parked.
 
     The socket object the server knows is detached (gevent's ``detach()``:
@@ -328,37 +255,8 @@ def _detach(serving: tuple, sock, remote: str, identity: Any, path: str = "") ->
         fd = sock.detach()
     except OSError:
         return
-    _start(serving, _socket_class(family, type_, proto, fileno=fd), remote, identity, path)
-
-
-def track(client: Client) -> Any:
-    """Count an open connection of this process (WebSocket or SockJS session):
-    shutdown closes it, the connection limits see it (and ``connections_current``,
-    /healthz) until :func:`untrack`, which a WebSocket calls once its socket is
-    closed.  Returns the identity key."""
-    counters["connections_opened"] += 1
-    counters["connections_current"] += 1
-    _live.add(client)
-    _drained.clear()
-    identity = client.identity
-    ident_key = None if identity is None else wire.json_key(identity)
-    if ident_key is not None:
-        _per_identity[ident_key] = _per_identity.get(ident_key, 0) + 1
-    return ident_key
-
-
-def untrack(client: Client, ident_key: Any) -> None:
-    """The connection :func:`track` counted is gone."""
-    if client not in _live:
-        return
-    counters["connections_current"] -= 1
-    _live.discard(client)
-    if not _live:
-        _drained.set()
-    if ident_key is not None:
-        left = _per_identity.pop(ident_key) - 1
-        if left:
-            _per_identity[ident_key] = left
+    _start(serving, _socket_class(family, type_, proto, fileno=fd), remote, identity, path, expires,
+           login_session)
 
 
 def _close_info(reader: Reader) -> str:
@@ -367,7 +265,7 @@ def _close_info(reader: Reader) -> str:
     received = getattr(proto, "close_rcvd", None)
     sent = getattr(proto, "close_sent", None)
     # websockets answers a peer's close itself (close_sent then too)
-    by_server = reader.client._closing or (sent is not None and received is None)
+    by_server = reader.client.is_closing or (sent is not None and received is None)
     close = received or sent
     if close is None:
         return "code 1006 (no close frame: reset or dropped)" + (" after the server's close"
@@ -376,9 +274,12 @@ def _close_info(reader: Reader) -> str:
     return f"code {close.code}{reason} (closed by the {'server' if by_server else 'peer'})"
 
 
-def _start(serving: tuple, sock, remote: str, identity: Any, path: str = "") -> None:
-    """Set up one connection (Client, counts, the services' ``client_connected``) and park it."""
-    registry, opts, pinger, client_class, process = serving
+def _start(serving: tuple[Any, ...], sock: socket.socket, remote: str, identity: Any, path: str = "",
+           expires: float | None = None, login_session: str | None = None) -> None:
+    """Set up one connection (Client, counts, the services' ``client_connected``) and park it.
+    With ``expires`` (its token's, a ``time.time()``), it is closed with 4001 then;
+    ``login_session``: the login session it was opened with (``Snorky.logout``)."""
+    registry, opts, pinger, client_class, process, expiries = serving
     try:  # writes are already batched per connection: Nagle would only add delay
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # (the embedded server left it on)
     except OSError:
@@ -389,8 +290,10 @@ def _start(serving: tuple, sock, remote: str, identity: Any, path: str = "") -> 
         except OSError:
             pass
     client = client_class(sock, remote, identity, opts.max_queue_frames, opts.max_queue_bytes,
-                          write_timeout=opts.write_timeout)
-    ident_key = track(client)
+                          write_timeout=opts.write_timeout, budget=opts.outbound)
+    client.login_session = login_session
+    connections = opts.connections
+    ident_key = connections.track(client)
     pinger.add(client)
 
     def end(reader: Reader) -> None:
@@ -399,6 +302,8 @@ def _start(serving: tuple, sock, remote: str, identity: Any, path: str = "") -> 
         against the connection limits until its socket is closed."""
         deadline = time.monotonic() + opts.close_timeout
         pinger.discard(client)
+        if expires is not None:
+            expiries.discard(client)
         try:
             registry.client_disconnected(client)
         finally:
@@ -407,7 +312,7 @@ def _start(serving: tuple, sock, remote: str, identity: Any, path: str = "") -> 
                 client.mark_closed()
                 _linger_close(sock, deadline - time.monotonic())
             finally:
-                untrack(client, ident_key)
+                connections.untrack(client, ident_key)
                 if log.isEnabledFor(logging.DEBUG):
                     _open_close.debug("close", "WebSocket #%d from %s closed: %s", client.id,
                                       printable(remote), _close_info(reader))
@@ -424,10 +329,12 @@ def _start(serving: tuple, sock, remote: str, identity: Any, path: str = "") -> 
         log.exception("connection %s failed", remote)
         end(reader)
         return
+    if expires is not None:
+        expiries.set(client, expires)
     reader.park()
 
 
-def _linger_close(sock, timeout: float, limit: int = 1 << 20) -> None:
+def _linger_close(sock: socket.socket, timeout: float, limit: int = 1 << 20) -> None:
     """Half-close, then discard what the peer still sends until it closes, then
     close: at most ``timeout`` seconds in all and ``limit`` bytes.
 
@@ -458,29 +365,6 @@ def _linger_close(sock, timeout: float, limit: int = 1 << 20) -> None:
             pass
 
 
-def live_clients() -> list[Client]:
-    """The open connections of this process (WebSockets and SockJS sessions)."""
-    return list(_live)
-
-
-def close_all(code: int = 1001, reason: str = "Server shutting down",
-              timeout: float = 5.0, batch: int = 500) -> int:
-    """Close every WebSocket and SockJS session of this process (graceful shutdown).
-
-    Each client gets a close frame (1001 "going away" by default) after what
-    is already queued for it, in batches so the writers run in between; then
-    this waits up to ``timeout`` seconds for the connections to end.
-    Returns how many connections were still open when it gave up.
-    """
-    clients = list(_live)
-    if clients:
-        log.info("closing %d WebSocket connections (%d %s)", len(clients), code, reason)
-    for i, client in enumerate(clients, 1):
-        client.close(code, reason)
-        if i % batch == 0:
-            gevent.idle()
-    _drained.wait(timeout)
-    left = len(_live)
-    if left:
-        log.warning("%d WebSocket connections did not close within %ss", left, timeout)
-    return left
+# the process's connections live in .connections; these names stay importable here
+live_clients = _connections.live_clients
+close_all = _connections.close_all

@@ -20,7 +20,10 @@ from typing import Any
 
 from flask import current_app, make_response, request
 
+from ..backend.connector import SnorkyBackend, takes_keyword
 from ..endpoints.admission import client_address
+
+View = Callable[..., Any]
 
 __all__ = ["subscription_in_response", "requested_subscription", "request_requester"]
 
@@ -41,9 +44,11 @@ def request_requester(trusted_proxies: Sequence[str] | None = None) -> str:
     return "addr:" + client_address(request.environ, trusted_proxies)
 
 
-def subscription_in_response(backend, items: list | Callable[..., list],
+def subscription_in_response(backend: SnorkyBackend,
+                             items: list[dict[str, Any]] | Callable[..., list[dict[str, Any]]],
                              service: str = "datasync_backend",
-                             requester: Callable[[], str | None] | None = request_requester):
+                             requester: Callable[[], str | None] | None = request_requester,
+                             ) -> Callable[[View], View]:
     """Decorate a view; ``items`` is the subscription's item list, or a
     function of the view's arguments returning it.  ``requester()`` names who
     the subscription is for (its pending subscriptions are capped on the
@@ -54,14 +59,18 @@ def subscription_in_response(backend, items: list | Callable[..., list],
         raise TypeError("subscription_in_response(backend, items): backend is a SnorkyBackend, "
                         f"got {type(backend).__name__}")
 
-    def decorate(view):
+    def decorate(view: View) -> View:
         @wraps(view)
-        def wrapper(*args: Any, **kwargs: Any):
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
             if not requested_subscription():
                 return view(*args, **kwargs)
             wanted = items(*args, **kwargs) if callable(items) else items
-            who = requester() if requester is not None else None
-            token = backend.authorize_subscription(wanted, service=service, requester=who)
+            authorize = backend.authorize_subscription
+            if takes_keyword(authorize, "requester"):
+                who = requester() if requester is not None else None
+                token = authorize(wanted, service=service, requester=who)
+            else:  # an override of 0.2.0's authorize_subscription(items, service=...)
+                token = authorize(wanted, service=service)
             response = make_response(view(*args, **kwargs))
             response.headers["X-Subscription-Token"] = token
             return response

@@ -34,10 +34,15 @@ import logging
 import uuid
 from collections.abc import Callable
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from sqlalchemy import event, inspect, select
 from sqlalchemy.orm import ColumnProperty
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Mapper, Session, SessionTransaction
+
+    from ..backend.connector import SnorkyBackend
 
 __all__ = ["subscribable", "DeltaPublisher", "model_data", "is_subscribable"]
 
@@ -46,6 +51,9 @@ log = logging.getLogger("snorky_sync.integrations.sqlalchemy")
 _PENDING = "snorky_sync.pending"          # session.info: [(transaction, delta)] in order
 _ROLLED_BACK = "snorky_sync.rolled_back"  # session.info: savepoints rolled back meanwhile
 _OLD = "snorky_sync.old"                  # session.info: {object: old data} for this flush
+
+_C = TypeVar("_C", bound=type)
+Jsonify = Callable[[Any], Any]
 
 
 def _jsonable(value: Any) -> Any:
@@ -58,17 +66,28 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def _columns(cls) -> list[str]:
-    return [p.key for p in inspect(cls).attrs if isinstance(p, ColumnProperty)]
+def _columns(cls: type) -> list[str]:
+    mapper: Mapper[Any] = inspect(cls)
+    return [p.key for p in mapper.attrs if isinstance(p, ColumnProperty)]
 
 
-def model_data(obj) -> dict:
+def model_data(obj: Any) -> dict[str, Any]:
     """The default data of a subscribable object: every column attribute
     (dates ISO 8601, decimals and UUIDs as strings, enums by value)."""
     return {key: _jsonable(getattr(obj, key)) for key in _columns(type(obj))}
 
 
-def subscribable(cls=None, *, model: str | None = None, jsonify: Callable[[Any], Any] | None = None):
+@overload
+def subscribable(cls: _C, *, model: str | None = None, jsonify: Jsonify | None = None) -> _C: ...
+
+
+@overload
+def subscribable(cls: None = None, *, model: str | None = None,
+                 jsonify: Jsonify | None = None) -> Callable[[_C], _C]: ...
+
+
+def subscribable(cls: _C | None = None, *, model: str | None = None,
+                 jsonify: Jsonify | None = None) -> _C | Callable[[_C], _C]:
     """Mark a mapped class: its inserts, updates and deletes become deltas.
 
     ``model``: the delta's model name (default: the class name);
@@ -76,19 +95,19 @@ def subscribable(cls=None, *, model: str | None = None, jsonify: Callable[[Any],
     if it has one, else :func:`model_data`).  For ``oldData`` the function
     is called with an object holding the old column values.
     """
-    def mark(klass):
+    def mark(klass: _C) -> _C:
         if not isinstance(klass, type):
             raise TypeError(f"@subscribable decorates a mapped class, got {klass!r}")
         if jsonify is not None and not callable(jsonify):
             raise TypeError(f"subscribable(jsonify=...) wants a callable, got {type(jsonify).__name__}")
         own = getattr(klass, "jsonify", None)
-        klass.__snorky__ = (model or klass.__name__,
-                            jsonify or (own if callable(own) else model_data))
+        setattr(klass, "__snorky__", (model or klass.__name__,  # noqa: B010  (no such attribute for mypy)
+                                      jsonify or (own if callable(own) else model_data)))
         return klass
     return mark(cls) if cls is not None else mark
 
 
-def is_subscribable(obj) -> bool:
+def is_subscribable(obj: object) -> bool:
     """Whether ``obj``'s class was marked with :func:`subscribable`."""
     return hasattr(type(obj), "__snorky__")
 
@@ -100,7 +119,8 @@ class DeltaPublisher:
     transport); ``service``: the DataSyncBackend's name.
     """
 
-    def __init__(self, backend, service: str = "datasync_backend", raise_errors: bool = False) -> None:
+    def __init__(self, backend: SnorkyBackend, service: str = "datasync_backend",
+                 raise_errors: bool = False) -> None:
         if not callable(getattr(backend, "publish_deltas", None)):
             raise TypeError("DeltaPublisher(backend): backend is a snorky_sync.backend.SnorkyBackend, "
                             f"got {type(backend).__name__}")
@@ -110,7 +130,7 @@ class DeltaPublisher:
         self.failures = 0
         self.batches = 0
 
-    def attach(self, target) -> DeltaPublisher:
+    def attach(self, target: Any) -> DeltaPublisher:
         """Listen to ``target``: a Session, sessionmaker, scoped_session
         (``db.session`` of Flask-SQLAlchemy) or Session class."""
         event.listen(target, "before_flush", self._before_flush)
@@ -120,7 +140,7 @@ class DeltaPublisher:
         event.listen(target, "after_transaction_end", self._after_transaction_end)
         return self
 
-    def detach(self, target) -> None:
+    def detach(self, target: Any) -> None:
         """Stop listening to ``target``."""
         for name, fn in (("before_flush", self._before_flush), ("after_flush", self._after_flush),
                          ("after_soft_rollback", self._after_soft_rollback),
@@ -130,7 +150,7 @@ class DeltaPublisher:
 
     # -- recording --------------------------------------------------------------
     @staticmethod
-    def _data(obj, values: dict | None = None):
+    def _data(obj: Any, values: dict[str, Any] | None = None) -> Any:
         """``jsonify(obj)``, or of the old column ``values`` when given."""
         _, jsonify = type(obj).__snorky__
         if values is None:
@@ -139,9 +159,10 @@ class DeltaPublisher:
             return {key: _jsonable(value) for key, value in values.items()}
         return jsonify(SimpleNamespace(**values))
 
-    def _old_values(self, session, obj) -> dict:
+    def _old_values(self, session: Session, obj: Any) -> dict[str, Any]:
         state = inspect(obj)
-        values, unknown = {}, []
+        values: dict[str, Any] = {}
+        unknown: list[str] = []
         for key in _columns(type(obj)):
             hist = state.attrs[key].history
             if hist.deleted:
@@ -162,8 +183,9 @@ class DeltaPublisher:
             values.update(zip(unknown, row))
         return values
 
-    def _before_flush(self, session, flush_context, instances) -> None:
-        old = session.info[_OLD] = {}
+    def _before_flush(self, session: Session, flush_context: Any, instances: Any) -> None:
+        old: dict[Any, Any] = {}
+        session.info[_OLD] = old
         for obj in session.dirty:
             if is_subscribable(obj) and session.is_modified(obj, include_collections=False):
                 old[obj] = self._data(obj, self._old_values(session, obj))
@@ -171,7 +193,7 @@ class DeltaPublisher:
             if is_subscribable(obj):
                 old[obj] = self._data(obj)
 
-    def _after_flush(self, session, flush_context) -> None:
+    def _after_flush(self, session: Session, flush_context: Any) -> None:
         old = session.info.pop(_OLD, {})
         tag = session.get_nested_transaction() or session.get_transaction()
         pending = session.info.setdefault(_PENDING, [])
@@ -191,19 +213,19 @@ class DeltaPublisher:
                                       "data": old[obj]}))
 
     # -- transactions --------------------------------------------------------------
-    def _after_soft_rollback(self, session, previous_transaction) -> None:
+    def _after_soft_rollback(self, session: Session, previous_transaction: SessionTransaction) -> None:
         if previous_transaction.nested:
             session.info.setdefault(_ROLLED_BACK, set()).add(previous_transaction)
         else:
             session.info.pop(_PENDING, None)
             session.info.pop(_ROLLED_BACK, None)
 
-    def _after_transaction_end(self, session, transaction) -> None:
+    def _after_transaction_end(self, session: Session, transaction: SessionTransaction) -> None:
         if transaction.parent is None:  # the root ended (committed and sent, or rolled back)
             session.info.pop(_PENDING, None)
             session.info.pop(_ROLLED_BACK, None)
 
-    def _after_commit(self, session) -> None:
+    def _after_commit(self, session: Session) -> None:
         if session.get_nested_transaction() is not None:
             return  # a savepoint released: its deltas wait for the outermost commit
         pending = session.info.pop(_PENDING, None)
@@ -215,14 +237,14 @@ class DeltaPublisher:
             self._send(deltas)
 
     @staticmethod
-    def _discarded(tag, rolled_back: set) -> bool:
+    def _discarded(tag: SessionTransaction | None, rolled_back: set[SessionTransaction]) -> bool:
         while tag is not None:
             if tag in rolled_back:
                 return True
             tag = tag.parent
         return False
 
-    def _send(self, deltas: list[dict]) -> None:
+    def _send(self, deltas: list[dict[str, Any]]) -> None:
         self.batches += 1
         try:
             self.backend.publish_deltas(deltas, service=self.service)

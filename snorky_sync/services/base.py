@@ -1,4 +1,4 @@
-"""Service, RPCService and the RPC decorators (PROTOCOL.md §2).
+"""Service, RPCService and the RPC decorators (protocol.md §2).
 
 A service is plain synchronous Python.  :class:`Service` receives messages
 from clients and sends messages to them; :class:`RPCService` turns messages of
@@ -29,12 +29,12 @@ import logging
 import re
 import time
 from collections.abc import Callable, Hashable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import gevent
 import gevent.lock
 
-from .. import wire
+from .. import checks, wire
 from ..client import send_to_all as _send_to_all
 from ..logs import RateLimitedLogger, printable
 from ..metrics import counters, rpc_calls, rpc_errors
@@ -46,7 +46,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .shared import SharedState
 
 __all__ = [
-    "Service", "RPCService", "Request", "RPCError", "InvalidMessage",
+    "Service", "RPCService", "Request", "RPCError", "InvalidMessage", "LimitAlias",
     "rpc_command", "rpc_asynchronous", "bounded_key", "RPCMeta", "ellipsis", "format_call",
 ]
 
@@ -54,6 +54,9 @@ log = logging.getLogger("snorky_sync.services")
 _warn = RateLimitedLogger(log)
 _encode_frame = wire.encode_frame
 _clock = time.perf_counter
+#: greenlet running a command under its service's lock -> what the command
+#: asks to wait for once it let go of the lock (join_group's confirmations)
+_after_lock: dict[Any, list[Callable[[], Any]]] = {}
 
 
 def bounded_key(value: Any, max_size: int, error: str) -> Hashable:
@@ -63,6 +66,45 @@ def bounded_key(value: Any, max_size: int, error: str) -> Hashable:
     if size > max_size:
         raise RPCError(error)
     return key
+
+
+class LimitAlias:
+    """Another spelling of a limit (``MAX_CURSORS`` for ``max_cursors``):
+    reading or setting it, on an instance or on the class, reads or sets
+    the limit; a subclass that gives it a value (``MAX_CURSORS = 4``) sets
+    the limit (:meth:`Service.__init_subclass__` moves it)."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: object, owner: type | None = None) -> Any:
+        return getattr(obj if obj is not None else owner, self.name)
+
+    def __set__(self, obj: object, value: Any) -> None:
+        setattr(obj, self.name, value)
+
+
+def _own_limits(cls: type) -> None:
+    """A new service class's own limits: a value given to an alias moves to
+    the limit it spells; every limit it sets (a ``max_*`` integer of a base
+    class) is checked as a count."""
+    for attr, value in list(vars(cls).items()):
+        if isinstance(value, LimitAlias):
+            continue
+        alias = next((a for base in cls.__mro__[1:] for a in [vars(base).get(attr)]
+                      if isinstance(a, LimitAlias)), None)
+        limit = alias.name if alias is not None else attr
+        if limit.startswith("max_") and not hasattr(value, "__get__") and any(
+                isinstance(vars(base).get(limit), int) for base in cls.__mro__[1:]):
+            checks.count(f"{cls.__name__}.{attr}", value)
+        if alias is not None:
+            if limit in vars(cls):
+                raise TypeError(f"{cls.__name__} sets both {attr} and {limit}: they are one "
+                                f"limit ({attr} is its older name); keep {limit}")
+            delattr(cls, attr)  # the alias of the base applies again
+            setattr(cls, limit, value)
 
 
 class InvalidMessage(Exception):
@@ -94,14 +136,17 @@ class Service:
     dict keys).  The built-in services turn it off: they key by canonical JSON."""
 
     max_groups_per_client = 1000
-    """Groups one client may be in (:meth:`join_group` raises ``RPCError("Too many groups")``)."""
+    """Groups one client may be in (:meth:`join_group` raises ``RPCError("Too many groups")``);
+    the constructor keyword of that name sets it on an instance."""
     max_group_name_size = 1024
-    """Bytes of JSON of a group's name (``RPCError("Group name too long")``)."""
+    """Bytes of JSON of a group's name (``RPCError("Group name too long")``); the
+    constructor keyword of that name sets it on an instance."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _own_limits(cls)
         # A client that disconnects leaves its groups, even when a subclass's
         # client_disconnected does not call super().
-        super().__init_subclass__(**kwargs)
         own = cls.__dict__.get("client_disconnected")
         if own is not None and not getattr(own, "_leaves_groups", False):
             @functools.wraps(own)
@@ -115,7 +160,10 @@ class Service:
             client_disconnected._leaves_groups = True  # type: ignore[attr-defined]
             cls.client_disconnected = client_disconnected  # type: ignore[method-assign]
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, *, max_groups_per_client: int | None = None,
+                 max_group_name_size: int | None = None) -> None:
+        """``name``: the service's name in its registry; the limits of its
+        groups (:meth:`join_group`): see the class (None: the class's)."""
         if not isinstance(name, str):
             raise TypeError(f"{type(self).__name__}(name): the service name is a string, "
                             f"got {type(name).__name__}")
@@ -124,6 +172,16 @@ class Service:
         self.name = name
         self.lock = gevent.lock.RLock()
         self.broker: Broker | None = None
+        self.set_limits(max_groups_per_client=max_groups_per_client,
+                        max_group_name_size=max_group_name_size)
+
+    def set_limits(self, **limits: int | None) -> None:
+        """Set the limits given (``max_cursors=4``) on this instance, each
+        checked (a count >= 0); None keeps the class's.  The built-in
+        services' constructors take their limits as keywords and call this."""
+        for name, value in limits.items():
+            if value is not None:
+                setattr(self, name, checks.count(f"{type(self).__name__}({name}=...)", value))
 
     @property
     def cluster(self) -> Broker:
@@ -144,8 +202,9 @@ class Service:
         to ``channel_topic(family, key)``, and calls ``broker.want(topic)``
         when a channel's first local subscriber arrives and
         ``broker.unwant(topic)`` when its last one leaves: then a process
-        receives only the channels it has subscribers for (PubSub and Chat
-        do; see :mod:`snorky_sync.brokers.base`).
+        receives only the channels it has subscribers for (PubSub, Chat and
+        groups do, through :class:`~.membership.Membership`; see
+        :mod:`snorky_sync.brokers.base`).
         """
         self.broker = broker
         groups = self.__dict__.get("_groups")
@@ -172,14 +231,24 @@ class Service:
         With a distributed broker, the first member of a group in this process
         makes the process subscribe to the group; ``wait`` (default) waits for
         Redis to confirm it (one round trip, at most 5 s), so a broadcast made
-        anywhere after this returns reaches the client.  Raises
+        anywhere after this returns reaches the client.  Called in a command
+        that runs under the service's lock (the default), it waits once the
+        command let go of the lock, before the command's answer is sent: the
+        other calls to the service do not wait for Redis meanwhile, and the
+        first members of many groups arriving at once cost one ``SUBSCRIBE``.  Raises
         ``RPCError("Too many groups")`` past :attr:`max_groups_per_client` and
         ``RPCError("Group name too long")`` past :attr:`max_group_name_size`.
         """
         table = self._group_table()
         joined = table.join(client, group)
         if joined and wait:
-            table.confirm(group, 5.0)
+            later = _after_lock.get(gevent.getcurrent())
+            if later is not None:
+                # a command under the lock: wait once it let go (before its answer),
+                # not holding every other call of the service meanwhile
+                later.append(lambda: table.confirm_group(group, 5.0))
+            else:
+                table.confirm_group(group, 5.0)
         return joined
 
     def leave_group(self, client: Client, group: Any) -> bool:
@@ -238,7 +307,7 @@ class Service:
 
     def refuse_message(self, client: Client, msg: Any, reason: str) -> None:
         """A message the registry refused before :meth:`process_message_from`
-        (nested too deep): logged (rate-limited) and dropped, as PROTOCOL.md §1
+        (nested too deep): logged (rate-limited) and dropped, as protocol.md §1
         says of malformed input.  :class:`RPCService` answers the call instead."""
         _warn.warning("invalid-message", "%s: dropped message from %s: %s", self.name,
                       printable(client.remote_address), reason)
@@ -342,22 +411,31 @@ def _param_names(params: Any) -> str:
     return ", ".join(names) + (", ..." if len(params) > 10 else "")
 
 
-def _declare(func: Callable[..., Any] | None = None, *, name: str | None = None, lock: bool = True,
-             asynchronous: bool) -> Any:
-    def decorate(f: Any) -> Any:
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _declare(func: _F | None, *, name: str | None, lock: bool,
+             asynchronous: bool) -> _F | Callable[[_F], _F]:
+    def decorate(f: _F) -> _F:
         # Stacked as in Snorky 0.1 (``@rpc_command @rpc_asynchronous``, either
         # order): the declarations add up.
         old_name, old_async, old_lock = getattr(f, "_rpc_spec", (None, False, True))
-        f._rpc_spec = (name or old_name, asynchronous or old_async, lock and old_lock)
-        f.is_rpc_command = True           # 0.1's markers
-        if f._rpc_spec[1]:
-            f.is_asynchronous = True
+        spec = (name or old_name, asynchronous or old_async, lock and old_lock)
+        marks: dict[str, Any] = {"_rpc_spec": spec, "is_rpc_command": True}  # 0.1's markers
+        if spec[1]:
+            marks["is_asynchronous"] = True
+        for attr, value in marks.items():
+            setattr(f, attr, value)
         return f
     return decorate(func) if func is not None else decorate
 
 
-def rpc_command(func: Callable[..., Any] | None = None, *, name: str | None = None,
-                lock: bool = True) -> Any:
+@overload
+def rpc_command(func: _F, /) -> _F: ...
+@overload
+def rpc_command(*, name: str | None = None, lock: bool = True) -> Callable[[_F], _F]: ...
+def rpc_command(func: _F | None = None, *, name: str | None = None,
+                lock: bool = True) -> _F | Callable[[_F], _F]:
     """Declare a method ``(self, req, **params)`` as an RPC command.
 
     Its return value is the response ``data``.  Options: ``name`` (the wire
@@ -367,8 +445,12 @@ def rpc_command(func: Callable[..., Any] | None = None, *, name: str | None = No
     return _declare(func, name=name, lock=lock, asynchronous=False)
 
 
-def rpc_asynchronous(func: Callable[..., Any] | None = None, *, name: str | None = None,
-                     lock: bool = True) -> Any:
+@overload
+def rpc_asynchronous(func: _F, /) -> _F: ...
+@overload
+def rpc_asynchronous(*, name: str | None = None, lock: bool = True) -> Callable[[_F], _F]: ...
+def rpc_asynchronous(func: _F | None = None, *, name: str | None = None,
+                     lock: bool = True) -> _F | Callable[[_F], _F]:
     """Declare an RPC command that answers later with ``req.reply(data)``
     or ``req.error(text)``, e.g. from another greenlet."""
     return _declare(func, name=name, lock=lock, asynchronous=True)
@@ -504,6 +586,13 @@ class RPCMeta(type):
         cls._commands = commands
         cls.rpc_commands = CommandNames(commands)
 
+    def __setattr__(cls, name: str, value: Any) -> None:
+        # ``DataSyncService.MAX_PENDING = 5`` sets the limit, as on an instance
+        # (an alias given back, as monkeypatch's undo does, is the alias)
+        alias = None if isinstance(value, LimitAlias) else next(
+            (a for base in cls.__mro__ for a in [vars(base).get(name)] if isinstance(a, LimitAlias)), None)
+        super().__setattr__(alias.name if alias is not None else name, value)
+
 
 _SNAKE_RE = re.compile(r"(?<=[a-z0-9])([A-Z])")
 
@@ -537,7 +626,7 @@ class RPCService(Service, metaclass=RPCMeta):
 
     def refuse_message(self, client: Client, msg: Any, reason: str) -> None:
         """A call refused before dispatch (nested too deep) is answered as
-        PROTOCOL.md §2 orders: ``Unknown command``, else ``Invalid params``.
+        protocol.md §2 orders: ``Unknown command``, else ``Invalid params``.
         One that cannot be answered (not a call, or its ``callId`` is what
         nests too deep: it could not be echoed) is logged and dropped."""
         try:
@@ -554,7 +643,7 @@ class RPCService(Service, metaclass=RPCMeta):
         req.error("Invalid params" if spec is not None else "Unknown command")
 
     def process_request(self, req: Request) -> None:
-        """Dispatch ``req`` to its command and answer it (PROTOCOL.md §2)."""
+        """Dispatch ``req`` to its command and answer it (protocol.md §2)."""
         command = req.command
         spec = self._commands.get(command) if type(command) is str else None
         if spec is None:
@@ -577,14 +666,24 @@ class RPCService(Service, metaclass=RPCMeta):
             return
         try:
             if spec.lock:
+                me = gevent.getcurrent()
+                outer = _after_lock.get(me)  # (a command calling another's process_request)
+                waits: list[Callable[[], Any]] = []
                 with self.lock:
                     start = _clock()
+                    _after_lock[me] = waits
                     try:
                         result = spec.func(self, req, **kwargs)
                     finally:
+                        if outer is None:
+                            del _after_lock[me]
+                        else:
+                            _after_lock[me] = outer
                         held = _clock() - start
                         if held > self.slow_command_time > 0:
                             self._slow_command(command, held)
+                for wait in waits:  # join_group's confirmations (the lock let go)
+                    wait()
             else:
                 result = spec.func(self, req, **kwargs)
         except RPCError as exc:

@@ -1,4 +1,4 @@
-"""Cursors: shared cursors (carets, selections, pointers) on documents (PROTOCOL.md §3).
+"""Cursors: shared cursors (carets, selections, pointers) on documents (protocol.md §3).
 
 A connection joins a document and creates cursors with its own *private*
 handles; everybody else in the document sees them under a *public* handle
@@ -6,10 +6,13 @@ handles; everybody else in the document sees them under a *public* handle
 ``cursorUpdated`` and ``cursorRemoved``.  A connection never receives
 notifications about its own cursors.  Every connection needs an identity.
 
-With a distributed broker (Redis) documents span processes: every process
-keeps a replica of the others' cursors (:class:`~.replica.Replica`), so a
-``join`` answers with the cursors of every process and each process tells
-its own connections in the document about cursor changes made anywhere.  A
+With a distributed broker (Redis) documents span processes, routed per
+document (:mod:`.cursors_routing`): each document's cursors are in a Redis
+hash on its shard and its changes travel on its own topic, to the processes
+with a client joined to it only.  A process whose first client joins a
+document reads the hash (the ``join`` answer waits for it), so a ``join``
+answers with the cursors of every process and each process tells its own
+connections in the document about cursor changes made anywhere.  A
 public handle is claimed in Redis before it is handed out (one atomic
 script per handle, see :meth:`~snorky_sync.brokers.base.Broker.claim`), so
 two processes never give the same handle to two cursors of one document.
@@ -24,14 +27,22 @@ import hashlib
 import inspect
 import logging
 import random
-from typing import Any
+from collections.abc import Hashable
+from typing import TYPE_CHECKING, Any, cast
 
 from .. import wire
 from ..brokers.base import BrokerUnavailable
 from ..metrics import counters
 from . import retained
-from .base import RPCError, RPCService, rpc_command
-from .replica import Replica, present
+from .base import LimitAlias, RPCError, RPCService, rpc_command
+from .cursors_routing import RemoteCursor, Routed
+from .membership import Membership
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..brokers.base import Broker
+    from ..brokers.sharded import RedisLike
+    from ..client import Client
+    from .base import Request
 
 __all__ = ["CursorsService", "Cursor"]
 
@@ -40,16 +51,23 @@ _random = random.SystemRandom()
 log = logging.getLogger("snorky_sync.services.cursors")
 
 
-def _field(name: str):
-    def get(self):
+def _field(name: str) -> property:
+    def get(self: Cursor) -> Any:
         return retained.json_value(self[name], self.json[name])
 
-    def set(self, value):
+    def set(self: Cursor, value: Any) -> None:
         self[name], self.json[name] = retained.bounded_json(value)
     return property(get, set)
 
 
-class Cursor(dict):
+def present(routed: Routed | None) -> Routed:
+    """``routed``, on the paths that only run with a distributed broker."""
+    if routed is None:
+        raise RuntimeError("this path runs only with a distributed broker")
+    return routed
+
+
+class Cursor(dict[str, Any]):
     """One cursor: Snorky 0.1's ``Cursor(private_handle, public_handle,
     document, position, status, owner)``.
 
@@ -65,7 +83,7 @@ class Cursor(dict):
     __slots__ = ("_handle", "_keyed", "owner", "json")
 
     def __init__(self, private_handle: Any, public_handle: int, document: Any, position: Any,
-                 status: Any, owner, _fields: tuple | None = None, _handle_key: Any = None) -> None:
+                 status: Any, owner: Client | None, _fields: tuple[Any, ...] | None = None, _handle_key: Any = None) -> None:
         (pos, pos_json), (st, st_json) = _fields or (retained.bounded_json(position),
                                                      retained.bounded_json(status))
         super().__init__(publicHandle=public_handle, document=document, position=pos,
@@ -85,7 +103,7 @@ class Cursor(dict):
     def private_handle(self, value: Any) -> None:
         self._keyed, self._handle = False, value
 
-    def for_json(self) -> dict:
+    def for_json(self) -> dict[Any, Any]:
         """The cursor as sent to the other connections of the document."""
         return self
 
@@ -103,21 +121,48 @@ class Cursor(dict):
 
 
 class _Document:
-    __slots__ = ("clients", "cursors")
+    __slots__ = ("clients", "cursors", "value", "remote", "pending", "routed")
 
-    def __init__(self) -> None:
-        self.clients: dict[Any, None] = {}        # joined connections (ordered set)
-        self.cursors: dict[int, dict] = {}        # public handle -> cursor
-        # the owner of each cursor is in Cursors._owners
+    def __init__(self, clients: dict[Any, Any], value: Any, routed: Routed | None = None) -> None:
+        self.clients: dict[Any, None] = clients   # joined connections (the service's Membership's)
+        self.cursors: dict[int, Cursor] = {}      # public handle -> cursor
+        self.value = value                        # as kept (retained.key_value)
+        self.remote: dict[str, RemoteCursor] = {}  # other processes' (cursors_routing.entry_id)
+        self.pending: set[Any] = set()            # joined, their answer waiting for the read
+        self.routed = routed
+
+    @property
+    def local(self) -> dict[int, Any]:
+        """Our cursors as entries of the document (PresenceRouting rewrites them)."""
+        routed = self.routed
+        return {} if routed is None else {h: routed.entry(c) for h, c in self.cursors.items()}
+
+    def remote_handles(self) -> set[int]:
+        return {r.cursor["publicHandle"] for r in self.remote.values()}
+
+    def shown_remote(self) -> list[dict[str, Any]]:
+        """The other processes' cursors a page sees (ours shadow a handle given out twice)."""
+        seen, out = set(self.cursors), []
+        for r in self.remote.values():
+            handle = r.cursor["publicHandle"]
+            if handle not in seen:
+                seen.add(handle)
+                out.append(r.cursor)
+        return out
 
 
 class CursorsService(RPCService):
-    """``join``, ``leave``, ``createCursor``, ``updateCursor``, ``removeCursor``."""
+    """``join``, ``leave``, ``createCursor``, ``updateCursor``, ``removeCursor``.
+
+    Limits: constructor keywords; the class attributes are the defaults.
+    """
 
     hashable_messages = False  # keys by canonical JSON (wire.json_key)
 
-    MAX_CURSORS = 16
+    max_cursors = 16
     """Cursors per connection, across all its documents (``Too many cursors``)."""
+    MAX_CURSORS = LimitAlias("max_cursors")
+    """``max_cursors``' name in snorky_sync 0.2."""
 
     max_documents = 1000
     """Documents joined per connection (``Too many documents``)."""
@@ -127,51 +172,74 @@ class CursorsService(RPCService):
     """Bytes of JSON of one cursor's private handle, position and status
     together (``Cursor too large``)."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, *, max_documents: int | None = None,
+                 max_document_size: int | None = None, max_cursors: int | None = None,
+                 max_cursor_size: int | None = None) -> None:
+        """The limits: see the class (None: the class's, or the settings' once mounted)."""
         super().__init__(name)
+        self.set_limits(max_documents=max_documents, max_document_size=max_document_size,
+                        max_cursors=max_cursors, max_cursor_size=max_cursor_size)
         # Snorky 0.1's hook took (client); this one takes (client, document)
         hook = inspect.signature(self.check_new_cursor_allowed).parameters
         self._hook_takes_document = len(hook) >= 2 or any(
             p.kind is p.VAR_POSITIONAL for p in hook.values())
         self.documents: dict[Any, _Document] = {}
-        self.client_documents: dict[Any, dict[Any, Any]] = {}   # client -> {doc key: doc value}
+        # the connections in each document here
+        self.joined = Membership(self, "max_documents", too_many="Too many documents")
         # client -> {private handle key: (doc key, public handle)}
         self.client_cursors: dict[Any, dict[Any, tuple[Any, int]]] = {}
-        self.replica: Replica | None = None
-        # other processes' cursors: doc key -> {public handle: (origin, cursor)}
-        self.remote_docs: dict[Any, dict[int, tuple[str, dict]]] = {}
+        self.routed: Routed | None = None  # with a distributed broker (other processes' cursors)
         self.tokens: dict[tuple[Any, int], str] = {}   # (doc key, handle) -> claim token
         self._reserved: set[tuple[Any, int]] = set()   # handles being claimed right now
         self._releases: list[tuple[str, str]] = []     # claims of removed cursors, to give back
 
-    def use_broker(self, broker) -> None:
+    @property
+    def client_documents(self) -> dict[Any, set[Any]]:
+        """client -> the keys of the documents it joined."""
+        return self.joined.of_client
+
+    def use_broker(self, broker: Broker) -> None:
         super().use_broker(broker)
-        if broker.distributed:
-            self.replica = Replica(self, broker, f"cursors:{self.name}")
+        if broker.distributed and self.routed is None:
+            self.routed = Routed(self, cast("RedisLike", broker))
 
     # -- hooks -----------------------------------------------------------------
-    def check_new_cursor_allowed(self, client, document: Any = None) -> None:
-        """Raise RPCError to refuse a new cursor.  Default: at most ``MAX_CURSORS``
+    def check_new_cursor_allowed(self, client: Client, document: Any = None) -> None:
+        """Raise RPCError to refuse a new cursor.  Default: at most ``max_cursors``
         per connection (``Too many cursors``).  An override may take
         ``(client)`` only, as in Snorky 0.1."""
-        if len(self.client_cursors.get(client, ())) >= self.MAX_CURSORS:
+        if len(self.client_cursors.get(client, ())) >= self.max_cursors:
             raise RPCError("Too many cursors")
 
-    def check_identity(self, client) -> None:
+    def check_identity(self, client: Client) -> None:
         """Raise ``Not authenticated`` unless the connection has an identity."""
         if client.identity is None:
             raise RPCError("Not authenticated")
 
-    def do_leave(self, client, document: Any) -> None:
+    def can_join(self, client: Client, document: Any) -> bool:
+        """Hook: may ``client`` (which has an identity) join ``document``,
+        seeing its cursors?  Default: yes.  Asked before anything changes,
+        without the service's lock (it may wait on a database); a refusal
+        answers ``Not authorized``."""
+        return True
+
+    def check_join(self, client: Client, document: Any) -> None:
+        """Raise ``Not authenticated`` / ``Not authorized`` unless ``client``
+        may join ``document``."""
+        self.check_identity(client)
+        if not self.can_join(client, document):
+            counters["cursors_joins_refused"] += 1
+            raise RPCError("Not authorized")
+
+    def do_leave(self, client: Client, document: Any) -> None:
         """Make ``client`` leave ``document``, removing its cursors there (as the
         ``leave`` command; call it under ``self.lock``)."""
         key = self._doc_key(document)
-        mine = self.client_documents.get(client)
-        if mine is None or key not in mine:
+        if not self.joined.has(client, key):
             raise RPCError("Not joined")
         self._leave(client, key)
 
-    def do_remove_cursor(self, client, private_handle: Any) -> None:
+    def do_remove_cursor(self, client: Client, private_handle: Any) -> None:
         """Remove one of ``client``'s cursors (as ``removeCursor``; under ``self.lock``)."""
         key, handle = self._owned(client, private_handle)
         self._remove(client, _json_key(private_handle), key, handle)
@@ -184,7 +252,7 @@ class CursorsService(RPCService):
     def _handle_key(self, private_handle: Any) -> Any:
         return retained.bounded_key(private_handle, self.max_cursor_size, "Cursor too large")
 
-    def _fields(self, pkey: Any, pos: tuple, st: tuple) -> tuple:
+    def _fields(self, pkey: Any, pos: tuple[Any, ...], st: tuple[Any, ...]) -> tuple[Any, ...]:
         """``(pos, st)``, the kept forms of a cursor's position and status
         (from :func:`.retained.bounded_json`), or ``Cursor too large`` when
         they and the private handle exceed ``max_cursor_size`` together."""
@@ -192,18 +260,24 @@ class CursorsService(RPCService):
             raise RPCError("Cursor too large")
         return pos, st
 
-    def _others(self, doc: _Document, client):
-        return [c for c in doc.clients if c is not client]
+    def _others(self, doc: _Document, client: Client | None) -> list[Client]:
+        """``doc``'s clients but ``client`` and those whose ``join`` answer is not out yet."""
+        pending = doc.pending
+        return [c for c in doc.clients if c is not client and c not in pending]
+
+    def show(self, doc: _Document, msg: dict[str, Any]) -> None:
+        """Tell ``doc``'s clients (whose ``join`` was answered) ``msg``."""
+        self.broadcast(self._others(doc, None), msg)
 
     def _new_handle(self, doc: _Document, key: Any = None) -> int:
-        if self.replica is None:
+        if self.routed is None:
             if len(doc.cursors) >= 65536:
                 raise RPCError("Too many cursors")
             while True:
                 handle = _random.randrange(65536)
                 if handle not in doc.cursors:
                     return handle
-        remote = self.remote_docs.get(key, {})
+        remote = doc.remote_handles()
         if len(doc.cursors) + len(remote) + len(self._reserved) >= 65536:
             raise RPCError("Too many cursors")
         while True:
@@ -215,7 +289,7 @@ class CursorsService(RPCService):
         digest = hashlib.sha1(wire.key_to_bytes(key)).hexdigest()
         return f"cursors:{self.name}:{digest}:{handle}"
 
-    def _claim_handle(self, client, key: Any) -> tuple[int, str]:
+    def _claim_handle(self, client: Client, key: Any) -> tuple[int, str]:
         """Reserve and claim a free public handle in document ``key`` (no lock held)."""
         for _ in range(16):
             with self.lock:
@@ -239,7 +313,7 @@ class CursorsService(RPCService):
                 self._reserved.discard((key, handle))
         raise RPCError("Too many cursors")
 
-    def _owned(self, client, private_handle) -> tuple[Any, int]:
+    def _owned(self, client: Client, private_handle: Any) -> tuple[Any, int]:
         found = self.client_cursors.get(client, {}).get(_json_key(private_handle))
         if found is None:
             raise RPCError("No such cursor")
@@ -247,43 +321,61 @@ class CursorsService(RPCService):
 
     # -- commands ------------------------------------------------------------------
     @rpc_command(lock=False)  # with Redis it waits for the broker, without the lock
-    def join(self, req, document):
-        if self.replica is not None:
-            self.broker.barrier()  # cursors created elsewhere before this call are known here
+    def join(self, req: Request, document: Any) -> Any:
+        self.check_identity(req.client)  # 0.1's order: Not authenticated, then Document too long
+        self._doc_key(document)
+        self.check_join(req.client, document)  # before it is a member and sees any cursor
+        routed = self.routed
+        if routed is None:
+            with self.lock:
+                return self._join(req, document)
+        self.cluster.barrier()  # cursors created elsewhere before this call are known here
         with self.lock:
-            return self._join(req, document)
+            doc = self._enter(req.client, document)
+            if not routed.loading(doc):
+                return self._answer(doc)
+            doc.pending.add(req.client)  # its first client here: told nothing until answered
+        try:
+            routed.wait_loaded(doc)  # the document's cursors read from Redis
+        finally:
+            with self.lock:
+                doc.pending.discard(req.client)
+        with self.lock:
+            return self._answer(doc)
 
-    def _join(self, req, document):
-        client = req.client
+    def _join(self, req: Request, document: Any) -> dict[str, Any]:
+        return self._answer(self._enter(req.client, document))
+
+    def _enter(self, client: Client, document: Any) -> _Document:
         self.check_identity(client)
         key = self._doc_key(document)
-        mine = self.client_documents.get(client)
-        if mine is not None and key in mine:
+        if not self.joined.add(client, key):
             raise RPCError("Already joined")
-        if mine is not None and len(mine) >= self.max_documents:
-            raise RPCError("Too many documents")
         doc = self.documents.get(key)
         if doc is None:
-            doc = self.documents[key] = _Document()
-        doc.clients[client] = None
-        self.client_documents.setdefault(client, {})[key] = retained.key_value(key)
-        cursors = list(doc.cursors.values())
-        remote = self.remote_docs.get(key)
-        if remote:  # (a handle given out twice during a Redis outage: ours wins until it moves)
-            cursors.extend(cursor for h, (_, cursor) in remote.items() if h not in doc.cursors)
+            doc = self.documents[key] = _Document(self.joined.members[key], retained.key_value(key), self.routed)
+            if self.routed is not None:  # subscribe, read the others' cursors
+                self.routed.joined(key, doc)
+        return doc
+
+    @staticmethod
+    def _answer(doc: _Document) -> dict[str, Any]:
+        cursors: list[dict[str, Any]] = list(doc.cursors.values())
+        if doc.remote:  # (a handle given out twice during a Redis outage: ours wins until it moves)
+            cursors.extend(doc.shown_remote())
         return {"cursors": cursors}
 
     @rpc_command
-    def leave(self, req, document):
+    def leave(self, req: Request, document: Any) -> None:
         self.do_leave(req.client, document)
 
     @rpc_command(lock=False)  # with Redis it waits for the handle's claim, without the lock
-    def create_cursor(self, req, private_handle, document, position, status):
+    def create_cursor(self, req: Request, private_handle: Any, document: Any, position: Any,
+                      status: Any) -> int:
         client = req.client
         with self.lock:
             key = self._doc_key(document)
-            mine = self.client_documents.get(client)
-            if mine is None or key not in mine:
+            if not self.joined.has(client, key):
                 raise RPCError("Not joined")
             pkey = self._handle_key(private_handle)
             if pkey in self.client_cursors.get(client, ()):
@@ -293,33 +385,31 @@ class CursorsService(RPCService):
                 self.check_new_cursor_allowed(client, retained.key_to_value(key))
             else:
                 self.check_new_cursor_allowed(client)
-            if self.replica is None:
-                return self._install(client, pkey, key, mine[key], self._new_handle(self.documents[key]),
-                                     fields)
+            if self.routed is None:
+                return self._install(client, pkey, key, self._new_handle(self.documents[key]), fields)
         handle, token = self._claim_handle(client, key)
         with self.lock:
             self._reserved.discard((key, handle))
-            mine = self.client_documents.get(client)
-            if mine is None or key not in mine:  # cannot happen: this connection's calls run in order
-                self.broker.release([(self._claim_key(key, handle), token)])
+            if not self.joined.has(client, key):  # cannot happen: this connection's calls run in order
+                self.cluster.release([(self._claim_key(key, handle), token)])
                 raise RPCError("Not joined")
             self.tokens[(key, handle)] = token
-            handle = self._install(client, pkey, key, mine[key], handle, fields)
-        self.broker.flush()  # the cursor reaches Redis before the caller hears back
+            handle = self._install(client, pkey, key, handle, fields)
+        present(self.routed).routing.flush()  # the cursor reaches Redis before the caller hears back
         return handle
 
-    def _install(self, client, pkey, key, document, handle: int, fields: tuple) -> int:
+    def _install(self, client: Client, pkey: Hashable, key: Hashable, handle: int, fields: tuple[Any, ...]) -> int:
         doc = self.documents[key]
-        cursor = Cursor(None, handle, document, None, None, client, fields, _handle_key=pkey)
+        cursor = Cursor(None, handle, doc.value, None, None, client, fields, _handle_key=pkey)
         doc.cursors[handle] = cursor
         self.client_cursors.setdefault(client, {})[pkey] = (key, handle)
         self.broadcast(self._others(doc, client), {"type": "cursorAdded", "cursor": cursor})
-        if self.replica is not None:
-            present(self.replica).add(cursor)
+        if self.routed is not None:
+            self.routed.write(key, doc, cursor)
         return handle
 
     @rpc_command
-    def update_cursor(self, req, private_handle, new_data):
+    def update_cursor(self, req: Request, private_handle: Any, new_data: Any) -> None:
         client = req.client
         key, handle = self._owned(client, private_handle)
         if not isinstance(new_data, dict):
@@ -337,11 +427,11 @@ class CursorsService(RPCService):
             cursor["position"], cursor["status"] = pos, st
             old["position"], old["status"] = pos_json, st_json
         self.broadcast(self._others(doc, client), {"type": "cursorUpdated", "cursor": cursor})
-        if self.replica is not None:
-            self.replica.add(cursor)
+        if self.routed is not None:
+            self.routed.write(key, doc, cursor)
 
     @rpc_command
-    def remove_cursor(self, req, private_handle):
+    def remove_cursor(self, req: Request, private_handle: Any) -> None:
         self.do_remove_cursor(req.client, private_handle)
 
     # Snorky 0.1's method names (the same commands)
@@ -350,7 +440,7 @@ class CursorsService(RPCService):
     removeCursor = remove_cursor
 
     # -- state changes ---------------------------------------------------------------
-    def _remove(self, client, pkey, key, handle) -> None:
+    def _remove(self, client: Client, pkey: Hashable, key: Hashable, handle: Any) -> None:
         mine = self.client_cursors[client]
         del mine[pkey]
         if not mine:
@@ -359,8 +449,8 @@ class CursorsService(RPCService):
         cursor = doc.cursors.pop(handle)
         self.broadcast(self._others(doc, client), {
             "type": "cursorRemoved", "cursor": {"publicHandle": handle, "document": cursor["document"]}})
-        if self.replica is not None:
-            self.replica.delete(cursor)
+        if self.routed is not None:
+            self.routed.erase(key, doc, handle)
             token = self.tokens.pop((key, handle), "")
             if token:
                 self._releases.append((self._claim_key(key, handle), token))
@@ -371,61 +461,23 @@ class CursorsService(RPCService):
             pairs, self._releases = self._releases, []
             self.cluster.release(pairs)
 
-    def _leave(self, client, key) -> None:
+    def _leave(self, client: Client, key: Hashable) -> None:
         for pkey, (dkey, handle) in list(self.client_cursors.get(client, {}).items()):
             if dkey == key:
                 self._remove(client, pkey, dkey, handle)
-        mine = self.client_documents[client]
-        del mine[key]
-        if not mine:
-            del self.client_documents[client]
-        doc = self.documents[key]
-        del doc.clients[client]
-        if not doc.clients:
-            del self.documents[key]
+        self.joined.drop(client, key)
+        if key not in self.joined.members:  # its last connection here left
+            doc = self.documents.pop(key)
+            if self.routed is not None:  # its other processes' cursors forgotten with it
+                self.routed.dropped(key, doc)
         self._release()
 
-    def client_disconnected(self, client) -> None:
+    def client_disconnected(self, client: Client) -> None:
         with self.lock:
-            for key in list(self.client_documents.get(client, ())):
+            for key in list(self.joined.keys_of(client)):
                 self._leave(client, key)
 
-    # -- replication (Replica calls these under self.lock) -----------------------------
-    @staticmethod
-    def fact_key(cursor: dict) -> tuple:
-        return (retained.compact_key(_json_key(cursor["document"])), cursor["publicHandle"])
-
-    def local_facts(self) -> list:
-        return [cursor for doc in self.documents.values() for cursor in doc.cursors.values()]
-
-    def remote_set(self, origin: str, key: tuple, cursor: dict, old) -> None:
-        dkey, handle = key
-        # kept as JSON like ours, not as the parsed objects the broker gave us
-        cursor["document"] = retained.key_value(dkey)
-        for name in ("position", "status"):
-            cursor[name] = retained.bounded_json(cursor.get(name))[0]
-        self.remote_docs.setdefault(dkey, {})[handle] = (origin, cursor)
-        doc = self.documents.get(dkey)
-        if doc is not None and handle not in doc.cursors:  # else shadowed by ours until one moves
-            kind = "cursorAdded" if old is None else "cursorUpdated"
-            self.broadcast(doc.clients, {"type": kind, "cursor": cursor})
-
-    def remote_del(self, origin: str, key: tuple, cursor: dict, event) -> None:
-        dkey, handle = key
-        remote = self.remote_docs.get(dkey)
-        if remote is None or remote.get(handle, (None,))[0] != origin:
-            return
-        del remote[handle]
-        if not remote:
-            del self.remote_docs[dkey]
-        doc = self.documents.get(dkey)
-        if doc is not None and handle not in doc.cursors:
-            self.broadcast(doc.clients, {"type": "cursorRemoved",
-                                         "cursor": {"publicHandle": handle, "document": cursor["document"]}})
-
-    def replica_event(self, origin: str, event: dict) -> None:
-        pass
-
+    # -- across processes --------------------------------------------------------------
     def reconnected(self) -> None:
         """After a reconnect (Redis may have restarted empty): claim every handle again;
         a cursor whose handle another process took meanwhile gets a new one."""
@@ -475,13 +527,14 @@ class CursorsService(RPCService):
             others = self._others(doc, client)
             self.broadcast(others, {"type": "cursorRemoved",
                                     "cursor": {"publicHandle": old, "document": cursor["document"]}})
-            present(self.replica).delete(dict(cursor))
-            shadowed = self.remote_docs.get(key, {}).get(old)
+            routed = present(self.routed)
+            routed.erase(key, doc, old)
+            shadowed = next((r.cursor for r in doc.remote.values() if r.cursor["publicHandle"] == old), None)
             if shadowed is not None:  # the other process's cursor under that handle shows now
-                self.broadcast(doc.clients, {"type": "cursorAdded", "cursor": shadowed[1]})
+                self.show(doc, {"type": "cursorAdded", "cursor": shadowed})
             cursor["publicHandle"] = handle
             doc.cursors[handle] = cursor
             self.client_cursors[client][pkey] = (key, handle)
             self.tokens[(key, handle)] = new_token
             self.broadcast(others, {"type": "cursorAdded", "cursor": cursor})
-            present(self.replica).add(cursor)
+            routed.write(key, doc, cursor)

@@ -1,17 +1,21 @@
-"""Messaging: named participants send messages to each other (PROTOCOL.md §3).
+"""Messaging: named participants send messages to each other (protocol.md §3).
 
 A connection registers one or more participant names (global to the
 service); any participant can send to any other by name.  Override
 :meth:`MessagingService.is_name_allowed` to restrict names (e.g. to the
-connection's identity).
+connection's identity), :meth:`~MessagingService.can_send` to restrict who
+may write to whom and :meth:`~MessagingService.can_list_participants` to
+restrict who may list the names (refused: ``Not authorized``).
 
 With a distributed broker (Redis) names are global across processes:
 ``registerParticipant`` claims the name in Redis (one atomic script: the
 name is taken unless its owner process is dead, see
 :meth:`~snorky_sync.brokers.base.Broker.claim`), so two processes racing for
 one name cannot both win.  Every process keeps a replica of the others'
-names (:class:`~.replica.Replica`) for ``listParticipants`` and to route
-``send`` to the process holding the destination.  While Redis is
+names (:class:`~.replica.Replica`) for ``listParticipants`` and to know
+where a destination is; a ``send`` to a name held elsewhere goes to that
+process only, on its own topic (``msgto:NAME:<origin>``), not to every
+process.  While Redis is
 unreachable a name is checked against what this process knows and accepted
 unconfirmed; on reconnect every name is claimed again, and one that another
 process took meanwhile is dropped here (logged, counted as
@@ -20,12 +24,18 @@ process took meanwhile is dropped here (logged, counted as
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from .. import wire
 from ..brokers.base import BrokerUnavailable
 from ..metrics import counters
-from .base import RPCError, RPCService, rpc_command
-from .replica import Replica, present
+from .base import LimitAlias, RPCError, RPCService, rpc_command
+from .replica import Replica
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..brokers.base import Broker
+    from ..client import Client
+    from .base import Request
 
 __all__ = ["MessagingService"]
 
@@ -33,29 +43,64 @@ log = logging.getLogger("snorky_sync.services.messaging")
 
 
 class MessagingService(RPCService):
-    """``registerParticipant``, ``unregisterParticipant``, ``listParticipants``, ``send``."""
+    """``registerParticipant``, ``unregisterParticipant``, ``listParticipants``, ``send``.
+
+    Limits: constructor keywords; the class attributes are the defaults.
+    """
 
     hashable_messages = False  # keys by canonical JSON (wire.json_key)
 
-    max_names_per_client = 100
+    max_names = 100
+    """Participant names registered per connection (``Too many names``)."""
+    max_names_per_client = LimitAlias("max_names")
+    """``max_names``' name in snorky_sync 0.2."""
     max_name_size = 256
+    """Characters of a participant name (``Name not allowed``)."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, *, max_names: int | None = None,
+                 max_name_size: int | None = None) -> None:
+        """The limits: see the class (None: the class's)."""
         super().__init__(name)
+        self.set_limits(max_names=max_names, max_name_size=max_name_size)
         self.participants: dict[Any, Any] = {}   # name -> client
-        self.names_by_client: dict[Any, set] = {}  # client -> names
+        self.names_by_client: dict[Any, set[Any]] = {}  # client -> names
         self.replica: Replica | None = None
-        self.remote: dict[str, dict] = {}        # name -> {origin: None} (other processes)
+        self.remote: dict[str, dict[Any, Any]] = {}        # name -> {origin: None} (other processes)
         self.tokens: dict[str, str] = {}         # name -> claim token ("" unconfirmed)
         self._claiming: set[str] = set()         # names being claimed right now
 
-    def use_broker(self, broker) -> None:
+    def use_broker(self, broker: Broker) -> None:
         super().use_broker(broker)
         if broker.distributed:
             self.replica = Replica(self, broker, f"messaging:{self.name}")
+            broker.subscribe(self._inbox(broker.origin.hex()), self._on_direct)
 
-    def is_name_allowed(self, client, name: Any) -> bool:
+    def _inbox(self, origin: str) -> str:
+        """The topic of the messages sent to names held by process ``origin``."""
+        return f"msgto:{self.name}:{origin}"
+
+    def _on_direct(self, data: bytes) -> None:
+        """A ``send`` from another process to a name held here."""
+        event = wire.decode(data)
+        with self.lock:
+            target = self.participants.get(event.get("d"))
+            if target is not None:
+                self.send_message_to(target, event["m"])
+
+    def is_name_allowed(self, client: Client, name: Any) -> bool:
         """Hook: may ``client`` register ``name``?  Default: yes."""
+        return True
+
+    def can_send(self, client: Client, sender: str, dest: str) -> bool:
+        """Hook: may ``client``, holding ``sender``, send to ``dest``?  Asked
+        before anything is delivered (refused: ``Not authorized``), after the
+        sender is checked; called without the service's lock (it may wait).
+        Default: yes."""
+        return True
+
+    def can_list_participants(self, client: Client) -> bool:
+        """Hook: may ``client`` list the registered names (refused: ``Not
+        authorized``)?  Called without the service's lock.  Default: yes."""
         return True
 
     def _checked_name(self, name: Any) -> Any:
@@ -71,7 +116,7 @@ class MessagingService(RPCService):
             name in self.participants or name in self.remote or name in self._claiming)
 
     @rpc_command(lock=False)  # may wait for Redis, without the lock
-    def register_participant(self, req, name):
+    def register_participant(self, req: Request, name: Any) -> None:
         client = req.client
         with self.lock:
             if self._taken(name):
@@ -80,14 +125,14 @@ class MessagingService(RPCService):
             if not self.is_name_allowed(client, name):
                 raise RPCError("Name not allowed")
             mine = self.names_by_client.get(client)
-            if mine is not None and len(mine) >= self.max_names_per_client:
+            if mine is not None and len(mine) >= self.max_names:
                 raise RPCError("Too many names")
             if self.replica is None:
                 self._add(client, name)
                 return None
             self._claiming.add(name)
         try:
-            token = self.broker.claim(self._claim_key(name))
+            token = self.cluster.claim(self._claim_key(name))
         except BrokerUnavailable:
             counters["messaging_names_unconfirmed"] += 1
             log.warning("%s: Redis unreachable, name registered on this process's word only "
@@ -102,15 +147,15 @@ class MessagingService(RPCService):
             self._add(client, name)
             self.tokens[name] = token
             self.replica.add(name)
-        self.broker.flush()  # the name reaches Redis before the caller hears back
+        self.cluster.flush()  # the name reaches Redis before the caller hears back
         return None
 
-    def _add(self, client, name: str) -> None:
+    def _add(self, client: Client, name: str) -> None:
         self.names_by_client.setdefault(client, set()).add(name)
         self.participants[name] = client
 
     @rpc_command(lock=False)
-    def unregister_participant(self, req, name):
+    def unregister_participant(self, req: Request, name: Any) -> None:
         with self.lock:
             owner = self.participants.get(name) if isinstance(name, str) else None
             if owner is None:
@@ -119,17 +164,19 @@ class MessagingService(RPCService):
                 raise RPCError("Invalid participant")
             released = self._forget(req.client, name)
         if released:  # the name is free cluster-wide when the answer goes out
-            self.broker.release(released, wait=True)
-            self.broker.flush()  # and every process hears of it by then (see barrier)
+            self.cluster.release(released, wait=True)
+            self.cluster.flush()  # and every process hears of it by then (see barrier)
 
     @rpc_command(lock=False)  # with Redis it waits for the broker, without the lock
-    def list_participants(self, req):
+    def list_participants(self, req: Request) -> list[Any]:
+        if not self.can_list_participants(req.client):
+            raise RPCError("Not authorized")
         if self.replica is not None:
-            self.broker.barrier()  # names registered elsewhere before this call are known here
+            self.cluster.barrier()  # names registered elsewhere before this call are known here
         with self.lock:
             return self._list()
 
-    def _list(self) -> list:
+    def _list(self) -> list[Any]:
         if self.remote:
             return sorted(set(self.participants).union(self.remote))
         return sorted(self.participants)
@@ -140,21 +187,24 @@ class MessagingService(RPCService):
     listParticipants = list_participants
 
     @rpc_command(lock=False)  # an unknown destination may wait for the broker, without the lock
-    def send(self, req, sender, dest, body):
+    def send(self, req: Request, sender: Any, dest: Any, body: Any) -> None:
+        with self.lock:
+            self._check_sender(req, sender)
+        if not self.can_send(req.client, sender, dest):
+            raise RPCError("Not authorized")
         with self.lock:
             if self._send(req, sender, dest, body):
                 return None
         if self.replica is not None and isinstance(dest, str):
-            self.broker.barrier()  # registered elsewhere a moment ago?
+            self.cluster.barrier()  # registered elsewhere a moment ago?
             with self.lock:
                 if self._send(req, sender, dest, body):
                     return None
         raise RPCError("Unknown destination")
 
-    def _send(self, req, sender, dest, body) -> bool:
+    def _send(self, req: Request, sender: Any, dest: Any, body: Any) -> bool:
         """Deliver; False when ``dest`` is unknown here."""
-        if not isinstance(sender, str) or self.participants.get(sender) is not req.client:
-            raise RPCError("Invalid sender")
+        self._check_sender(req, sender)  # again: the lock was let go since
         if not isinstance(dest, str):
             return False
         msg = {"type": "message", "sender": sender, "dest": dest, "body": body}
@@ -162,12 +212,19 @@ class MessagingService(RPCService):
         if target is not None:
             self.send_message_to(target, msg)
         elif dest in self.remote:
-            present(self.replica).publish({"op": "msg", "d": dest, "m": msg})
+            data = wire.encode({"d": dest, "m": msg})
+            for origin in self.remote[dest]:  # the process holding it (two: a claim being settled)
+                self.cluster.publish(self._inbox(origin), data)
         else:
             return False
         return True
 
-    def _forget(self, client, name) -> list:
+    def _check_sender(self, req: Request, sender: Any) -> None:
+        """Under the lock: ``sender`` is one of the caller's names."""
+        if not isinstance(sender, str) or self.participants.get(sender) is not req.client:
+            raise RPCError("Invalid sender")
+
+    def _forget(self, client: Client, name: str) -> list[Any]:
         """Drop a local name; returns the claims to release."""
         del self.participants[name]
         mine = self.names_by_client.get(client)
@@ -181,8 +238,8 @@ class MessagingService(RPCService):
         token = self.tokens.pop(name, "")
         return [(self._claim_key(name), token)] if token else []
 
-    def client_disconnected(self, client) -> None:
-        released: list = []
+    def client_disconnected(self, client: Client) -> None:
+        released: list[Any] = []
         with self.lock:
             for name in list(self.names_by_client.get(client, ())):
                 released.extend(self._forget(client, name))
@@ -191,24 +248,24 @@ class MessagingService(RPCService):
 
     # -- replication (Replica calls these under self.lock) -----------------------------
     @staticmethod
-    def fact_key(fact) -> str:
+    def fact_key(fact: str) -> str:
         return fact
 
-    def local_facts(self) -> list:
+    def local_facts(self) -> list[Any]:
         return list(self.participants)
 
-    def remote_set(self, origin: str, key: str, fact, old) -> None:
+    def remote_set(self, origin: str, key: str, fact: str, old: Any) -> None:
         self.remote.setdefault(key, {})[origin] = None
 
-    def remote_del(self, origin: str, key: str, fact, event) -> None:
+    def remote_del(self, origin: str, key: str, fact: str, event: Any) -> None:
         origins = self.remote.get(key)
         if origins is not None:
             origins.pop(origin, None)
             if not origins:
                 del self.remote[key]
 
-    def replica_event(self, origin: str, event: dict) -> None:
-        if event.get("op") == "msg":
+    def replica_event(self, origin: str, event: dict[Any, Any]) -> None:
+        if event.get("op") == "msg":  # a process of an earlier release: sent to every process
             target = self.participants.get(event.get("d"))
             if target is not None:
                 self.send_message_to(target, event["m"])

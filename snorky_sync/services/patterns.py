@@ -13,6 +13,8 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from .. import checks
+
 __all__ = ["ChannelPatterns"]
 
 _GLOB = re.compile(r"[*?\[]")
@@ -28,8 +30,7 @@ class ChannelPatterns:
             patterns = (patterns,)
         items = tuple(patterns)
         for p in items:
-            if not isinstance(p, str) or not p:
-                raise TypeError(f"a channel pattern is a non-empty string, got {p!r}")
+            checks.text("a channel pattern (backend_only)", p, what="a non-empty string")
         self.patterns = items
         self._names = frozenset(p for p in items if not _GLOB.search(p))
         globs = [fnmatch.translate(p) for p in items if _GLOB.search(p)]

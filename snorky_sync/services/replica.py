@@ -30,7 +30,7 @@ Other ops (routed messages) are handed to the service's
 from __future__ import annotations
 
 from collections.abc import Hashable
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import gevent
 
@@ -38,7 +38,22 @@ from .. import wire
 from ..brokers.base import PeerListener
 from ..metrics import counters
 
-__all__ = ["Replica", "present"]
+if TYPE_CHECKING:  # pragma: no cover
+    from ..brokers.base import Broker
+
+__all__ = ["Replica", "Replicated", "present"]
+
+
+class Replicated(Protocol):
+    """What a :class:`Replica` needs of its service (see :class:`Replica`)."""
+
+    lock: Any
+
+    def fact_key(self, fact: Any) -> Hashable: ...
+    def local_facts(self) -> list[Any]: ...
+    def remote_set(self, origin: str, key: Any, fact: Any, old: Any) -> None: ...
+    def remote_del(self, origin: str, key: Any, fact: Any, event: Any) -> None: ...
+    def replica_event(self, origin: str, event: dict[str, Any]) -> None: ...
 
 
 class Replica(PeerListener):
@@ -58,7 +73,7 @@ class Replica(PeerListener):
       broker reconnected, e.g. to re-assert claims.
     """
 
-    def __init__(self, service, broker, topic: str) -> None:
+    def __init__(self, service: Replicated, broker: Broker, topic: str) -> None:
         self.service = service
         self.broker = broker
         self.topic = topic
@@ -71,7 +86,7 @@ class Replica(PeerListener):
         return f"<Replica {self.topic}>"
 
     # -- publishing (caller holds service.lock) -----------------------------------
-    def publish(self, event: dict) -> None:
+    def publish(self, event: dict[Any, Any]) -> None:
         event["from"] = self.origin
         self.broker.publish(self.topic, wire.encode(event))
 
@@ -133,7 +148,7 @@ class Replica(PeerListener):
             else:
                 service.replica_event(origin, event)
 
-    def _facts_of(self, origin: str) -> dict:
+    def _facts_of(self, origin: str) -> dict[Any, Any]:
         facts = self.by_origin.get(origin)
         if facts is None:
             # an event from a process we have no state of (we missed its hello,
@@ -144,7 +159,7 @@ class Replica(PeerListener):
             self.publish({"op": "want", "who": origin})
         return facts
 
-    def _replace(self, origin: str, new_facts: list | None) -> None:
+    def _replace(self, origin: str, new_facts: list[Any] | None) -> None:
         """Make ``origin``'s copy equal to ``new_facts`` (None: forget the origin)."""
         service = self.service
         old = self.by_origin.get(origin, {})

@@ -3,7 +3,8 @@
 ``self.shared`` holds named tables of JSON values by field (a poll's votes by
 option, a room's settings): kept in this process when the service has no
 distributed broker, in Redis hashes (one per table) when it has one
-(``SNORKY_REDIS_URL``), so every worker reads and changes the same values.
+(``SNORKY_REDIS_URL``; with several shards each table on its key's shard),
+so every worker reads and changes the same values.
 :meth:`SharedState.incr` is atomic across processes (``HINCRBY``).
 
 With Redis each call is one round trip, made while the calling command holds
@@ -48,23 +49,24 @@ class SharedState:
         self.service = service
         self.local: dict[str, dict[str, Any]] = {}
 
-    def _redis(self) -> Any:
-        """The broker's Redis client when the broker is distributed, else None."""
+    def _redis(self, key: str = "") -> Any:
+        """The Redis client holding ``key`` when the broker is distributed
+        (with several shards, the key's shard), else None."""
         broker = self.service.broker
         if broker is None or not broker.distributed:
             return None
-        return broker.client  # type: ignore[attr-defined]
+        return broker.client_for(key)  # type: ignore[attr-defined]
 
     def _key(self, table: str) -> str:
         if not isinstance(table, str):
             raise TypeError(f"shared table names are strings, got {type(table).__name__}")
         return KEY_PREFIX + channel_topic(self.service.name, table.encode("utf-8", "surrogatepass"))
 
-    def _call(self, fn: Any, *args: Any) -> Any:
-        redis = self._redis()
+    def _call(self, fn: Any, key: str) -> Any:
+        redis = self._redis(key)
         import redis as redis_mod  # installed: the broker is a RedisBroker
         try:
-            return fn(redis, *args)
+            return fn(redis, key)
         except redis_mod.RedisError as exc:
             raise SharedStateUnavailable(str(exc)) from exc
 
@@ -76,7 +78,7 @@ class SharedState:
         if self._redis() is None:
             self._key(table)
             row = self.local.setdefault(table, {})
-            value = row.get(field, 0) + by
+            value: int = row.get(field, 0) + by
             row[field] = value
             return value
         return int(self._call(lambda r, k: r.hincrby(k, field, by), self._key(table)))

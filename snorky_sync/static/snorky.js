@@ -1,6 +1,6 @@
 /*! snorky.js — the browser (and Node) client of snorky_sync.
  *
- * Speaks the Snorky 0.1 wire protocol (PROTOCOL.md): every frame is
+ * Speaks the Snorky 0.1 wire protocol (docs/protocol.md): every frame is
  * {"service": name, "message": ...}.  No dependencies, no build step:
  *
  *   <script src="/static/snorky.js"></script>            defines window.Snorky
@@ -473,8 +473,44 @@
     fallback: true,
     sockjsClass: undefined,
     sockjsAddress: undefined,
-    sockjsOptions: undefined  // options for new SockJS(url, null, options), e.g. {transports: [...]}
+    sockjsOptions: undefined, // options for new SockJS(url, null, options), e.g. {transports: [...]}
+    // In-band token refresh (docs/protocol.md section 6), for endpoints that
+    // close expired connections (4001): getToken() returns a fresh token (a
+    // string, or a Promise of one); snorky.js sends it tokenRefreshMargin
+    // seconds before the connection's token expires (and once after an open
+    // whose expiry it does not know yet), and puts the newest token in the
+    // ?token= (tokenParam) of a string address for reconnections.
+    getToken: undefined,
+    tokenRefreshMargin: 30,
+    tokenParam: "token"
   };
+
+  /* getToken()'s answer as something with .then (a token string answers at once) */
+  function tokenOf(getToken) {
+    var value;
+    try {
+      value = getToken();
+    } catch (err) {
+      return {then: function (onOk, onErr) { if (onErr) { onErr(err); } return this; }};
+    }
+    if (value && typeof value.then === "function") { return value; }
+    return {then: function (onOk) {
+      var result = onOk(value);
+      return {then: function (f) { f(result); return this; }};
+    }};
+  }
+
+  /* url with ?param=token (replacing one already there) */
+  function withToken(url, param, token) {
+    var s = String(url), hash = "", at = s.indexOf("#");
+    if (at >= 0) { hash = s.slice(at); s = s.slice(0, at); }
+    var q = s.indexOf("?"), name = encodeURIComponent(param);
+    var kept = q < 0 ? [] : s.slice(q + 1).split("&").filter(function (kv) {
+      return kv !== "" && kv.split("=")[0] !== name;
+    });
+    kept.push(name + "=" + encodeURIComponent(token));
+    return (q < 0 ? s : s.slice(0, q)) + "?" + kept.join("&") + hash;
+  }
 
   /* ws(s)://host/path?query -> http(s)://host/sockjs?query */
   function sockjsAddressFor(url) {
@@ -544,6 +580,11 @@
           this.services[name] = new services[name](name, this);
         }
       }
+      this._token = null;              // getToken: the newest token, its expiry (s), the call
+      this._tokenExpires = null;
+      this._tokenCall = null;
+      this._tokenTimer = null;
+      this._tokenCalls = 0;
       this._connect();
     },
 
@@ -572,6 +613,9 @@
       }
       var url = typeof this.address === "function" ? this.address() : this.address;
       var self = this;
+      if (typeof this.options.getToken === "function" && typeof url === "string" && this.connectionCount > 0) {
+        url = this._tokenAddress(url);
+      }
       this.isConnecting = true;
       if (url && typeof url.then === "function") {
         // an address function may answer later, e.g. after fetching a fresh token
@@ -589,6 +633,63 @@
         return;
       }
       this._open(url);
+    },
+
+    /* getToken: a reconnection's address carries the newest token, or a
+     * fresh one (a Promise of the address) when that one is near its expiry. */
+    _tokenAddress: function (url) {
+      var self = this, param = this.options.tokenParam;
+      if (this._token && this._tokenExpires &&
+          this._tokenExpires * 1000 - Date.now() > this.options.tokenRefreshMargin * 1000) {
+        return withToken(url, param, this._token);
+      }
+      return tokenOf(this.options.getToken).then(function (token) {
+        self._token = token;
+        self._tokenExpires = null;  // learnt from the refresh that follows the open
+        return withToken(url, param, token);
+      });
+    },
+
+    _scheduleTokenRefresh: function () {
+      var self = this, left = this._tokenExpires === null ? 0
+        : this._tokenExpires * 1000 - Date.now() - this.options.tokenRefreshMargin * 1000;
+      clearTimeout(this._tokenTimer);
+      this._tokenTimer = setTimeout(function () {
+        self._tokenTimer = null;
+        self.refreshToken();
+      }, Math.max(0, left));
+    },
+
+    /* Sends getToken()'s token now (the refresh); the next one is scheduled
+     * from the answer's expiry.  A refused token is logged: the connection
+     * then ends at its old expiry (4001) and reconnects with a fresh one. */
+    refreshToken: function () {
+      var self = this, socket = this._socket;
+      if (typeof this.options.getToken !== "function" || !this.isConnected) { return; }
+      tokenOf(this.options.getToken).then(function (token) {
+        if (self._socket !== socket || !self.isConnected) { return; }  // its reconnection refreshes
+        self._tokenCall = {callId: "token-" + (++self._tokenCalls), token: token};
+        self._sendServiceMessage("token", {command: "refresh", params: {token: token},
+                                           callId: self._tokenCall.callId});
+      }, function (err) {
+        logError("snorky: getToken failed", err);
+      });
+    },
+
+    _tokenAnswered: function (message) {
+      var call = this._tokenCall;
+      if (!call || !message || message.callId !== call.callId) { return false; }
+      this._tokenCall = null;
+      if (message.type !== "response") {
+        logError("snorky: token refresh refused:", message.message);
+        return true;
+      }
+      this._token = call.token;
+      this._tokenExpires = message.data && typeof message.data.expires === "number"
+        ? message.data.expires : null;
+      this.logDebug("Snorky: token refreshed, expires", this._tokenExpires);
+      if (this._tokenExpires !== null) { this._scheduleTokenRefresh(); }
+      return true;
     },
 
     /* The SockJS class to fall back to, or null: only for a page that asked
@@ -722,6 +823,7 @@
         this._socket.send(queue[i]);
       }
       this._eachService("_queueFlushed");
+      if (typeof this.options.getToken === "function") { this._scheduleTokenRefresh(); }
       if (this.onFallback) { this.logDebug("Snorky: transport", this.transport); }
       this.transportChanged.dispatch(this.transport);
       this.connected.dispatch(isReconnection);
@@ -740,6 +842,7 @@
         logError("snorky: frame is not an envelope", packet);
         return;
       }
+      if (packet.service === "token" && this._tokenAnswered(packet.message)) { return; }
       var service = hasOwn.call(this.services, packet.service) ? this.services[packet.service] : null;
       if (service) {
         service.packetReceived.dispatch(packet.message);
@@ -761,7 +864,8 @@
         this._connect();
         return;
       }
-      var willReconnect = !this.closed && this.options.reconnect;
+      // 4003: the server said "do not reconnect" (the backend's control.disconnect)
+      var willReconnect = !this.closed && this.options.reconnect && event.code !== 4003;
       this._lost({code: event.code, reason: event.reason, willReconnect: willReconnect},
                  "Connection lost");
       if (willReconnect) {
@@ -773,6 +877,8 @@
 
     _lost: function (info, errorText) {
       var wasConnected = this.isConnected;
+      clearTimeout(this._tokenTimer);
+      this._tokenTimer = this._tokenCall = null;
       this.isConnected = false;
       this.isConnecting = false;
       this._eachService("_connectionLost", errorText);
@@ -1028,6 +1134,7 @@
         delete this.calls[message.callId];
         if (call.timer) { clearTimeout(call.timer); }
         if (message.type === "response") {
+          if (call.answered) { call.answered(message.data); }  // before the next frame is read
           call.resolve(message.data);
         } else {
           var err = new Error(message.message);
@@ -1170,45 +1277,204 @@
       // message published meanwhile was delivered (in order, once); false:
       // some are gone, reload the channel's state.
       this.recovered = new Snorky.Signal();
+      // After a reconnection, dispatch(channel, errorMessage) per channel the
+      // server refused to subscribe again ("Not authorized": access taken
+      // back); the channel is dropped from what the page restores.
+      this.refused = new Snorky.Signal();
+      // Server-side subscriptions (the backend's control.subscribe, or the
+      // app's PubSubService.connect_channels): serverSubscribed(channel) when
+      // the server subscribed this connection (its messages then come through
+      // messagePublished like any other), serverUnsubscribed(channel) when
+      // the server took it out of a channel (one the page subscribed itself
+      // too: it is no longer restored after a reconnection).
+      this.serverSubscribed = new Snorky.Signal();
+      this.serverUnsubscribed = new Snorky.Signal();
+      this.serverSubscriptions = new ValueSet();  // this connection's only
       this.subscriptions = new ValueSet();
       this.positions = new Positions();
+      // Presence (PubSubService(presence=True)): dispatch(channel, entries,
+      // change) when the entries of a channel subscribed with {presence: true}
+      // change; change is the presenceChange notification, null when the
+      // whole list arrived (the subscribe's answer, a restore).
+      this.presenceChanged = new Snorky.Signal();
+      this._presence = new PresenceTracker(this);
     },
 
+    /* subscribe({channel}) -> promise.  Options: since (recovery, done
+     * for you after a reconnection), recent: n (with history: the channel's
+     * last n messages come through messagePublished before the answer, then
+     * live ones from the next offset), presence and meta (presence). */
     subscribe: function (params) {
       var subs = this.subscriptions;
       var positions = this.positions;
+      var presence = this._presence;
       return this._callThen("subscribe", params, function (data) {
         subs.add(params.channel);
         positions.move(params.channel, positionOf(data));
+        presence.answered(params, data);
       });
     },
 
     unsubscribe: function (params) {
       var subs = this.subscriptions;
       var positions = this.positions;
+      var presence = this._presence;
+      var server = this.serverSubscriptions;
       return this._callThen("unsubscribe", params, function () {
         subs["delete"](params.channel);
+        server["delete"](params.channel);
         positions["delete"](params.channel);
+        presence.forget(params.channel);
       });
     },
 
     onNotification: function (message) {
       if (message.type === "message") {
-        if (this.positions.seen(message)) { return; }  // already delivered
+        if (!admit(this, message, "subscribe")) { return; }  // already delivered, or after a gap
         this.messagePublished.dispatch(message);
         if (typeof this.onMessagePublished === "function") {
           Snorky.emitEvent(this.onMessagePublished.bind(this), message);
         }
+      } else if (message.type === "presenceChange") {
+        this._presence.notified(message);
+      } else if (message.type === "gap") {  // history: the server may have missed messages
+        recoverChannel(this, message.channel, "subscribe");
+      } else if (message.type === "subscribed") {  // by the server
+        this.serverSubscriptions.add(message.channel);
+        this.serverSubscribed.dispatch(message.channel);
+      } else if (message.type === "unsubscribed") {  // by the server
+        this.serverSubscriptions["delete"](message.channel);
+        this.subscriptions["delete"](message.channel);
+        this.positions["delete"](message.channel);
+        this._presence.forget(message.channel);
+        this.serverUnsubscribed.dispatch(message.channel);
       } else {
         unknownType("messaging", message.type);  // 0.1's text, "messaging" included
       }
     },
 
     restore: function () {
+      // the server's subscriptions were the old connection's: the new one is
+      // told again of those the app gives at connect time
+      var positions = this.positions, subs = this.subscriptions;
+      this.serverSubscriptions.values().forEach(function (channel) {
+        if (!subs.has(channel)) { positions["delete"](channel); }
+      });
+      this.serverSubscriptions.clear();
       resumeChannels(this, this.subscriptions, "subscribe");
     }
   });
-  Snorky.PubSub.addRPCMethods(["publish"]);
+  /* publish({channel, message}) -> promise.  With excludeSender: true every
+   * subscriber but this connection gets it (the page's other tabs do); with
+   * history the answer is the message's {offset, epoch} and takes its place
+   * in this connection's stream: the page's position moves past it (no gap).
+   * With idempotencyKey: "<a string made once per message>" a retry of the
+   * same options object (after "Connection lost", a timeout, on a new
+   * connection) within the server's window (120 s) is delivered once and
+   * answered as the first was; Chat's send({channel, body, idempotencyKey})
+   * too. */
+  Snorky.PubSub.prototype.publish = function (params) {
+    var promise = this.rpcCall("publish", params);
+    var call = this.calls[this.nextCallId - 1];
+    var positions = this.positions;
+    if (call && params && params.excludeSender === true) {
+      call.answered = function (data) {
+        var pos = positionOf(data);
+        var got = pos && positions.get(params.channel);
+        if (got && got.epoch === pos.epoch && got.offset === pos.offset - 1) {
+          positions.move(params.channel, pos);
+        }
+      };
+    }
+    return promise;
+  };
+
+  /* Presence with metadata (docs/protocol.md "Presence"), for PubSub and Chat
+   * services created with presence=True: subscribe/join({channel, meta,
+   * presence: true}), updatePresence({channel, meta}), presence({channel}),
+   * presenceStats({channel}), presenceOf(channel) and presenceChanged. */
+  var presenceMethods = {
+    /* updatePresence({channel, meta}) -> promise: this connection's meta in
+     * the channel (kept for a restore after a reconnection). */
+    updatePresence: function (params) {
+      var presence = this._presence;
+      return this._callThen("updatePresence", params, function () {
+        presence.updated(params.channel, params.meta);
+      });
+    },
+    /* The entries of a channel joined with {presence: true}, as this page
+     * knows them: [{client, identity, meta}, ...] (its own included). */
+    presenceOf: function (channel) { return this._presence.list(channel); },
+    /* This connection's id in a channel's entries (undefined if unknown). */
+    presenceId: function (channel) { return this._presence.self.get(channel); }
+  };
+  _.assign(Snorky.PubSub.prototype, presenceMethods);
+  Snorky.PubSub.addRPCMethods(["presence", "presenceStats"]);
+
+  /* What a page asked of each channel's presence ({presence, meta}: asked
+   * again when restoring) and the entries of the channels it watches. */
+  function PresenceTracker(service) {
+    this.service = service;
+    this.asked = new ValueSet();    // channel -> {presence: bool, meta}
+    this.entries = new ValueSet();  // watched channel -> {client id: entry}
+    this.self = new ValueSet();     // watched channel -> this connection's client id
+  }
+  PresenceTracker.prototype = {
+    /* The params of a subscribe/join answered with `data`. */
+    answered: function (params, data) {
+      var channel = params.channel;
+      if (params.presence || params.meta !== undefined) {
+        this.asked.add(channel, {presence: !!params.presence, meta: params.meta});
+      }
+      if (!data || !Array.isArray(data.presence)) { return; }
+      var byId = {};
+      data.presence.forEach(function (e) { byId[e.client] = e; });
+      this.entries.add(channel, byId);
+      this.self.add(channel, data.client);
+      this.service.presenceChanged.dispatch(channel, this.list(channel), null);
+    },
+    /* A restore's params: what the page had asked. */
+    restoreParams: function (channel, params) {
+      var asked = this.asked.get(channel);
+      if (asked) {
+        if (asked.presence) { params.presence = true; }
+        if (asked.meta !== undefined) { params.meta = asked.meta; }
+      }
+      return params;
+    },
+    updated: function (channel, meta) {
+      var asked = this.asked.get(channel) || {presence: false};
+      asked.meta = meta;
+      this.asked.add(channel, asked);
+      var byId = this.entries.get(channel);
+      var me = this.self.get(channel);
+      if (byId && me !== undefined && byId[me]) {
+        var change = {type: "presenceChange", channel: channel, event: "update", client: me,
+                      identity: byId[me].identity, meta: meta};
+        byId[me] = {client: me, identity: change.identity, meta: meta};
+        this.service.presenceChanged.dispatch(channel, this.list(channel), change);
+      }
+    },
+    notified: function (message) {
+      var byId = this.entries.get(message.channel);
+      if (!byId) { return; }
+      if (message.event === "leave") {
+        delete byId[message.client];
+      } else {
+        byId[message.client] = {client: message.client, identity: message.identity, meta: message.meta};
+      }
+      this.service.presenceChanged.dispatch(message.channel, this.list(message.channel), message);
+    },
+    forget: function (channel) {
+      this.asked["delete"](channel);
+      this.entries["delete"](channel);
+      this.self["delete"](channel);
+    },
+    list: function (channel) {
+      var byId = this.entries.get(channel);
+      return byId ? Object.keys(byId).map(function (k) { return byId[k]; }) : [];
+    }
+  };
 
   /* {offset, epoch} of a subscribe/join answer with history, else undefined. */
   function positionOf(data) {
@@ -1232,31 +1498,99 @@
         this.known.add(channel, pos);
       }
     },
-    /* True for a message already delivered; else its offset becomes the position. */
-    seen: function (message) {
-      if (typeof message.offset !== "number") { return false; }
+    /* "new" for the message that follows the position (it becomes the
+     * position), "seen" for one already delivered, "gap" for one after a
+     * jump (same epoch, offset past position + 1) or of another epoch that
+     * does not start at offset 1: messages were missed.  A message without
+     * offset (no history: 0.1's frames) is "new". */
+    check: function (message) {
+      if (typeof message.offset !== "number") { return "new"; }
       var got = this.known.get(message.channel);
-      if (got && got.epoch === message.epoch && message.offset <= got.offset) { return true; }
+      if (got && got.epoch === message.epoch) {
+        if (message.offset <= got.offset) { return "seen"; }
+        if (message.offset !== got.offset + 1) { return "gap"; }
+      } else if (got && message.offset !== 1) {
+        return "gap";  // a new epoch starts at 1 (what the old one lost, the server says: "gap")
+      }
       this.known.add(message.channel, {offset: message.offset, epoch: message.epoch});
-      return false;
+      return "new";
     }
   };
 
+  /* True when a live message is for the page: not one it has already, and
+   * not one after a gap (then the channel is asked again: recoverChannel). */
+  function admit(service, message, command) {
+    var verdict = service.positions.check(message);
+    if (verdict === "gap") { recoverChannel(service, message.channel, command); }
+    return verdict === "new";
+  }
+
+  /* Channels of a service asked again with `since`, not answered yet. */
+  function recovering(service) {
+    return service._recovering || (service._recovering = new ValueSet());
+  }
+
+  /* The answer to `command` with `since`: the position moves on (recovered)
+   * or starts over where the server is (not), and service.recovered(channel,
+   * true|false). */
+  function settle(service, channel, data) {
+    var recovered = !!(data && data.recovered);
+    var pos = positionOf(data);
+    if (recovered) {
+      service.positions.move(channel, pos);
+    } else if (pos) {
+      service.positions.known.add(channel, pos);
+    }
+    service.recovered.dispatch(channel, recovered);
+  }
+
+  /* A channel the page is in missed messages (a jump in its offsets, or the
+   * server's "gap" notification): `command` (subscribe, join) again with
+   * `since`, which the server answers in place: the missed messages, in
+   * order, then recovered: true, or recovered: false when they are gone;
+   * then service.recovered(channel, true|false).  Meanwhile, messages that
+   * do not follow are dropped (the replay brings them). */
+  function recoverChannel(service, channel, command) {
+    var pos = service.positions.get(channel);
+    var pending = recovering(service);
+    if (!pos || pending.has(channel)) { return; }
+    pending.add(channel);
+    service.rpcCall(command, {channel: channel, since: pos}).then(function (data) {
+      pending["delete"](channel);
+      settle(service, channel, data);
+    }, function (err) {
+      pending["delete"](channel);
+      logError("snorky: " + service.name + ": recovering", channel, "failed:", err.message);
+    });
+  }
+
   /* After a reconnection: `command` again for every channel of `tracked`,
    * from its position when known (then service.recovered(channel, true|false));
-   * `onAnswer(channel, data)` first.  A channel the server refuses is forgotten. */
+   * `onAnswer(channel, data)` first.  A channel the server refuses is forgotten
+   * and service.refused(channel, errorMessage) dispatched. */
   function resumeChannels(service, tracked, command, onAnswer) {
     var positions = service.positions;
     tracked.values().forEach(function (channel) {
       var pos = positions.get(channel);
       var params = pos ? {channel: channel, since: pos} : {channel: channel};
+      var presence = service._presence;
+      if (presence) { presence.restoreParams(channel, params); }
+      if (pos) { recovering(service).add(channel); }  // no other recovery until answered
       service.rpcCall(command, params).then(function (data) {
+        recovering(service)["delete"](channel);
         if (onAnswer) { onAnswer(channel, data); }
-        positions.move(channel, positionOf(data));
-        if (pos) { service.recovered.dispatch(channel, !!(data && data.recovered)); }
+        if (presence) { presence.answered(params, data); }
+        if (pos) {
+          settle(service, channel, data);
+        } else {
+          positions.move(channel, positionOf(data));
+        }
       }, function (err) {
+        recovering(service)["delete"](channel);
         tracked["delete"](channel);
         positions["delete"](channel);
+        if (presence) { presence.forget(channel); }
+        service.refused.dispatch(channel, err.message);
         logError("snorky: " + service.name + ": " + command + " after reconnecting failed for",
                  channel, err.message);
       });
@@ -1277,8 +1611,20 @@
       // reconnection, dispatch(channel, recovered): true when every line sent
       // meanwhile was replayed, false when some are gone.
       this.recovered = new Snorky.Signal();
+      this.refused = new Snorky.Signal();           // (channel, errorMessage): not rejoined after a reconnection
       this.channels = new ValueSet();               // joined channel -> members array
       this.positions = new Positions();             // where the page is in each channel (history)
+      // Server-side joins (the backend's control.subscribe({service: "chat"}),
+      // or the app's ChatService.connect_channels): serverJoined(channel,
+      // members) when the server joined this connection (the channel is then
+      // in members() and its lines come through messageReceived like any
+      // other), serverLeft(channel) when the server took it out.
+      this.serverJoined = new Snorky.Signal();
+      this.serverLeft = new Snorky.Signal();
+      this.serverChannels = new ValueSet();         // this connection's only
+      // Presence with metadata (ChatService(presence=True)): as PubSub's
+      this.presenceChanged = new Snorky.Signal();   // (channel, entries, change or null)
+      this._presence = new PresenceTracker(this);
     },
 
     join: function (params) {
@@ -1286,15 +1632,20 @@
       return this._callThen("join", params, function (data) {
         self._joined(params.channel, data);
         self.positions.move(params.channel, positionOf(data));
+        self._presence.answered(params, data);
       });
     },
 
     leave: function (params) {
       var channels = this.channels;
       var positions = this.positions;
+      var presence = this._presence;
+      var server = this.serverChannels;
       return this._callThen("leave", params, function () {
         channels["delete"](params.channel);
+        server["delete"](params.channel);
         positions["delete"](params.channel);
+        presence.forget(params.channel);
       });
     },
 
@@ -1312,7 +1663,7 @@
 
     onNotification: function (message) {
       if (message.type === "message") {
-        if (this.positions.seen(message)) { return; }  // already delivered
+        if (!admit(this, message, "join")) { return; }  // already delivered, or after a gap
         this.messageReceived.dispatch(message);
       } else if (message.type === "presence") {
         var members = this.channels.get(message.channel);
@@ -1326,16 +1677,41 @@
         if (members) { this.membersChanged.dispatch(message.channel, members.slice()); }
       } else if (message.type === "read") {
         this.readReceived.dispatch(message);
+      } else if (message.type === "gap") {  // history: the server may have missed lines
+        recoverChannel(this, message.channel, "join");
+      } else if (message.type === "presenceChange") {
+        this._presence.notified(message);
+      } else if (message.type === "subscribed") {  // joined by the server: what a join answers
+        this.serverChannels.add(message.channel);
+        this._joined(message.channel, message);
+        this.serverJoined.dispatch(message.channel, this.members(message.channel));
+      } else if (message.type === "unsubscribed") {  // taken out by the server
+        this.serverChannels["delete"](message.channel);
+        this.channels["delete"](message.channel);
+        this.positions["delete"](message.channel);
+        this._presence.forget(message.channel);
+        this.serverLeft.dispatch(message.channel);
       } else {
         unknownType("messaging", message.type);  // 0.1's text
       }
     },
 
     restore: function () {
+      // the server's joins were the old connection's: the new one is told
+      // again of those the app gives at connect time
+      var channels = this.channels, positions = this.positions, presence = this._presence;
+      this.serverChannels.values().forEach(function (channel) {
+        channels["delete"](channel);
+        positions["delete"](channel);
+        presence.forget(channel);
+      });
+      this.serverChannels.clear();
       resumeChannels(this, this.channels, "join", this._joined.bind(this));
     }
   });
   Snorky.Chat.addRPCMethods(["send", "read"]);
+  _.assign(Snorky.Chat.prototype, presenceMethods);
+  Snorky.Chat.addRPCMethods(["presence", "presenceStats"]);
 
   /* Cursors ------------------------------------------------------------ */
 
@@ -1509,6 +1885,7 @@
       this.notificationReceived.add(this.onNotification, this);
       this.documents = {};   // stableStringify(name) -> Document
       this.ownCursors = {};  // privateHandle -> OwnCursor
+      this.refused = new Snorky.Signal();  // (document, errorMessage): not rejoined after a reconnection
     },
 
     /* join({document}) -> promise of a Snorky.Cursors.Document */
@@ -1566,6 +1943,7 @@
           doc._rejoined(data && data.cursors);
         }, function (err) {
           delete self.documents[key];
+          self.refused.dispatch(doc.name, err.message);
           logError("snorky: " + self.name + ": join after reconnecting failed for", doc.name, err.message);
         });
       });

@@ -1,7 +1,7 @@
 """DataSync across processes: authorize on one, publish on another, acquire on any."""
 from support.servers import wait_metric
 
-ENV = {"SNORKY_DATASYNC_DEALERS": "tests.cluster.dealers:DEALERS", "SNORKY_DATASYNC_TIMEOUT": "2"}
+ENV = {"SNORKY_DATASYNC_DEALERS": "tests.support.dealers:TODO_DEALERS", "SNORKY_DATASYNC_TIMEOUT": "2"}
 
 
 def backend(srv, command, **params):

@@ -2,6 +2,7 @@
 import pytest
 
 from support.servers import ServerProcess, free_port
+from support.waiting import attempts
 from support.wsclient import SnorkyTestClient
 
 
@@ -14,7 +15,7 @@ def test_publish_reaches_subscribers_on_every_worker(redis_server, worker_class)
     clients = []
     try:
         by_pid = {}
-        for _ in range(200):  # the kernel spreads connections; keep going until both workers have some
+        for _ in attempts():  # the kernel spreads connections; keep going until both workers have some
             c = SnorkyTestClient(srv.ws_url + "/ws")
             clients.append(c)
             by_pid.setdefault(c.ok("inspect", "state")["pid"], []).append(c)

@@ -105,7 +105,7 @@ def test_a_redis_restart_gives_a_new_epoch_and_says_recovered_false(cluster, con
     c.ok("pubsub", "publish", {"channel": "e", "message": "before"})
     c.wait_for(lambda m: m.get("type") == "message")
     redis_server.kill()
-    RedisServer(port=redis_server.port).start()            # no persistence: the history is gone
+    redis_server.start()            # the same port, no persistence: the history is gone (killed at teardown)
     wait_broker(a)
     d = connect(a)
     answer = d.ok("pubsub", "subscribe", {"channel": "e", "since": {"offset": 1, "epoch": old["epoch"]}})
@@ -174,3 +174,70 @@ def test_a_killed_worker_s_pages_recover_on_another(cluster, connect):
             break
         got.append(msg["message"])
     assert got == [2, 3, 4, 5] and msg["data"]["recovered"] is True
+
+
+def test_without_redis_history_answers_history_unavailable(cluster, connect, redis_server):
+    from snorky_sync.auth import ConnectionTokens
+
+    secret = "cluster-token-secret-0123456789"
+    (a,) = cluster(1, SNORKY_CHAT_HISTORY_SIZE="10", SNORKY_TOKEN_SECRET=secret, **ENV)
+    c = connect(a, "/ws?token=" + ConnectionTokens(secret).create("ann"))
+    c.ok("pubsub", "subscribe", {"channel": "s"})
+    c.ok("chat", "join", {"channel": "room"})
+    redis_server.kill()
+    wait_broker(a, "disconnected")
+    for service, command, params in (
+            ("pubsub", "publish", {"channel": "s", "message": 1}),      # the append script fails
+            ("pubsub", "subscribe", {"channel": "t"}),                  # not confirmed, not read
+            ("chat", "send", {"channel": "room", "body": "hello"}),
+            ("chat", "join", {"channel": "hall"})):
+        answer = c.call(service, command, params)
+        assert (answer["type"], answer.get("message")) == ("error", "History unavailable"), (command, answer)
+    redis_server.start()  # back on its port (the fixture kills it at teardown)
+    wait_broker(a)
+    assert c.ok("pubsub", "subscribe", {"channel": "t"})["offset"] == 0   # the failed one was undone
+
+
+def test_subscribes_made_while_the_broker_connects_wait_for_it(tmp_path):
+    """A worker reached by its pages before its Redis connection is up (a
+    restart: every page comes back at once) makes their subscribes wait for
+    the connection, not answer ``History unavailable``."""
+    from support.servers import ServerProcess, free_port
+    from support.wsclient import SnorkyTestClient
+
+    redis = RedisServer(port=free_port())          # not running yet
+    srv = ServerProcess(args=["-m", "snorky_sync", "serve", "--port", str(port := free_port())], port=port,
+                        env={"SNORKY_REDIS_URL": redis.url, **ENV})
+    clients = []
+    try:
+        wait_broker(srv, "disconnected")
+        clients = [SnorkyTestClient(srv.ws_url + "/ws") for _ in range(20)]
+        for i, c in enumerate(clients):
+            c.send("pubsub", {"command": "subscribe", "callId": i, "params": {"channel": f"boot{i % 3}"}})
+        redis.start()
+        answers = [c.recv(timeout=15)["message"] for c in clients]
+        assert [a["type"] for a in answers] == ["response"] * 20, answers
+        assert all(set(a["data"]) == {"offset", "epoch"} for a in answers)
+        clients[0].ok("pubsub", "publish", {"channel": "boot0", "message": "after"})
+        got = clients[3].wait_for(lambda m: m.get("type") == "message")
+        assert got["message"] == "after" and got["offset"] == 1
+    finally:
+        for c in clients:
+            c.close()
+        srv.stop()
+        redis.kill()
+
+
+def test_a_burst_of_subscribes_waits_for_redis_connections_not_fails(cluster, connect):
+    """More pages subscribing at once than the process keeps Redis connections
+    (POOL_SIZE): the extra calls wait for a free connection; redis-py's own
+    pool answered half of 200 ``History unavailable`` (Too many connections)."""
+    from snorky_sync.brokers.redis import POOL_SIZE
+
+    (a,) = cluster(1, **ENV)
+    n = POOL_SIZE + 72
+    clients = [connect(a) for _ in range(n)]
+    for i, c in enumerate(clients):
+        c.send("pubsub", {"command": "subscribe", "callId": i, "params": {"channel": "burst"}})
+    answers = [c.recv(timeout=30)["message"] for c in clients]
+    assert [m for m in answers if m["type"] != "response"] == []

@@ -16,7 +16,9 @@ import time
 import pytest
 import requests
 
+from cluster.conftest import wait_broker
 from support.servers import API_KEY, ROOT, ServerProcess, free_port
+from support.waiting import wait_for
 from support.wsclient import SnorkyTestClient
 
 OWN_APP = '''
@@ -69,27 +71,22 @@ def gunicorn(app_dir, env, workers=2, config=()):
 
 def clients_on_two_workers(srv, clients):
     """Connect until two clients hold connections to different workers (the
-    kernel spreads accepts between them): {pid: client}."""
+    kernel spreads accepts between them; a worker still booting takes none,
+    so bounded by time, not by a count of tries): {pid: client}."""
     by_pid = {}
-    for _ in range(200):
+
+    def one_more():
         c = SnorkyTestClient(srv.ws_url + "/ws")
         clients.append(c)
         c.worker_pid = c.ok("worker", "pid")
         by_pid.setdefault(c.worker_pid, c)
-        if len(by_pid) == 2:
-            return by_pid
-    raise AssertionError("connections never reached the second worker")
+        return len(by_pid) == 2
+    wait_for(one_more, 60, "a connection on the second worker", interval=0.01)
+    return by_pid
 
 
 def wait_healthy(srv, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = requests.get(srv.url + "/healthz", timeout=5).json()
-        if last["broker"]["state"] == "connected":
-            return last
-        time.sleep(0.05)  # polling the health endpoint: the state is only visible there
-    raise AssertionError(f"broker not connected: {last}")
+    return wait_broker(srv, "connected", timeout)
 
 
 @pytest.mark.parametrize("mode,history", [("shared", "0"), ("shared", "20"), ("own-unstarted", "20")])
@@ -108,8 +105,7 @@ def test_publish_crosses_workers_of_a_mounted_app(own_app, redis_server, mode, h
         b.ok("pubsub", "subscribe", {"channel": "poll"})
         b.ok("pubsub", "publish", {"channel": "poll", "message": {"from": pid_b}})
         for c in (a, b):  # the other worker's subscriber, and the publisher's own worker
-            msg = c.wait_for(lambda m: m.get("type") == "message", timeout=10)
-            assert msg["message"] == {"from": pid_b}
+            assert c.next_message("poll", timeout=10) == {"from": pid_b}
         log = srv.log()
         if mode == "own-unstarted":
             assert "RedisBroker of <ServiceRegistry ['pubsub', 'worker']> is not started: " \
@@ -180,7 +176,7 @@ def test_missing_redis_package_names_the_extra(own_app, tmp_path_factory):
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode != 0
     assert ('ImportError: SNORKY_REDIS_URL is set but the redis package is not installed: '
-            'pip install "snorky_sync[redis]"') in proc.stderr, proc.stderr[-3000:]
+            'pip install "redis[hiredis]>=5"') in proc.stderr, proc.stderr[-3000:]
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
@@ -273,7 +269,7 @@ def test_the_scaling_page_app_on_two_workers(tmp_path, redis_server):
         (_, a), (_, b) = clients_on_two_workers(srv, clients).items()
         a.ok("pubsub", "subscribe", {"channel": "poll"})
         b.ok("pubsub", "publish", {"channel": "poll", "message": "yes"})
-        assert a.wait_for(lambda m: m.get("type") == "message", timeout=10)["message"] == "yes"
+        assert a.next_message("poll", timeout=10) == "yes"
     finally:
         for c in clients:
             c.close()

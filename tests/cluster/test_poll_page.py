@@ -6,6 +6,7 @@ ran them: a page on the other worker never heard of a vote, and each worker
 counted its own votes.
 """
 from support.servers import ROOT, ServerProcess, free_port
+from support.waiting import attempts
 from support.wsclient import SnorkyTestClient
 
 from .test_own_app import clients_on_two_workers, wait_healthy
@@ -31,7 +32,7 @@ def page_app(tmp_path, redis_url):
     mounted = 'ServiceRegistry([PollService("poll")])'
     assert mounted in code
     code = code.replace(mounted, 'ServiceRegistry([PollService("poll"), _Worker("worker")])')
-    health = '\napp.extensions["snorky_sync"].health("/healthz")  # test-only: the broker\'s state\n'
+    health = '\napp.extensions["snorky_sync"].extension.health("/healthz")  # test-only: the broker\'s state\n'
     (tmp_path / "pollapp.py").write_text(PID + code + health)
     port = free_port()
     return ServerProcess(args=["-m", "gunicorn", "--no-control-socket", "-c", "python:snorky_sync.gunicorn_conf",
@@ -42,7 +43,7 @@ def page_app(tmp_path, redis_url):
 
 def on_worker(srv, clients, pid):
     """A new client connected to worker ``pid``."""
-    for _ in range(200):
+    for _ in attempts():
         c = SnorkyTestClient(srv.ws_url + "/ws")
         clients.append(c)
         c.worker_pid = c.ok("worker", "pid")

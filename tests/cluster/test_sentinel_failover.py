@@ -7,7 +7,6 @@ other again (none goes deaf), and what was lost in between is counted.
 """
 import shutil
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -17,6 +16,7 @@ import redis
 import requests
 
 from support.servers import API_KEY, ServerProcess, free_port, metric
+from support.waiting import wait_for, wait_redis
 from support.wsclient import SnorkyTestClient
 
 from .conftest import wait_broker
@@ -35,29 +35,12 @@ def start_redis(port, workdir, *args):
 
 
 def wait_ping(port, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
-                s.sendall(b"PING\r\n")
-                if s.recv(16).startswith(b"+PONG"):
-                    return
-        except OSError:
-            time.sleep(0.05)  # polling for the port, not synchronising on an event
-    raise RuntimeError(f"redis on {port} did not start")
+    wait_redis(port, timeout)
 
 
-def wait_for(what, check, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            value = check()
-        except (redis.RedisError, OSError):
-            value = None
-        if value:
-            return value
-        time.sleep(0.05)  # polling Redis/Sentinel state: it is only visible by asking
-    raise AssertionError(f"timed out waiting for {what}")
+def wait_for_state(what, check, timeout=30.0):
+    """Redis/Sentinel state, only visible by asking (through a failover)."""
+    return wait_for(check, timeout, what, ignore=(redis.RedisError, OSError))
 
 
 @pytest.fixture
@@ -78,8 +61,8 @@ def sentinel_setup(tmp_path):
     wait_ping(sentinel_port)
     sentinel = redis.Redis(port=sentinel_port)
     replica = redis.Redis(port=replica_port)
-    wait_for("the replica to sync", lambda: replica.info("replication")["master_link_status"] == "up")
-    wait_for("the sentinel to know the replica",
+    wait_for_state("the replica to sync", lambda: replica.info("replication")["master_link_status"] == "up")
+    wait_for_state("the sentinel to know the replica",
              lambda: any(r["port"] == replica_port for r in sentinel.sentinel_slaves(SERVICE)))
     yield {"ports": (master_port, replica_port, sentinel_port), "procs": procs,
            "sentinel": sentinel,
@@ -160,7 +143,7 @@ def test_workers_follow_the_new_master_after_the_old_one_is_killed(sentinel_setu
         sentinel_setup["procs"]["master"].send_signal(signal.SIGKILL)
         sentinel_setup["procs"]["master"].wait(10)
         sentinel = sentinel_setup["sentinel"]
-        wait_for("the sentinel to promote the replica",
+        wait_for_state("the sentinel to promote the replica",
                  lambda: sentinel.sentinel_get_master_addr_by_name(SERVICE)[1] == replica_port)
         promoted_at = time.monotonic()
         after = published[-1] + 1  # published after the promotion
@@ -202,6 +185,81 @@ def test_workers_follow_the_new_master_after_the_old_one_is_killed(sentinel_setu
         assert metric(b, "snorky_broker_disconnects_total") >= 1
         for srv in servers:
             assert wait_broker(srv)["broker"]["state"] == "connected"
+    finally:
+        for c in clients:
+            c.close()
+        for srv in servers:
+            srv.stop()
+
+
+def publish_accepted(srv, channel, message):
+    """A backend publish that Redis took (with history: it has an offset)."""
+    try:
+        r = requests.post(srv.url + "/backend", headers={"X-Backend-Key": API_KEY}, timeout=10,
+                          json={"service": "pubsub_backend", "message": {
+                              "command": "publish", "params": {"channel": channel, "message": message}}})
+    except requests.RequestException:
+        return False
+    return r.status_code == 200 and r.json()["message"]["type"] == "response"
+
+
+def test_with_history_no_subscriber_misses_an_offset_unknowingly(sentinel_setup):
+    """Issue #25 item 1: the failover above, with history on.  Every live
+    subscriber, on both workers, sees contiguous offsets with no duplicate,
+    or is sent a gap notification; what Redis took is delivered unless a
+    gap notification says otherwise."""
+    from .test_continuity import Positioned, check_positions
+
+    replica_port = sentinel_setup["ports"][1]
+    servers, clients = [], []
+    try:
+        for _ in range(2):
+            port = free_port()
+            srv = ServerProcess(args=["-m", "snorky_sync", "serve", "--port", str(port)], port=port,
+                                env={"SNORKY_REDIS_URL": sentinel_setup["url"],
+                                     "SNORKY_PUBSUB_HISTORY_SIZE": "1000"})
+            servers.append(srv)
+            wait_broker(srv)
+        a, b = servers
+        readers = []
+        for srv in (a, b, b):
+            c = SnorkyTestClient(srv.ws_url + "/ws")
+            clients.append(c)
+            readers.append(Positioned(c, "stream", c.ok("pubsub", "subscribe", {"channel": "stream"})))
+        accepted = []
+        stop = threading.Event()
+
+        def stream():  # on a, every 10 ms, across the kill (refused while Redis is away)
+            seq = 0
+            while not stop.is_set():
+                if publish_accepted(a, "stream", seq):
+                    accepted.append(seq)
+                seq += 1
+                stop.wait(0.01)
+
+        t = threading.Thread(target=stream, daemon=True)
+        t.start()
+        assert readers[1].wait(lambda ev: len(ev) >= 50), "no traffic through Redis"
+        sentinel_setup["procs"]["master"].send_signal(signal.SIGKILL)
+        sentinel_setup["procs"]["master"].wait(10)
+        sentinel = sentinel_setup["sentinel"]
+        wait_for_state("the sentinel to promote the replica",
+                       lambda: sentinel.sentinel_get_master_addr_by_name(SERVICE)[1] == replica_port)
+        before = len(accepted)
+        wait_for(lambda: len(accepted) > before + 50, 60, "publishes taken by the new master")
+        stop.set()
+        t.join(10)
+        last = accepted[-1]
+        for name, reader in zip(("a", "b", "b'"), readers):
+            assert reader.wait(lambda ev: last in [m.get("message") for m in ev]), \
+                f"subscriber on {name} never got the last publish"
+            gaps = check_positions(reader)   # contiguous (so no duplicate), or told
+            got = reader.payloads()
+            missing = sorted(set(accepted) - set(got))
+            print(f"\nsubscriber on {name}: {len(got)} delivered of {len(accepted)} taken by Redis, "
+                  f"{len(missing)} missing, {gaps} gap notifications")
+            assert len(got) == len(set(got)), "a message delivered twice"
+            assert not missing or gaps, f"taken by Redis, missed without a gap notification: {missing}"
     finally:
         for c in clients:
             c.close()

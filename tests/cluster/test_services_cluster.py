@@ -9,6 +9,7 @@ import signal
 import time
 
 from snorky_sync.auth import ConnectionTokens
+from support.waiting import wait_for
 
 from .conftest import RedisServer, wait_broker
 
@@ -58,14 +59,7 @@ def answers(client, n):
 
 def eventually(fn, timeout=WAIT):
     """Call ``fn`` until it returns a true value (the state is only visible by asking)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"never true: {fn}")
-        time.sleep(0.02)  # polling an answer, not synchronising on time
+    return wait_for(fn, timeout, interval=0.02)
 
 
 def presence(who, status):

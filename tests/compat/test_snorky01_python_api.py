@@ -309,7 +309,8 @@ class ManualTimeouts:
             if self.cancelled:
                 raise RuntimeError("Already cancelled")
             self.cancelled = True
-            self.owner.pending.remove(self.entry)
+            pending = self.owner.pending   # fired already: nothing to stop (Tornado's remove_timeout)
+            pending[:] = [entry for entry in pending if entry is not self.entry]
 
     def __init__(self):
         self.pending = []

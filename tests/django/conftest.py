@@ -1,6 +1,6 @@
 """A real Django project (tests/django/todo_project) against a real snorky_sync
-server (run_snorky_server.py, 0.1's demo server ported), on SQLite and on the
-machine's PostgreSQL (a fresh database per run; skipped when none answers)."""
+server (run_snorky_server.py, 0.1's demo server ported), on SQLite and on
+PostgreSQL (the tests' own, support.postgres: a fresh database per run)."""
 import os
 import secrets
 import sys
@@ -9,10 +9,10 @@ import threading
 from pathlib import Path
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
+import psycopg
 import pytest
 
-pytest.importorskip("django")
-pytest.importorskip("rest_framework")
+from support import postgres
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -25,17 +25,11 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "todo_project.settings")
 # "async context".  These tests are synchronous code.
 os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "1"
 
-PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=3"
-_pg_name = None
-try:
-    import psycopg
-
-    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-        _pg_name = "snorky_django_" + secrets.token_hex(4)
-        admin.execute(f'CREATE DATABASE "{_pg_name}"')
-    os.environ["TODO_PG_NAME"] = _pg_name
-except Exception as exc:  # no PostgreSQL here: the "pg" cases skip
-    _pg_skip_reason = f"no PostgreSQL on 127.0.0.1:5432: {exc}"
+_pg = postgres.server()
+_pg_name = "snorky_django_" + secrets.token_hex(4)
+with psycopg.connect(_pg.admin_dsn, autocommit=True) as admin:
+    admin.execute(f'CREATE DATABASE "{_pg_name}"')
+os.environ.update({"TODO_PG_NAME": _pg_name, "TODO_PG_PORT": str(_pg.port)})
 
 import django  # noqa: E402
 
@@ -49,10 +43,9 @@ for alias in connections:
 
 
 def pytest_sessionfinish(session, exitstatus):
-    if _pg_name:
-        connections.close_all()
-        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{_pg_name}" WITH (FORCE)')
+    connections.close_all()
+    with psycopg.connect(_pg.admin_dsn, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{_pg_name}" WITH (FORCE)')
 
 
 def _empty(alias):
@@ -65,8 +58,6 @@ def _empty(alias):
 @pytest.fixture(params=["default", "pg"])
 def db(request):
     """The database alias of this test, emptied: SQLite, then PostgreSQL."""
-    if request.param not in connections.databases:
-        pytest.skip(_pg_skip_reason)
     return _empty(request.param)
 
 

@@ -165,3 +165,37 @@ def test_list_create_view_with_the_model_as_dealer(snorky_server, django_http, d
     created = requests.post(django_http + "/api/notes/", json={"text": "n"}, timeout=10)
     assert created.status_code == 201
     assert next_delta(ws)["data"] == created.json()
+
+
+def test_an_01_authorize_subscription_of_ones_own_is_still_called(snorky_server, django_http, default_db,
+                                                                 monkeypatch):
+    """0.1 code that replaces the views' authorize_subscription with one of its
+    own takes 0.1's one argument, ``items``: it is called so (no TypeError
+    for the ``requester`` it does not know); one that takes ``requester`` gets it."""
+    import snorky_sync.backend.django.rest_framework as snorky_views
+
+    real = connector.authorize_subscription
+    seen = []
+
+    def audited(items):                              # as 0.1's authorize_subscription(items)
+        seen.append(items)
+        return real(items)
+
+    monkeypatch.setattr(snorky_views, "authorize_subscription", audited)
+    listed = requests.get(django_http + "/api/tasks/", headers={"X-Snorky": "Subscribe"}, timeout=10)
+    assert listed.status_code == 200, listed.text[:500]
+    assert seen == [[{"dealer": "AllTasks", "query": None}]]
+    ws = SnorkyTestClient(snorky_server.ws_url + "/ws")
+    try:
+        ws.ok("datasync", "acquireSubscription", {"token": listed.headers["X-Subscription-Token"]})
+    finally:
+        ws.close()
+
+    def with_requester(items, requester=None):
+        seen.append(requester)
+        return real(items, requester=requester)
+
+    monkeypatch.setattr(snorky_views, "authorize_subscription", with_requester)
+    listed = requests.get(django_http + "/api/tasks/", headers={"X-Snorky": "Subscribe"}, timeout=10)
+    assert listed.status_code == 200 and listed.headers["X-Subscription-Token"]
+    assert seen[-1] == "addr:127.0.0.1"

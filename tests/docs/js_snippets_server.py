@@ -5,6 +5,8 @@ page assumes a reader has — snorky.js at /static/snorky.js, /ws with an identi
 notificationReceived section.  ``python tests/docs/js_snippets_server.py``
 listens on $PORT."""
 import os
+import sys
+from pathlib import Path
 
 from flask import Flask, jsonify
 
@@ -12,9 +14,12 @@ from snorky_sync import RPCError, RPCService, ServiceRegistry, Snorky, rpc_comma
 from snorky_sync.backend import LocalTransport, SnorkyBackend
 from snorky_sync.services.chat import ChatService
 from snorky_sync.services.cursors import CursorsService
-from snorky_sync.services.datasync import BroadcastDealer, DataSyncBackend, DataSyncService
+from snorky_sync.services.datasync import DataSyncBackend, DataSyncService
 from snorky_sync.services.messaging import MessagingService
 from snorky_sync.services.pubsub import PubSubBackend, PubSubService
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from support.dealers import AllTodos  # noqa: E402  (the tests' shared dealers)
 
 
 class PollService(RPCService):
@@ -48,13 +53,8 @@ class PollService(RPCService):
             self.watchers.discard(client)
 
 
-class AllTodos(BroadcastDealer):
-    name = "allTodos"
-    model = "Todo"
-
-
 datasync = DataSyncService("datasync", [AllTodos])
-pubsub = PubSubService("pubsub")
+pubsub = PubSubService("pubsub", history_size=100)  # the page subscribes with recent (javascript.md)
 frontend = ServiceRegistry([pubsub, ChatService("chat"), CursorsService("cursors"),
                             MessagingService("messaging"), datasync, PollService("poll")])
 backend_registry = ServiceRegistry([DataSyncBackend("datasync_backend", datasync),

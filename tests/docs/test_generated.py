@@ -64,7 +64,7 @@ def test_a_new_marker_gets_its_block_and_an_unknown_kind_fails():
 
     text = "# t\n\n<!-- generated: commands snorky_sync.services.pubsub:PubSubBackend -->\n\nafter\n"
     new = snorky_docs.render(text)
-    assert "| `publish` | `channel`, `message` | at once |" in new
+    assert "| `publish` | `channel`, `message`, `excludeSender` (optional), `idempotencyKey` (optional) | at once |" in new
     assert new.endswith(snorky_docs.END + "\n\nafter\n")
     assert snorky_docs.render(new) == new
     with pytest.raises(ExtensionError, match="has no generated block"):

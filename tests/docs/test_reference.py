@@ -46,7 +46,8 @@ def test_every_command_is_described_on_its_page(spec):
 
 
 def error_texts() -> set[str]:
-    """Every literal text an RPCError is raised with in snorky_sync/ (and bounded_key's)."""
+    """Every literal text an RPCError is raised with in snorky_sync/ (and bounded_key's,
+    and a Membership's ``too_many``)."""
     texts = set()
     for path in (ROOT / "snorky_sync").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
@@ -57,8 +58,10 @@ def error_texts() -> set[str]:
                     candidates = [args[0]]
                 elif name == "bounded_key" and len(args) == 3:
                     candidates = [args[2]]
-                else:
-                    continue
+                else:  # Membership(service, limit, too_many=...) raises it past the limit
+                    candidates = [k.value for k in node.keywords if k.arg == "too_many"]
+                    if not candidates:
+                        continue
                 for a in candidates:
                     for value in ast.walk(a):
                         if isinstance(value, ast.Constant) and isinstance(value.value, str) and value.value:
@@ -68,7 +71,7 @@ def error_texts() -> set[str]:
 
 def test_every_error_text_is_documented():
     texts = error_texts()
-    assert {"Not joined", "Channel too long", "Invalid query"} <= texts  # the scan finds them
+    assert {"Not joined", "Channel too long", "Invalid query", "Too many groups"} <= texts  # found
     text = docs_text()
     missing = sorted(t for t in texts if f"`{t}`" not in text)
     assert not missing, f"error texts raised by the code but on no docs page: {missing}"
@@ -88,3 +91,29 @@ def test_settings_table_has_every_setting_and_no_stale_note():
     from sphinx.errors import ExtensionError
     with pytest.raises(ExtensionError, match="SNORKY_NO_SUCH"):
         snorky_docs.settings_table("", m.group(1) + "SNORKY_NO_SUCH: gone\n")
+
+
+# text a maintainer could not follow from a clone: documents outside the repository
+_OUTSIDE = re.compile(r"(?<![\w/.-])(DESIGN\.md|PROTOCOL\.md)|\.\./shared|/work/shared")
+
+
+def test_the_repository_stands_alone():
+    """architecture.md rule 14: no file of the repository points outside it (the
+    design and protocol documents are docs/architecture.md and docs/protocol.md)."""
+    import subprocess
+
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True,
+                             check=True).stdout.split()
+    found = []
+    for name in tracked:
+        if name in ("CHANGELOG.md", "tests/docs/test_reference.py") or not name.endswith((".py", ".md", ".js", ".mjs", ".sh",
+                                                         ".toml", ".cfg", ".txt", ".html")):
+            continue
+        try:
+            text = (ROOT / name).read_text()
+        except (UnicodeDecodeError, FileNotFoundError):
+            continue
+        for lineno, line in enumerate(text.splitlines(), 1):
+            if _OUTSIDE.search(line):
+                found.append(f"{name}:{lineno}: {line.strip()[:100]}")
+    assert not found, "references outside the repository:\n" + "\n".join(found)

@@ -176,6 +176,39 @@ THEN = {
         assert chat.history_size == 200
         assert datasync.resume_window == 60
     """,
+    "idempotency": """
+        from snorky_sync.metrics import counters
+        before = counters["idempotent_duplicates"]
+        backend.publish("orders", {"id": 7, "status": "paid"}, idempotency_key=key)   # a retry
+        assert counters["idempotent_duplicates"] == before + 1, "the retry was published again"
+        assert len(pubsub.idempotency.local) == 1
+    """,
+    "pubsub_idempotency": """
+        assert pubsub.idempotency.window == 300.0
+        try:
+            PubSubService("p", idempotency_window=0)
+        except ValueError as exc:
+            assert "idempotency_window" in str(exc)
+        else:
+            raise AssertionError("a window of 0 accepted")
+    """,
+    "outbox": """
+        import sys
+        sys.path.insert(0, "tests")
+        import psycopg
+        from support.postgres import fresh_database
+        from snorky_sync.integrations import postgres
+        with fresh_database("snorky_docs_") as dsn, psycopg.connect(dsn) as conn:
+            conn.execute("CREATE TABLE orders (id int PRIMARY KEY, status text)")
+            conn.execute("INSERT INTO orders VALUES (7, 'new')")
+            conn.commit()
+            postgres.setup(conn)
+            mark_paid(conn, 7)
+            rows = conn.execute("SELECT service, command, params FROM snorky_sync_outbox ORDER BY id").fetchall()
+            assert rows == [("pubsub_backend", "publish", {"channel": "orders", "message": {"id": 7, "status": "paid"}}),
+                            ("pubsub_backend", "publish", {"channel": "user#7", "message": "receipt"})], rows
+            conn.commit()
+    """,
     "datasync": """
         assert sorted(datasync.dealers_by_name) == ["todosByList", "todosFilter"]
         assert TodosByList().get_key_for_model({"list": 3}) == 3
@@ -188,6 +221,32 @@ THEN = {
     "pubsub_hook": """
         s = ReadOnlyNews("pubsub")
         assert s.can_publish(None, "news") is False and s.can_publish(None, "chat") is True
+    """,
+    "pubsub_limits": """
+        assert (pubsub.max_subscriptions, pubsub.max_channel_size) == (50, 256)
+        assert type(pubsub).max_subscriptions == 1000
+    """,
+    "namespaces": """
+        for name in ("pubsub", "chat"):
+            svc = registry.get_service(name)
+            assert svc.namespaces is namespaces
+            assert svc.history.sizes("public:news") == 50 and svc.history.sizes("misc") == 10
+        assert not namespaces.may_publish(anonymous, "misc") and namespaces.may_publish(alice, "misc")
+        assert not namespaces.may_publish(alice, "room:1", lambda: False)
+    """,
+    "chat_limits": """
+        assert (chat.max_channels, chat.max_channel_size, chat.max_message_size) == (20, 256, 4096)
+    """,
+    "cursors_limits": """
+        assert (cursors.max_documents, cursors.max_document_size, cursors.max_cursors,
+                cursors.max_cursor_size, cursors.MAX_CURSORS) == (20, 256, 4, 1024, 4)
+    """,
+    "datasync_limits": """
+        assert (datasync.max_subscriptions, datasync.max_pending, datasync.max_pending_per_requester,
+                datasync.max_buffered_deltas, datasync.MAX_PENDING) == (100, 1000, 10, 500, 1000)
+    """,
+    "messaging_limits": """
+        assert (messaging.max_names, messaging.max_name_size, messaging.max_names_per_client) == (5, 64, 5)
     """,
     "messaging": """
         class Anon:

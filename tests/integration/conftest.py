@@ -1,6 +1,6 @@
 import pytest
 
-from support.servers import WORKER_CLASSES, ServerProcess
+from support.servers import WORKER_CLASSES, serving
 from support.wsclient import SnorkyTestClient
 
 MODES = list(WORKER_CLASSES)
@@ -10,11 +10,7 @@ MODES = list(WORKER_CLASSES)
 def server(request):
     """The test app under each server kind: embedded, gunicorn gevent, gunicorn geventwebsocket."""
     env = getattr(request.module, "SERVER_ENV", {})
-    srv = ServerProcess(request.param, app="tests.integration.testapp:app", env=env)
-    yield srv
-    srv.stop()
-    if request.session.testsfailed:
-        print(f"--- server log ({srv.mode}) ---\n{srv.log()[-4000:]}")
+    yield from serving(request, request.param, "tests.integration.testapp:app", env)
 
 
 @pytest.fixture

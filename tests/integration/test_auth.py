@@ -15,7 +15,7 @@ SECRET = "integration-token-secret-0123456789"
 def refused(server, path, **kwargs):
     """Open ``path``; return the HTTP status or, under gevent-websocket, the close code."""
     try:
-        ws = websocket.create_connection(server.ws_url + path, timeout=10, **kwargs)
+        ws = websocket.create_connection(server.ws_url + path, timeout=30, **kwargs)  # a loaded CI machine
     except websocket.WebSocketBadStatusException as exc:
         return exc.status_code
     try:

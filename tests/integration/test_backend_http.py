@@ -1,4 +1,4 @@
-"""The backend HTTP endpoint (PROTOCOL.md §4), under every server kind."""
+"""The backend HTTP endpoint (protocol.md §4), under every server kind."""
 import json
 
 import requests

@@ -14,12 +14,18 @@ def status_of(srv, path="/ws", **kwargs):
     except websocket.WebSocketBadStatusException as exc:
         return exc.status_code, (exc.resp_headers or {}).get("retry-after")
     try:
-        ws.settimeout(0.5)
+        # a call as the marker: a refused connection's close frame comes before any answer
         try:
-            opcode, data = ws.recv_data(control_frame=True)
-        except websocket.WebSocketTimeoutException:
+            ws.send('{"service": "calc", "message": {"command": "add", "params": {"a": 1}, "callId": 1}}')
+        except (OSError, websocket.WebSocketConnectionClosedException):
+            pass  # already closed by the server: its close frame is there to read
+        # the raw frame: recv_data answers a close frame itself, and that write
+        # fails (broken pipe) when the server has already closed the socket
+        frame = ws.recv_frame()
+        opcode, data = frame.opcode, frame.data
+        if opcode == websocket.ABNF.OPCODE_TEXT:
             return 101, None
-        assert opcode == websocket.ABNF.OPCODE_CLOSE
+        assert opcode == websocket.ABNF.OPCODE_CLOSE, (opcode, data)
         return int.from_bytes(data[:2], "big"), None
     finally:
         ws.close()

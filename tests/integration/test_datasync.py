@@ -35,8 +35,10 @@ def test_deltas_between_authorization_and_acquisition_arrive_in_order_before_the
     assert c.recv()["message"] == {"type": "delta", "delta": {"type": "delete", "model": "Todo", "data": todo(1, done=True)}}
     assert c.call("datasync", "acquireSubscription", {"token": token})["type"] == "error"
     c.ok("datasync", "cancelSubscription", {"token": token})
-    publish(server, [{"type": "insert", "model": "Todo", "data": todo(3)}])
-    c.expect_silence()
+    c.ok("datasync", "acquireSubscription", {"token": authorize(server, [{"dealer": "todosByList", "query": "m"}])["data"]})
+    publish(server, [{"type": "insert", "model": "Todo", "data": todo(3)},
+                     {"type": "insert", "model": "Todo", "data": todo(4, lst="m")}])   # the marker, after it
+    assert c.nothing_before(lambda m: m.get("type") == "delta")["delta"]["data"] == todo(4, lst="m")
 
 
 def test_filter_dealer_with_dotted_paths_and_update_routing(server, connect):
@@ -73,6 +75,9 @@ def test_subscription_of_another_connection_cannot_be_cancelled(server, connect)
     owner, thief = connect(), connect()
     owner.ok("datasync", "acquireSubscription", {"token": token})
     assert thief.call("datasync", "cancelSubscription", {"token": token})["message"] == "No such subscription"
-    publish(server, [{"type": "insert", "model": "Todo", "data": todo(9)}])
+    thief.ok("datasync", "acquireSubscription",
+             {"token": authorize(server, [{"dealer": "todosByList", "query": "m"}])["data"]})
+    publish(server, [{"type": "insert", "model": "Todo", "data": todo(9)},
+                     {"type": "insert", "model": "Todo", "data": todo(10, lst="m")}])   # the marker, after it
     assert owner.recv()["message"]["delta"]["data"] == todo(9)
-    thief.expect_silence()
+    assert thief.nothing_before(lambda m: m.get("type") == "delta")["delta"]["data"] == todo(10, lst="m")

@@ -1,19 +1,17 @@
 """The Todos demo's views against PostgreSQL: a real database server, not only SQLite.
 
-Uses the PostgreSQL on 127.0.0.1:5432 (trust auth, as on the CI machine); a
-fresh database per run, dropped afterwards.  Skipped only when no PostgreSQL
-answers there.
+On the tests' own PostgreSQL (support.postgres): a fresh database per run,
+dropped afterwards.
 """
 import subprocess
 
+import psycopg
 import pytest
 import requests
 
-from support.postgres import fresh_database
+from support.postgres import fresh_database, psql
 from support.servers import ServerProcess, free_port
 from support.wsclient import SnorkyTestClient
-
-psycopg = pytest.importorskip("psycopg")
 
 
 @pytest.fixture
@@ -42,17 +40,23 @@ def test_todos_demo_on_postgresql_emits_deltas(pg_database):
         assert requests.get(api, timeout=10).json()["todos"] == [dict(made, completed=True)]
         # a row inserted by hand, with psql, shows up too
         dsn = pg_database.replace("postgresql+psycopg", "postgresql")
-        out = subprocess.run(["psql", dsn, "-qAtc",
+        out = subprocess.run([psql(), dsn, "-qAtc",
                               "INSERT INTO snorky_demo_todos (title, completed) VALUES ('by hand', false) "
                               "RETURNING id"], capture_output=True, text=True, timeout=30)
         assert out.returncode == 0, out.stderr
         delta = page.wait_for(lambda m: m.get("type") == "delta", timeout=15)["delta"]
         assert delta == {"type": "insert", "model": "Todo",
                          "data": {"id": int(out.stdout.strip()), "title": "by hand", "completed": False}}
-        page.expect_silence(1.0)      # each change once: the app's own commits are not published twice
+        # each change once (the app's own commits are not published twice): a row
+        # inserted after them all is the next delta
+        out = subprocess.run([psql(), dsn, "-qAtc",
+                              "INSERT INTO snorky_demo_todos (title, completed) VALUES ('marker', false) "
+                              "RETURNING id"], capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0, out.stderr
+        assert page.nothing_before(lambda m: m.get("type") == "delta")["delta"]["data"]["title"] == "marker"
         page.close()
     finally:
         srv.stop()
     with psycopg.connect(pg_database.replace("postgresql+psycopg", "postgresql")) as conn:
         assert conn.execute("SELECT title, completed FROM snorky_demo_todos ORDER BY id").fetchall() == [
-            ("in postgres", True), ("by hand", False)]
+            ("in postgres", True), ("by hand", False), ("marker", False)]

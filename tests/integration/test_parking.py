@@ -1,12 +1,12 @@
 """Quiet connections are parked (no greenlet) and resume where they were, under
 every server kind: the inspect service reports how many connections have a
 reading greenlet (its own asking connection is always one of them)."""
-import time
 
 import pytest
 
 from support.rawws import Raw, call, frame
 from support.servers import WORKER_CLASSES, ServerProcess
+from support.waiting import wait_for
 from support.wsclient import SnorkyTestClient
 
 
@@ -23,10 +23,7 @@ def reading(inspector) -> int:
 
 def wait_until_parked(inspector, timeout=15.0) -> None:
     """Until only the inspector itself has a reading greenlet (a state read by asking)."""
-    deadline = time.monotonic() + timeout
-    while (n := reading(inspector)) > 1:
-        assert time.monotonic() < deadline, f"{n - 1} connections still have a reading greenlet"
-        time.sleep(0.1)  # a polling interval for a state only visible by asking
+    wait_for(lambda: reading(inspector) <= 1, timeout, "no connection but the inspector's reading")
 
 
 def test_quiet_connections_are_parked_and_answer_when_they_talk(server):
@@ -58,10 +55,8 @@ def test_a_parked_subscriber_gets_messages_and_its_close_is_noticed(server):
         assert msg["message"] == {"type": "message", "channel": "parked", "message": "to a parked reader"}
         wait_until_parked(inspector)
         sub.close()  # the parked reader wakes for the end of the stream and cleans up
-        deadline = time.monotonic() + 10
-        while inspector.ok("inspect", "state")["subscriptions"] != before:
-            assert time.monotonic() < deadline, "the closed subscriber's subscription was never dropped"
-            time.sleep(0.1)  # polling a state only visible by asking
+        wait_for(lambda: inspector.ok("inspect", "state")["subscriptions"] == before, 10,
+                 "the closed subscriber's subscription dropped")
     finally:
         for c in (sub, pub, inspector):
             c.close()

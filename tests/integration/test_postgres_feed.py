@@ -1,19 +1,17 @@
 """snorky_sync.integrations.postgres: changes made to a PostgreSQL table by anyone
 (here: psql and plain SQL connections) reach a real WebSocket subscriber as
 DataSync deltas through the outbox relay; nothing is lost while the relay is down."""
-import shutil
 import subprocess
 import sys
 
+import psycopg
 import pytest
 
 from snorky_sync.backend import HTTPTransport, SnorkyBackend
-from support.postgres import fresh_database
+from snorky_sync.integrations import postgres as feed
+from support.postgres import fresh_database, psql
 from support.servers import API_KEY, ROOT
 from support.wsclient import SnorkyTestClient
-
-psycopg = pytest.importorskip("psycopg")
-from snorky_sync.integrations import postgres as feed  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -68,23 +66,22 @@ def run_sql(dsn, statement, params=()):
         return cur.fetchall() if cur.description else None
 
 
-@pytest.mark.skipif(shutil.which("psql") is None, reason="psql is not installed")
 def test_changes_made_with_psql_become_deltas(relay, browser):
-    def psql(statement):
-        out = subprocess.run(["psql", relay.dsn, "-v", "ON_ERROR_STOP=1", "-qAtc", statement],
+    def run_psql(statement):
+        out = subprocess.run([psql(), relay.dsn, "-v", "ON_ERROR_STOP=1", "-qAtc", statement],
                              capture_output=True, text=True, timeout=30)
         assert out.returncode == 0, out.stderr
         return out.stdout.strip()
 
-    todo_id = int(psql("INSERT INTO todos (title, secret) VALUES ('from psql', 'x') RETURNING id"))
+    todo_id = int(run_psql("INSERT INTO todos (title, secret) VALUES ('from psql', 'x') RETURNING id"))
     assert next_delta(browser) == {"type": "insert", "model": "Todo", "data": {
         "id": todo_id, "title": "from psql", "list": "home", "completed": False}}   # no "secret"
-    psql(f"UPDATE todos SET completed = true WHERE id = {todo_id}")
+    run_psql(f"UPDATE todos SET completed = true WHERE id = {todo_id}")
     delta = next_delta(browser)
     assert delta["type"] == "update"
     assert (delta["oldData"]["completed"], delta["newData"]["completed"]) == (False, True)
-    psql(f"UPDATE todos SET completed = true WHERE id = {todo_id}")      # no change: no delta
-    psql(f"DELETE FROM todos WHERE id = {todo_id}")
+    run_psql(f"UPDATE todos SET completed = true WHERE id = {todo_id}")      # no change: no delta
+    run_psql(f"DELETE FROM todos WHERE id = {todo_id}")
     assert next_delta(browser) == {"type": "delete", "model": "Todo", "data": {
         "id": todo_id, "title": "from psql", "list": "home", "completed": True}}
 

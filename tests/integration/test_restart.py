@@ -1,12 +1,11 @@
 """A restart under live clients: all get 1001, the next process takes the port,
 they reconnect, restore their subscriptions and receive again."""
-import signal
 import time
 
 import pytest
 import websocket
 
-from support.servers import ServerProcess, free_port
+from support.servers import ServerProcess, free_port, sigterm_closes_every_client
 from support.wsclient import SnorkyTestClient
 
 
@@ -32,12 +31,6 @@ class ReconnectingClient:
                 time.sleep(delay)  # backoff between reconnection attempts, as a client does
                 delay = min(delay * 2, 0.5)
 
-    def wait_close_code(self):
-        self.c.ws.settimeout(20)
-        opcode, data = self.c.ws.recv_data(control_frame=True)
-        assert opcode == websocket.ABNF.OPCODE_CLOSE
-        return int.from_bytes(data[:2], "big")
-
 
 @pytest.mark.parametrize("how", ["embedded", "gunicorn"])
 def test_restart_under_live_clients(how):
@@ -51,9 +44,8 @@ def test_restart_under_live_clients(how):
     second = None
     try:
         clients = [ReconnectingClient(first.ws_url + "/ws", "restart") for _ in range(30)]
-        first.proc.send_signal(signal.SIGTERM)
-        assert all(c.wait_close_code() == 1001 for c in clients)
-        assert first.proc.wait(20) == 0  # well before gunicorn's graceful timeout would kill it
+        # all get 1001 and the process exits well before gunicorn's graceful timeout would kill it
+        sigterm_closes_every_client(first, [c.c for c in clients], timeout=20)
         second = ServerProcess(args=args, port=port)
         for c in clients:
             c.c.close()

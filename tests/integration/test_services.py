@@ -1,5 +1,6 @@
 """Chat, Cursors and Messaging over real WebSockets with token identities, under every server kind."""
 from snorky_sync.auth import ConnectionTokens
+from support.waiting import wait_for
 from support.wsclient import SnorkyTestClient
 
 SECRET = "integration-token-secret-0123456789"
@@ -68,9 +69,6 @@ def test_messaging_between_connections(connect):
     assert b.next_notification()["message"] == {"type": "message", "sender": "a", "dest": "b", "body": [1, 2]}
     assert b.call("messaging", "send", {"sender": "a", "dest": "b", "body": 1})["message"] == "Invalid sender"
     b.close()
-    import time
-    deadline = time.monotonic() + 10
-    while a.ok("messaging", "listParticipants") != ["a"]:  # the disconnect unregisters "b"
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
+    # the disconnect unregisters "b"
+    wait_for(lambda: a.ok("messaging", "listParticipants") == ["a"], 10, "b unregistered")
     assert a.call("messaging", "send", {"sender": "a", "dest": "b", "body": 1})["message"] == "Unknown destination"

@@ -1,6 +1,6 @@
 """snorky_sync.integrations.sqlalchemy: SQLAlchemy sessions publish DataSync deltas
 after commit, to a real server over the HTTP connector, seen by a real
-WebSocket subscriber; on SQLite and on the machine's PostgreSQL."""
+WebSocket subscriber; on SQLite and on PostgreSQL (the tests' own, support.postgres)."""
 import logging
 
 import pytest

@@ -22,26 +22,8 @@ from snorky_sync.brokers import make_broker  # noqa: E402
 from snorky_sync.services.chat import ChatService  # noqa: E402
 from snorky_sync.services.cursors import CursorsService  # noqa: E402
 from snorky_sync.services.messaging import MessagingService  # noqa: E402
-from snorky_sync.services.datasync import (  # noqa: E402
-    BroadcastDealer, DataSyncBackend, DataSyncService, FilterDealer, SimpleDealer)
-
-
-class TodosByList(SimpleDealer):
-    name = "todosByList"
-    model = "Todo"
-
-    def get_key_for_model(self, data):
-        return data["list"]
-
-
-class AllTodos(BroadcastDealer):
-    name = "allTodos"
-    model = "Todo"
-
-
-class TodosFilter(FilterDealer):
-    name = "todosFilter"
-    model = "Todo"
+from snorky_sync.services.datasync import DataSyncBackend, DataSyncService  # noqa: E402
+from tests.support.dealers import AllTodos, TodosByList, TodosFilter  # noqa: E402
 from snorky_sync.endpoints.reader import awake_readers  # noqa: E402
 from snorky_sync.metrics import snapshot  # noqa: E402
 from snorky_sync.services.pubsub import PubSubBackend, PubSubService  # noqa: E402

@@ -2,7 +2,7 @@
 // in a new epoch; snorky.js must apply every one of them (issue #22 item 8).
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { Snorky, TestServer, connect, next, within } from "./helpers.mjs";
+import { Snorky, TestServer, connect, gather, next } from "./helpers.mjs";
 
 let server;
 const open = [];
@@ -18,19 +18,6 @@ const authorize = async () => (await server.backend("datasync_backend", {
   command: "authorizeSubscription", params: { items: [{ dealer: "allTodos", query: null }] }, callId: 1 })).data;
 const insert = (title) => server.backend("datasync_backend", { command: "publishDeltas", callId: 2,
   params: { deltas: [{ type: "insert", model: "Todo", data: { id: title, title, list: "x" } }] } });
-
-/** Every dispatch of `signal` (mapped); `.atLeast(n)` resolves once n have come. */
-function gather(signal, map = (x) => x) {
-  const seen = [];
-  let waiting = [];
-  signal.add((...args) => {
-    seen.push(map(...args));
-    waiting = waiting.filter(([n, resolve]) => (seen.length >= n ? (resolve(), false) : true));
-  });
-  seen.atLeast = (n, timeout = 10000) => (seen.length >= n ? Promise.resolve()
-    : within(new Promise((resolve) => waiting.push([n, resolve])), timeout, `only ${seen.length} of ${n}`));
-  return seen;
-}
 
 test("after a server restart every delta of the new process is applied", async () => {
   const page = await connect(server.wsUrl + "/ws", { datasync: Snorky.DataSync });

@@ -1,11 +1,13 @@
 // Test helpers for snorky.js under `node --test`: a real snorky_sync server
 // (tests/integration/testapp.py, embedded gevent server) in a subprocess on a
 // free port, and promise helpers that wait on events with a timeout.
+import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { createRequire } from "node:module";
 import net from "node:net";
 import path from "node:path";
+import { before, after } from "node:test";
 import { fileURLToPath } from "node:url";
 
 const require = createRequire(import.meta.url);
@@ -77,7 +79,7 @@ export class TestServer {
     while (Date.now() < deadline) {
       if (this.proc.exitCode !== null) throw new Error(`server exited early:\n${this.log}`);
       try {
-        const r = await fetch(this.url + "/healthz");
+        const r = await fetch(this.url + "/healthz", { signal: AbortSignal.timeout(5000) });
         if (r.ok) return;
       } catch { /* not listening yet */ }
       await new Promise((r) => setTimeout(r, 50)); // polling the port to open
@@ -101,21 +103,54 @@ export class TestServer {
 
   /** An identity token for /ws-token (the test app signs it). */
   async token(user) {
-    const r = await fetch(`${this.url}/token/${encodeURIComponent(user)}`);
+    const r = await fetch(`${this.url}/token/${encodeURIComponent(user)}`, { signal: AbortSignal.timeout(15000) });
     if (!r.ok) throw new Error(`token: HTTP ${r.status}`);
     return r.text();
   }
 
-  /** One backend call (PROTOCOL.md §4); returns the reply's `message`. */
+  /** One backend call (protocol.md §4); returns the reply's `message`. */
   async backend(service, message) {
     const r = await fetch(this.url + "/backend", {
       method: "POST",
       headers: { "Content-Type": "application/json", "X-Backend-Key": API_KEY },
       body: JSON.stringify({ service, message }),
+      signal: AbortSignal.timeout(15000),  // a server that never answers fails the test, named
     });
     if (!r.ok) throw new Error(`backend: HTTP ${r.status}`);
     return (await r.json()).message;
   }
+}
+
+/** The server of tests/js/control_app.py (the default app's services and
+ * `control` in its backend) for one test file: started before its tests,
+ * stopped after them, with `env` added to its environment.
+ * `page(identity, services)`: a page connected with that identity's token
+ * (closed after the tests, even failed ones: no reconnect timers left);
+ * `control(command, params)`: the data of a backend control call, which must
+ * be a response; `publish(channel, message)`: a backend PubSub publish. */
+export function controlApp(env = {}) {
+  const app = { server: null, open: [] };
+  before(async () => {
+    app.server = await TestServer.start(undefined, { module: "tests.js.control_app",
+      env: { SNORKY_TOKEN_SECRET: "js-control-app-secret-0123456789abcdef", ...env } });
+  });
+  after(async () => {
+    app.open.forEach((s) => s.close());
+    await app.server?.stop();
+  });
+  app.page = async (identity, services) => {
+    const s = await connect(app.server.wsUrl + "/ws?token=" + await app.server.token(identity), services);
+    app.open.push(s);
+    return s;
+  };
+  app.control = async (command, params) => {
+    const answer = await app.server.backend("control", { command, params, callId: 1 });
+    assert.equal(answer.type, "response", JSON.stringify(answer));
+    return answer.data;
+  };
+  app.publish = (channel, message) =>
+    app.server.backend("pubsub_backend", { command: "publish", params: { channel, message }, callId: 1 });
+  return app;
 }
 
 /** Resolves with the arguments of the next dispatch of `signal` (first one if single). */
@@ -139,6 +174,20 @@ export function next(signal, { timeout = 10000, filter = () => true } = {}) {
 export function collect(signal) {
   const seen = [];
   signal.add((...args) => seen.push(args.length === 1 ? args[0] : args));
+  return seen;
+}
+
+/** Every dispatch of `signal`, mapped (default: the single argument, or the
+ * argument list); `.atLeast(n)` resolves once n have come, fails after `timeout`. */
+export function gather(signal, map = (...args) => (args.length === 1 ? args[0] : args)) {
+  const seen = [];
+  let waiting = [];
+  signal.add((...args) => {
+    seen.push(map(...args));
+    waiting = waiting.filter(([n, resolve]) => (seen.length >= n ? (resolve(), false) : true));
+  });
+  seen.atLeast = (n, timeout = 10000) => (seen.length >= n ? Promise.resolve()
+    : within(new Promise((resolve) => waiting.push([n, resolve])), timeout, `only ${seen.length} of ${n}`));
   return seen;
 }
 

@@ -2,7 +2,7 @@
 // against a real server with SNORKY_PUBSUB_HISTORY_SIZE set.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { Snorky, TestServer, connect, next, within } from "./helpers.mjs";
+import { Snorky, TestServer, connect, gather, next, within } from "./helpers.mjs";
 
 let server;
 const open = [];
@@ -18,19 +18,6 @@ after(async () => {
 
 const publish = (channel, message) =>
   server.backend("pubsub_backend", { command: "publish", params: { channel, message }, callId: 1 });
-
-/** Every dispatch of `signal` (mapped); `.atLeast(n)` resolves once n have come. */
-function gather(signal, map = (...args) => (args.length === 1 ? args[0] : args)) {
-  const seen = [];
-  let waiting = [];
-  signal.add((...args) => {
-    seen.push(map(...args));
-    waiting = waiting.filter(([n, resolve]) => (seen.length >= n ? (resolve(), false) : true));
-  });
-  seen.atLeast = (n, timeout = 10000) => (seen.length >= n ? Promise.resolve()
-    : within(new Promise((resolve) => waiting.push([n, resolve])), timeout, `only ${seen.length} of ${n}`));
-  return seen;
-}
 
 test("a dropped connection gets every message published meanwhile, once, in order", async () => {
   const page = await connect(server.wsUrl + "/ws", { pubsub: Snorky.PubSub });
@@ -131,4 +118,31 @@ test("a DataSync subscription resumes after a drop with the deltas it missed", a
   await titles.atLeast(4);
   assert.deepEqual([...titles], ["a", "b", "c", "d"]);
   assert.equal(lost.length, 0);
+});
+
+test("a channel refused on restore is dropped and signalled (access taken back)", async () => {
+  // the test app's PubSub follows SNORKY_PERSONAL_CHANNELS: off, then on after a restart
+  const env = server.env;
+  server.env = { ...env, SNORKY_PERSONAL_CHANNELS: "0" };
+  await server.restart();
+  try {
+    const page = await connect(server.wsUrl + "/ws", { pubsub: Snorky.PubSub });
+    open.push(page);
+    const { pubsub } = page.services;
+    await pubsub.subscribe({ channel: "dialog#alice" });  // anonymous, allowed while off
+    await pubsub.subscribe({ channel: "open" });
+    const refused = next(pubsub.refused, { timeout: 30000 });
+    const recovered = gather(pubsub.recovered);
+    server.env = { ...env, SNORKY_PERSONAL_CHANNELS: "1" };
+    await server.restart();
+    assert.deepEqual(await refused, ["dialog#alice", "Not authorized"]);
+    await recovered.atLeast(1);                     // "open" came back
+    assert.deepEqual(recovered[0], ["open", false]);
+    assert.deepEqual(pubsub.subscriptions.values(), ["open"]);
+    const after = next(pubsub.messagePublished);
+    await publish("open", "still here");
+    assert.equal((await after).message, "still here");
+  } finally {
+    server.env = env;
+  }
 });

@@ -1,4 +1,4 @@
-"""The attack suite (DESIGN.md, "How it is tested": security/).
+"""The attack suite (docs/architecture.md, "How it is tested").
 
 One module per class of attack from issue #21; each test is an attack, run
 against every transport and serving mode it applies to, that fails when the
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from support.servers import WORKER_CLASSES, ServerProcess
+from support.servers import WORKER_CLASSES, serving
 
 MODES = list(WORKER_CLASSES)
 
@@ -20,11 +20,7 @@ def default_server(request):
     """The default app (wsgi:app, demos off) under each serving mode; a module
     sets ``SERVER_ENV`` for extra settings."""
     env = getattr(request.module, "SERVER_ENV", {})
-    srv = ServerProcess(request.param, app="wsgi:app", env=env)
-    yield srv
-    srv.stop()
-    if request.session.testsfailed:
-        print(f"--- server log ({srv.mode}) ---\n{srv.log()[-4000:]}")
+    yield from serving(request, request.param, "wsgi:app", env)
 
 
 @pytest.fixture(scope="module", params=MODES)
@@ -33,8 +29,4 @@ def cookie_server(request):
     anonymous and token SockJS endpoints) under each serving mode; a module
     sets ``SERVER_ENV`` for extra settings."""
     env = {"SOCKJS_DISCONNECT_DELAY": "3", **getattr(request.module, "SERVER_ENV", {})}
-    srv = ServerProcess(request.param, app="tests.security.cookie_app:app", env=env)
-    yield srv
-    srv.stop()
-    if request.session.testsfailed:
-        print(f"--- server log ({srv.mode}) ---\n{srv.log()[-4000:]}")
+    yield from serving(request, request.param, "tests.security.cookie_app:app", env)

@@ -13,7 +13,6 @@ takes effect the same way in a user's own app (examples/pubsub_server.py).
 from __future__ import annotations
 
 import json
-import uuid
 
 import pytest
 import requests
@@ -22,16 +21,13 @@ import websocket
 from support.servers import ServerProcess
 from support.wsclient import SnorkyTestClient
 
+from .sockjs_support import envelope, messages, sid_url
+
 
 def backend_publish(srv, channel, message) -> None:
     reply = srv.post_backend("pubsub_backend", {"command": "publish", "callId": 1,
                                                 "params": {"channel": channel, "message": message}})
     assert reply.status_code == 200 and reply.json()["message"]["type"] == "response", reply.text
-
-
-def first_message(sub: SnorkyTestClient, channel) -> object:
-    msg = sub.wait_for(lambda m: m.get("type") == "message" and m.get("channel") == channel)
-    return msg["message"]
 
 
 def subscriber(srv, channel="news") -> SnorkyTestClient:
@@ -46,7 +42,7 @@ def test_websocket_publish_into_news_is_refused(default_server):
         answer = attacker.call("pubsub", "publish", {"channel": "news", "message": "forged"})
         assert answer == {"type": "error", "callId": answer["callId"], "message": "Not authorized"}
         backend_publish(default_server, "news", "from the backend")
-        assert first_message(sub, "news") == "from the backend"  # the forged one never came
+        assert sub.next_message("news") == "from the backend"  # the forged one never came
     finally:
         sub.close()
         attacker.close()
@@ -56,7 +52,7 @@ def test_other_channels_stay_open_to_clients(default_server):
     sub, other = subscriber(default_server, "messaging"), SnorkyTestClient(f"{default_server.ws_url}/ws")
     try:
         other.ok("pubsub", "publish", {"channel": "messaging", "message": "hi"})
-        assert first_message(sub, "messaging") == "hi"
+        assert sub.next_message("messaging") == "hi"
         # a channel that is not the string "news" is another channel
         other.ok("pubsub", "publish", {"channel": ["news"], "message": "list"})
     finally:
@@ -64,36 +60,23 @@ def test_other_channels_stay_open_to_clients(default_server):
         other.close()
 
 
-def sockjs_frames(body: bytes) -> list:
-    out = []
-    for line in body.split(b"\n"):
-        if line.startswith(b"a["):
-            out.extend(json.loads(m) for m in json.loads(line[1:]))
-    return out
-
-
-def envelope(command: str, params: dict, call_id: int = 1) -> str:
-    return json.dumps({"service": "pubsub", "message": {"command": command, "params": params,
-                                                        "callId": call_id}})
-
-
 def test_sockjs_xhr_publish_into_news_is_refused(default_server):
     sub = subscriber(default_server)
-    base = f"{default_server.url}/sockjs/000/{uuid.uuid4().hex[:12]}"
+    base = sid_url(default_server)
     headers = {"Origin": default_server.url}
     try:
         with requests.Session() as http:
             assert http.post(base + "/xhr", headers=headers, timeout=10).text == "o\n"
             sent = http.post(base + "/xhr_send", headers=headers, timeout=10,
-                             data=json.dumps([envelope("publish", {"channel": "news", "message": "forged"})]))
+                             data=json.dumps([envelope("pubsub", "publish", {"channel": "news", "message": "forged"})]))
             assert sent.status_code == 204, sent.text
             answers = []
             while not answers:
-                answers = sockjs_frames(http.post(base + "/xhr", headers=headers, timeout=30).content)
+                answers = messages(http.post(base + "/xhr", headers=headers, timeout=30).content)
             (answer,) = answers
             assert answer["message"] == {"type": "error", "callId": 1, "message": "Not authorized"}
         backend_publish(default_server, "news", "marker")
-        assert first_message(sub, "news") == "marker"
+        assert sub.next_message("news") == "marker"
     finally:
         sub.close()
 
@@ -101,17 +84,17 @@ def test_sockjs_xhr_publish_into_news_is_refused(default_server):
 def test_sockjs_websocket_publish_into_news_is_refused(default_server):
     sub = subscriber(default_server)
     ws = websocket.create_connection(
-        f"{default_server.ws_url}/sockjs/000/{uuid.uuid4().hex[:12]}/websocket", timeout=10)
+        sid_url(default_server).replace("http://", "ws://", 1) + "/websocket", timeout=10)
     try:
         assert ws.recv() == "o"
-        ws.send(json.dumps([envelope("publish", {"channel": "news", "message": "forged"})]))
+        ws.send(json.dumps([envelope("pubsub", "publish", {"channel": "news", "message": "forged"})]))
         frame = ws.recv()
         while not frame.startswith("a"):  # heartbeats
             frame = ws.recv()
         (answer,) = [json.loads(m) for m in json.loads(frame[1:])]
         assert answer["message"] == {"type": "error", "callId": 1, "message": "Not authorized"}
         backend_publish(default_server, "news", "marker")
-        assert first_message(sub, "news") == "marker"
+        assert sub.next_message("news") == "marker"
     finally:
         ws.close()
         sub.close()
@@ -129,7 +112,7 @@ def test_the_setting_replaces_the_list_in_the_default_app():
             c.ok("pubsub", "publish", {"channel": channel, "message": 1})
         sub = subscriber(srv, "prices.eur")
         backend_publish(srv, "prices.eur", 42)
-        assert first_message(sub, "prices.eur") == 42
+        assert sub.next_message("prices.eur") == 42
         c.close()
         sub.close()
     finally:

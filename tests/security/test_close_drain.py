@@ -13,9 +13,9 @@ from __future__ import annotations
 import time
 
 import pytest
-import requests
 
 from support.rawws import Raw, frame, handshake
+from support.waiting import healthz, wait_connections
 
 CLOSE_TIMEOUT = 3.0  # > the 1 s trickle: a per-read deadline would never end it
 MAX_CONNECTIONS = 40
@@ -31,14 +31,11 @@ TRIGGERS = {
 
 
 def healthz_connections(srv) -> int:
-    return requests.get(srv.url + "/healthz", timeout=10).json()["connections"]
+    return healthz(srv)["connections"]
 
 
 def wait_for_no_connections(srv, timeout: float = 30.0) -> None:
-    end = time.monotonic() + timeout
-    while healthz_connections(srv) and time.monotonic() < end:
-        time.sleep(0.1)  # polling /healthz: the count is only visible there
-    assert healthz_connections(srv) == 0
+    wait_connections(srv, 0, timeout)
 
 
 def closing(srv, n: int, trigger: bytes) -> list[Raw]:

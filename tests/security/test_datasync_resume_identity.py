@@ -11,11 +11,9 @@ nothing; alice then resumes it and gets what she missed.
 from __future__ import annotations
 
 import itertools
-import time
-
-import requests
 
 from snorky_sync.auth import ConnectionTokens
+from support.waiting import wait_connections
 from support.wsclient import SnorkyTestClient
 
 SECRET = "resume-identity-secret-0123456789"
@@ -51,10 +49,7 @@ def delta(c: SnorkyTestClient) -> dict:
 
 def wait_dropped(srv, timeout: float = 20.0) -> None:
     """Until the server has dropped every connection (the subscription is detached)."""
-    deadline = time.monotonic() + timeout
-    while requests.get(srv.url + "/healthz", timeout=5).json()["connections"]:
-        assert time.monotonic() < deadline, "the server still holds the connection"
-        time.sleep(0.05)  # polling the health check: the count is only visible there
+    wait_connections(srv, 0, timeout)
 
 
 def acquire(c: SnorkyTestClient, token: str, since=None) -> dict:

@@ -17,8 +17,8 @@ import socket
 
 import pytest
 
-from support.rawws import Raw, frame, handshake
-from support.servers import WORKER_CLASSES, ServerProcess
+from support.rawws import Raw, frame, handshake, read_until
+from support.servers import WORKER_CLASSES, serving
 from support.wsclient import SnorkyTestClient
 
 EVIL = ["http://evil\x1b[31mRED\x1b[0m", "http://evil\rFORGED line one", "http://evil\nFORGED line two",
@@ -29,13 +29,9 @@ CONTROL = re.compile("[\x00-\x09\x0b-\x1f\x7f\x80-\x9f\u2028\u2029]")
 
 @pytest.fixture(scope="module", params=list(WORKER_CLASSES))
 def server(request):
-    srv = ServerProcess(request.param, app="tests.integration.testapp:app",
-                        env={"SNORKY_TRUSTED_PROXIES": "127.0.0.1", "SNORKY_CONNECT_RATE_PER_IP": "1",
-                             "SNORKY_CONNECT_BURST_PER_IP": "4"})
-    yield srv
-    srv.stop()
-    if request.session.testsfailed:
-        print(f"--- server log ({srv.mode}) ---\n{srv.log()[-4000:]}")
+    yield from serving(request, request.param, "tests.integration.testapp:app",
+                       {"SNORKY_TRUSTED_PROXIES": "127.0.0.1", "SNORKY_CONNECT_RATE_PER_IP": "1",
+                        "SNORKY_CONNECT_BURST_PER_IP": "4"})
 
 
 _addresses = itertools.count(1)
@@ -54,22 +50,13 @@ def raw_request(port: int, path: str, headers: dict[str, str]) -> bytes:
     for name, value in headers.items():
         head += name.encode() + b": " + value.encode("utf-8") + b"\r\n"
     s.sendall(head + b"\r\n")
-    got = b""
     try:
-        while b"\r\n\r\n" not in got:
-            chunk = s.recv(4096)
-            if not chunk:
-                break
-            got += chunk
+        got = read_until(s, b"\r\n\r\n")
         if got.startswith(b"HTTP/1.1 101"):
             # accepted, or refused after the upgrade (gevent-websocket): our close
             # makes the server close too, if it has not already
             s.sendall(frame(0x8, (1000).to_bytes(2, "big")))
-            while b"\x88" not in got.split(b"\r\n\r\n", 1)[1]:
-                chunk = s.recv(4096)
-                if not chunk:
-                    break
-                got += chunk
+            got = read_until(s, lambda data: b"\x88" in data.split(b"\r\n\r\n", 1)[1], got)
     finally:
         s.close()
     return got

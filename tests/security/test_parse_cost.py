@@ -22,7 +22,7 @@ import requests
 
 from snorky_sync.settings import Settings
 from support.rawws import Raw, frame
-from support.servers import API_KEY, WORKER_CLASSES, ServerProcess
+from support.servers import API_KEY, WORKER_CLASSES, serving
 from support.wsclient import SnorkyTestClient
 
 MAX = 64 * 1024            # the documented default largest message
@@ -33,11 +33,7 @@ ATTACK_SECONDS = 4.0
 
 @pytest.fixture(scope="module", params=list(WORKER_CLASSES))
 def server(request):
-    srv = ServerProcess(request.param, app="tests.integration.testapp:app")
-    yield srv
-    srv.stop()
-    if request.session.testsfailed:
-        print(f"--- server log ({srv.mode}) ---\n{srv.log()[-4000:]}")
+    yield from serving(request, request.param, "tests.integration.testapp:app")
 
 
 def document(kind: str, size: int = MAX) -> bytes:

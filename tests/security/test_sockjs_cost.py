@@ -19,7 +19,7 @@ import uuid
 import pytest
 import websocket
 
-from support.rawws import handshake, text_frame
+from support.rawws import handshake, read_until, text_frame
 from support.servers import WORKER_CLASSES, ServerProcess, metric
 
 from .sockjs_support import FORM, envelope, request, sid_url
@@ -47,13 +47,8 @@ def head_after_partial_body(srv, path: str, headers: dict, length: int, part: by
         lines = [f"POST {path} HTTP/1.1", f"Host: 127.0.0.1:{srv.port}",
                  f"Content-Length: {length}", *(f"{k}: {v}" for k, v in headers.items())]
         s.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + part)
-        got = b""
         try:
-            while b"\r\n" not in got:
-                chunk = s.recv(4096)
-                if not chunk:
-                    break
-                got += chunk
+            got = read_until(s, b"\r\n")
         except (TimeoutError, ConnectionResetError):
             return 0, length - len(part)
         status = int(got.split()[1]) if got.startswith(b"HTTP/") else 0

@@ -1,7 +1,7 @@
 """The four services sockjs-protocol's test suite needs, on snorky_sync's SockJS code.
 
-    python tests/sockjs/protocol_server.py --port 8081
-    SOCKJS_URL=http://localhost:8081 python sockjs-protocol.py   # the reference suite
+    python tests/sockjs/protocol_server.py --port 8081   # by hand
+    .venv/bin/python -m pytest tests/sockjs/test_official_suite.py   # sockjs-protocol's suite (own servers)
 
 ``/echo`` answers every message with itself, ``/close`` closes each session
 at once with ``c[3000,"Go away!"]``, ``/disabled_websocket_echo`` is echo

@@ -1,14 +1,14 @@
 """SockJS without sticky sessions: the requests of one polling session land on
 different processes sharing a real redis-server, and the session still works."""
 import json
-import time
 import uuid
 
 import pytest
 import requests
-
 from cluster.conftest import RedisServer, wait_broker
+
 from support.servers import API_KEY, ServerProcess, free_port
+from support.waiting import wait_for
 
 from .rawhttp import Stream, request
 
@@ -70,23 +70,18 @@ def test_two_hosts_share_polling_sessions(redis_server):
         got = messages(stream.read().strip())
         assert got[0]["message"] == {"type": "message", "channel": "c", "message": 2}
         stream.close()  # the client goes away: the owner closes the session (1002)
-        deadline = time.monotonic() + 10
-        while True:
+        def interrupted():  # until A hears of the detach
             data = poll(on_b)
-            if data == b'c[1002,"Connection interrupted"]\n':
-                break
-            assert data == b'c[2010,"Another connection still open"]\n' and time.monotonic() < deadline
-            time.sleep(0.05)  # until A hears of the detach
+            assert data in (b'c[1002,"Connection interrupted"]\n', b'c[2010,"Another connection still open"]\n')
+            return data == b'c[1002,"Connection interrupted"]\n'
+        wait_for(interrupted, 10, "B's poll to end with 1002")
         assert request("POST", hosts[1].url + "/sockjs/0/nosuch/xhr_send", body=b'["x"]').status == 404
         # a session nobody polls expires on its owner; then B answers 404 for it too
         other = hosts[1].url + "/sockjs/0/" + str(uuid.uuid4())
         assert poll(other) == b"o\n"
         on_a_other = hosts[0].url + "/sockjs/0/" + other.rsplit("/", 1)[1]
         assert send(on_a_other, envelope("pubsub", "subscribe", {"channel": "d"}, 3)).status == 204
-        deadline = time.monotonic() + 10
-        while send(on_a_other, "x").status != 404:  # bounded poll for the expiry
-            assert time.monotonic() < deadline
-            time.sleep(0.2)
+        wait_for(lambda: send(on_a_other, "x").status == 404, 10, "the unpolled session to expire", interval=0.2)
     finally:
         for h in hosts:
             h.stop()
@@ -96,10 +91,8 @@ def test_gunicorn_two_workers_without_sticky_sessions(redis_server):
     srv = ServerProcess("gunicorn-gevent", app="tests.integration.testapp:app", workers=2,
                         env={"SNORKY_REDIS_URL": redis_server.url})
     try:
-        deadline = time.monotonic() + 20
-        while srv.log().count("Redis broker connected") < 2:  # both workers' brokers
-            assert time.monotonic() < deadline, srv.log()
-            time.sleep(0.05)  # bounded poll of the log: the only place both workers report
+        # both workers' brokers: the log is the only place both report
+        wait_for(lambda: srv.log().count("Redis broker connected") >= 2, 20, "both workers' brokers connected")
         url = srv.url + "/sockjs/000/" + str(uuid.uuid4())
         assert poll(url) == b"o\n"
         pids, relayed = set(), 0

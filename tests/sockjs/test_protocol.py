@@ -3,15 +3,16 @@ suite (sockjs-protocol-0.3.3.py), against tests/sockjs/protocol_server.py
 under every server kind.  Sessions expire after 2 s here (SOCKJS_DISCONNECT_DELAY)."""
 import json
 import re
-import time
 import uuid
 
 import pytest
 import websocket
 
+from support.waiting import wait_for
+
 from .rawhttp import Stream, request
 
-NO_CACHE = "no-store, no-cache, must-revalidate, max-age=0"
+NO_CACHE = "no-store, no-cache, no-transform, must-revalidate, max-age=0"
 
 
 @pytest.fixture
@@ -33,9 +34,13 @@ def ctype(r):
 
 
 def assert_cors(r, origin=None):
-    want = origin if origin and origin != "null" else "*"
-    assert r.headers["access-control-allow-origin"] == want
-    assert r.headers["access-control-allow-credentials"] == "true"
+    """An origin (``null`` too) is echoed with credentials; no Origin: ``*``, without."""
+    if origin:
+        assert r.headers["access-control-allow-origin"] == origin
+        assert r.headers["access-control-allow-credentials"] == "true"
+    else:
+        assert r.headers["access-control-allow-origin"] == "*"
+        assert "access-control-allow-credentials" not in r.headers
 
 
 def assert_not_cached(r):
@@ -66,8 +71,9 @@ def test_greeting_and_not_found(base):
         assert request("GET", base + suffix).status == 404, suffix
 
 
-IFRAME = re.compile(r'^<!DOCTYPE html>\n<html>\n<head>\n.*<script src="(?P<url>[^"]*)"></script>\n'
-                    r"</head>\n<body>\n  <h2>Don't panic!</h2>.*</html>$", re.S)
+IFRAME = re.compile(r'^<!DOCTYPE html>\n<html>\n<head>\n.*  <script src="(?P<url>[^"]*)"></script>\n'
+                    r"  <script>\n    document.domain = document.domain;\n    SockJS.bootstrap_iframe\(\);\n"
+                    r"  </script>\n</head>\n<body>\n  <h2>Don't panic!</h2>.*</html>$", re.S)
 
 
 def test_iframe_page(base):
@@ -150,10 +156,8 @@ def test_close_session(top):
 def test_session_expires_without_receiver(base):
     url = sid_url(base)
     assert request("POST", url + "/xhr").data == b"o\n"
-    deadline = time.monotonic() + 10
-    while request("POST", url + "/xhr_send", body=b'["x"]').status != 404:  # bounded poll for the expiry
-        assert time.monotonic() < deadline, "session never expired"
-        time.sleep(0.2)
+    wait_for(lambda: request("POST", url + "/xhr_send", body=b'["x"]').status == 404, 10,
+             "the session to expire", interval=0.2)
     assert request("POST", url + "/xhr").data == b"o\n"  # a new session under the same id
 
 
@@ -301,7 +305,7 @@ def test_xhr_streaming(base):
 def test_eventsource(base):
     url = sid_url(base)
     r = Stream("GET", url + "/eventsource")
-    assert r.status == 200 and ctype(r) == "text/event-stream;charset=UTF-8"
+    assert r.status == 200 and ctype(r) == "text/event-stream"
     assert_not_cached(r)
     assert r.read() == b"\r\n"
     assert r.read() == b"data: o\r\n\r\n"
@@ -365,15 +369,15 @@ def test_jsonp(base, top):
     r = request("GET", url + "/jsonp?c=%63allback")
     assert r.status == 200 and ctype(r) == "application/javascript;charset=UTF-8"
     assert_not_cached(r)
-    assert r.data == b'callback("o");\r\n'
+    assert r.data == b'/**/callback("o");\r\n'
     r = request("POST", url + "/jsonp_send", FORM, b"d=%5B%22x%22%5D")
     assert (r.status, r.data, ctype(r)) == (200, b"ok", "text/plain;charset=UTF-8")
     assert_not_cached(r)
-    assert request("GET", url + "/jsonp?c=%63allback").data == b'callback("a[\\"x\\"]");\r\n'
+    assert request("GET", url + "/jsonp?c=%63allback").data == b'/**/callback("a[\\"x\\"]");\r\n'
     r = request("GET", base + "/a/a/jsonp")
     assert r.status == 500 and b'"callback" parameter required' in r.data
     url = sid_url(base)
-    assert request("GET", url + "/jsonp?c=x").data == b'x("o");\r\n'
+    assert request("GET", url + "/jsonp?c=x").data == b'/**/x("o");\r\n'
     r = request("POST", url + "/jsonp_send", FORM, b"d=%5B%22x")
     assert r.status == 500 and b"Broken JSON encoding." in r.data
     for data in (b"", b"d=", b"p=p"):
@@ -381,11 +385,11 @@ def test_jsonp(base, top):
         assert r.status == 500 and b"Payload expected." in r.data
     assert request("POST", url + "/jsonp_send", FORM, b"d=%5B%22abc%22%5D").data == b"ok"
     assert request("POST", url + "/jsonp_send", {"Content-Type": "text/plain"}, b'["%61bc"]').data == b"ok"
-    assert request("GET", url + "/jsonp?c=x").data == b'x("a[\\"abc\\",\\"%61bc\\"]");\r\n'
+    assert request("GET", url + "/jsonp?c=x").data == b'/**/x("a[\\"abc\\",\\"%61bc\\"]");\r\n'
     url = sid_url(top + "/close")
-    assert request("GET", url + "/jsonp?c=x").data == b'x("o");\r\n'
+    assert request("GET", url + "/jsonp?c=x").data == b'/**/x("o");\r\n'
     for _ in range(2):
-        assert request("GET", url + "/jsonp?c=x").data == b'x("c[3000,\\"Go away!\\"]");\r\n'
+        assert request("GET", url + "/jsonp?c=x").data == b'/**/x("c[3000,\\"Go away!\\"]");\r\n'
 
 
 def test_jsessionid_cookie(top):
@@ -406,7 +410,7 @@ def test_jsessionid_cookie(top):
         s.close()
     url = sid_url(base)
     r = request("GET", url + "/jsonp?c=cb")
-    assert cookie(r) == ("JSESSIONID=dummy", "path=/") and r.data == b'cb("o");\r\n'
+    assert cookie(r) == ("JSESSIONID=dummy", "path=/") and r.data == b'/**/cb("o");\r\n'
     r = request("POST", url + "/jsonp_send", FORM, b"d=%5B%22x%22%5D")
     assert r.data == b"ok" and cookie(r) == ("JSESSIONID=dummy", "path=/")
 
@@ -455,24 +459,22 @@ def test_second_streaming_receiver_refused(base):
 
 @pytest.mark.parametrize("transport", ["xhr_streaming", "xhr"])
 def test_receiver_aborted_by_client_interrupts_the_session(base, transport):
-    url = sid_url(base)
-    if transport == "xhr":
-        assert request("POST", url + "/xhr").data == b"o\n"
-    r1 = Stream("POST", url + "/" + transport, lazy=True)
-    if transport == "xhr_streaming":
-        r1.read()
-        assert r1.read() == b"o\n"
-    r2 = request("POST", url + "/" + transport)
-    assert r2.data.endswith(b'c[2010,"Another connection still open"]\n')
-    r1.close()  # the client goes away while its request waits
-    deadline = time.monotonic() + 5
-    while True:  # the server notices at once (read watcher); poll briefly for it
-        r3 = request("POST", url + "/xhr")
-        if r3.data != b'c[2010,"Another connection still open"]\n':
-            break
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    assert r3.data == b'c[1002,"Connection interrupted"]\n'
+    """The very next request after the abort finds the session interrupted,
+    not held by the aborted request (2010): the server looks at the pending
+    request's socket then, not only when its read watcher gets to run (a race
+    it lost one time in ten to three, before).  Ten sessions in a row."""
+    for _ in range(10):
+        url = sid_url(base)
+        if transport == "xhr":
+            assert request("POST", url + "/xhr").data == b"o\n"
+        r1 = Stream("POST", url + "/" + transport, lazy=True)
+        if transport == "xhr_streaming":
+            r1.read()
+            assert r1.read() == b"o\n"
+        r2 = request("POST", url + "/" + transport)
+        assert r2.data.endswith(b'c[2010,"Another connection still open"]\n')
+        r1.close()  # the client goes away while its request waits
+        assert request("POST", url + "/xhr").data == b'c[1002,"Connection interrupted"]\n'
 
 
 def test_http10_and_http11_streaming(top):

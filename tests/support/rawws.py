@@ -3,6 +3,7 @@ import base64
 import json
 import os
 import socket
+from collections.abc import Callable
 
 
 def frame(opcode: int, payload: bytes, fin: bool = True, rsv1: bool = False, masked: bool = True,
@@ -30,6 +31,18 @@ def text_frame(obj) -> bytes:
     return frame(0x1, json.dumps(obj).encode())
 
 
+def read_until(s: socket.socket, until: bytes | Callable[[bytes], bool], got: bytes = b"") -> bytes:
+    """Read from ``s`` onto ``got`` until ``until`` is in it (bytes) or
+    ``until(got)`` is true (a function), or the peer closes; all read."""
+    done = until if callable(until) else (lambda data: until in data)
+    while not done(got):
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        got += chunk
+    return got
+
+
 def handshake(port: int, path: str = "/ws", origin: str | None = None, rcvbuf: int | None = None,
               timeout: float | None = 10.0) -> tuple[socket.socket, bytes]:
     """A raw WebSocket upgrade: the socket and every byte read up to the end of
@@ -45,11 +58,8 @@ def handshake(port: int, path: str = "/ws", origin: str | None = None, rcvbuf: i
     s.sendall((f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
                f"{extra}\r\n").encode())
-    got = b""
-    while b"\r\n\r\n" not in got:
-        chunk = s.recv(4096)
-        assert chunk, got
-        got += chunk
+    got = read_until(s, b"\r\n\r\n")
+    assert b"\r\n\r\n" in got, got
     return s, got
 
 

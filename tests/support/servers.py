@@ -6,10 +6,13 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import requests
+import websocket
 
 ROOT = Path(__file__).resolve().parents[2]
 API_KEY = "test-backend-key-0123456789"
@@ -22,9 +25,43 @@ WORKER_CLASSES = {
 
 
 def free_port() -> int:
+    """A port that was free a moment ago (bound, closed, returned: another process
+    may take it before the caller binds it).  ServerProcess without ``port`` and
+    ``args`` does not need one: its server binds port 0 and the port is read back."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def socket_ports(pid: int, state: str | None = None) -> set[int]:
+    """Local ports of the TCP sockets process ``pid`` holds (Linux: its socket
+    fds matched with /proc/net/tcp), only those in ``state`` when given (a
+    /proc/net/tcp state: "0A" is LISTEN)."""
+    inodes = set()
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return set()
+    for fd in fds:
+        try:
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            inodes.add(link[8:-1])
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as rows:
+            for row in list(rows)[1:]:
+                f = row.split()
+                if f[9] in inodes and (state is None or f[3] == state):
+                    ports.add(int(f[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def listening_ports(pid: int) -> set[int]:
+    """The TCP ports process ``pid`` listens on."""
+    return socket_ports(pid, "0A")
 
 
 class ServerProcess:
@@ -34,15 +71,17 @@ class ServerProcess:
                  workers: int = 1, cwd: Path | None = None, args: list[str] | None = None,
                  port: int | None = None):
         """``args``: run ``python ARGS`` instead (examples, the CLI); it must
-        listen on ``port`` (also passed as SNORKY_PORT and PORT)."""
+        listen on ``port`` (also passed as SNORKY_PORT and PORT).  Without ``args``
+        and ``port`` the server binds port 0, and ``port`` is the one it got (held
+        from the start, not guessed)."""
         self.mode = mode
-        self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.ws_url = f"ws://127.0.0.1:{self.port}"
+        self._port_zero = port is None and args is None
+        self.port = 0 if self._port_zero else (port or free_port())
         full_env = dict(os.environ)
-        full_env.update({"SNORKY_API_KEY": API_KEY, "SNORKY_PORT": str(self.port), "PORT": str(self.port),
-                         "SNORKY_HOST": "127.0.0.1", "PYTHONUNBUFFERED": "1",
+        full_env.update({"SNORKY_API_KEY": API_KEY, "SNORKY_HOST": "127.0.0.1", "PYTHONUNBUFFERED": "1",
                          "SNORKY_SHUTDOWN_TIMEOUT": "1"})
+        if not self._port_zero:
+            full_env.update({"SNORKY_PORT": str(self.port), "PORT": str(self.port)})
         full_env.update(env or {})
         module, _, attr = app.partition(":")
         if args is not None:
@@ -57,7 +96,9 @@ class ServerProcess:
                    "-k", WORKER_CLASSES[mode], "-w", str(workers),
                    "--worker-connections", "20000", "-b", f"127.0.0.1:{self.port}",
                    "--graceful-timeout", "5", app]
-        self.log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"snorky-test-{self.port}.log"
+        fd, log_name = tempfile.mkstemp(prefix="snorky-test-", suffix=".log")
+        os.close(fd)
+        self.log_path = Path(log_name)
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(cmd, cwd=str(cwd or ROOT), env=full_env,
                                      stdout=self._log, stderr=subprocess.STDOUT,
@@ -68,11 +109,27 @@ class ServerProcess:
             self.stop()
             raise
 
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
     def wait_ready(self, timeout: float = 30.0, path: str = "/healthz") -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited early:\n{self.log()}")
+            if self.port == 0:          # bound to port 0: which port did it get?
+                ports = listening_ports(self.proc.pid)
+                if len(ports) > 1:
+                    raise RuntimeError(f"server listens on several ports {sorted(ports)}: pass port=")
+                if not ports:
+                    time.sleep(0.05)  # polling for the listener to appear, not synchronising on an event
+                    continue
+                self.port = ports.pop()
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
                     return
@@ -105,6 +162,20 @@ class ServerProcess:
                              headers=headers, timeout=10)
 
 
+def serving(request, mode: str, app: str, env: dict | None = None, what: str = "server",
+            log_tail: int = 4000) -> Iterator[ServerProcess]:
+    """The body of a server fixture, ``yield from serving(request, request.param, APP)``:
+    starts ``app`` under ``mode``, yields it, stops it, and prints the end of its
+    log when a test of the session has failed."""
+    srv = ServerProcess(mode, app=app, env=env)
+    try:
+        yield srv
+    finally:
+        srv.stop()
+        if request.session.testsfailed:
+            print(f"--- {what} log ({srv.mode}) ---\n{srv.log()[-log_tail:]}")
+
+
 def metric(srv, name: str) -> float:
     """One value of ``srv``'s /metrics (0.0 when absent)."""
     text = requests.get(srv.url + "/metrics", headers={"X-Backend-Key": API_KEY}, timeout=5).text
@@ -125,3 +196,19 @@ def wait_metric(srv, name: str, at_least: float, timeout: float = 20.0) -> float
             return value
         time.sleep(0.05)  # polling the metrics endpoint: the counter is only visible there
     raise AssertionError(f"{name} = {value} on {srv.url}, expected >= {at_least}")
+
+
+def sigterm_closes_every_client(srv: ServerProcess, clients, reason: bytes | None = None,
+                                timeout: float = 15.0, exit_timeout: float = 20.0) -> None:
+    """SIGTERM to ``srv``'s process: every client (a SnorkyTestClient) gets a close
+    frame with code 1001 (and ``reason``, when given) within ``timeout`` s, and the
+    process exits 0 within ``exit_timeout`` s."""
+    srv.proc.send_signal(signal.SIGTERM)
+    for c in clients:
+        c.ws.settimeout(timeout)
+        opcode, data = c.ws.recv_data(control_frame=True)
+        assert opcode == websocket.ABNF.OPCODE_CLOSE, (opcode, data)
+        assert int.from_bytes(data[:2], "big") == 1001, data
+        if reason is not None:
+            assert data[2:] == reason, data
+    assert srv.proc.wait(exit_timeout) == 0

@@ -47,7 +47,7 @@ def test_default_app_serves_every_service():
     app = create_app(Settings(api_key="k" * 20, datasync_dealers=f"{__name__}:ByColor"))
     regs = app.extensions["snorky_sync.registries"]
     assert set(regs["frontend"].services) == {"pubsub", "chat", "cursors", "messaging", "datasync"}
-    assert set(regs["backend"].services) == {"pubsub_backend", "datasync_backend"}
+    assert set(regs["backend"].services) == {"control", "pubsub_backend", "datasync_backend"}
     assert "byColor" in regs["frontend"].get_service("datasync").dealers_by_name
 
 

@@ -1,4 +1,4 @@
-"""ChatService (PROTOCOL.md §3), with fake clients."""
+"""ChatService (protocol.md §3), with fake clients."""
 from datetime import datetime
 
 import pytest

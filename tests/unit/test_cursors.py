@@ -1,4 +1,4 @@
-"""CursorsService (PROTOCOL.md §3), with fake clients."""
+"""CursorsService (protocol.md §3), with fake clients."""
 import pytest
 
 from snorky_sync.services.base import RPCError
@@ -104,3 +104,10 @@ def test_leave_and_disconnect_remove_cursors(svc):
     assert all(m["type"] == "cursorRemoved" for m in removed) and len(removed) == 2
     svc.client_disconnected(b)
     assert svc.documents == {} and svc.client_documents == {} and svc.client_cursors == {}
+
+
+def test_without_a_distributed_broker_documents_are_not_routed():
+    from snorky_sync.brokers.local import LocalBroker
+    svc = CursorsService("x")
+    svc.use_broker(LocalBroker())
+    assert svc.routed is None  # (across processes: tests/cluster/test_cursors_outage.py, ...)

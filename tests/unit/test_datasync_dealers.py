@@ -1,4 +1,4 @@
-"""Dealers on their own: matching and the per-item split of updates (PROTOCOL.md §3)."""
+"""Dealers on their own: matching and the per-item split of updates (protocol.md §3)."""
 import pytest
 
 from snorky_sync.services.datasync import (
@@ -182,3 +182,29 @@ def test_filter_dealer_validates_queries():
 def test_other_dealers_accept_any_query():
     Everything().validate_query({"anything": [1]})
     ByColor().validate_query(["like", "a"])
+
+
+def test_route_delta_returns_item_delta_pairs_and_touches_no_subscription():
+    d = ByColor()
+    red, blue = SubscriptionItem("byColor", "red"), SubscriptionItem("byColor", "blue")  # no subscription
+    d.add_subscription_item(red)
+    d.add_subscription_item(blue)
+    assert list(d.route_delta(insert({"color": "red"}))) == [(red, insert({"color": "red"}))]
+    stays = update({"color": "red", "id": 2}, {"color": "red", "id": 1})
+    [(item, out)] = d.route_delta(stays)
+    assert item is red and out is stays                       # the published delta itself
+    moved = update({"color": "blue", "id": 1}, {"color": "red", "id": 1})
+    assert list(d.route_delta(moved)) == [(blue, insert({"color": "blue", "id": 1})),
+                                          (red, delete({"color": "red", "id": 1}))]
+    assert list(d.route_delta(delete({"color": "green"}))) == []
+
+
+def test_deliver_delta_hands_route_delta_pairs_to_the_subscriptions():
+    class Rerouting(ByColor):            # a dealer routing otherwise, through the new method
+        def route_delta(self, delta):
+            return [(it, dict(out, rerouted=True)) for it, out in super().route_delta(delta)]
+    d = Rerouting()
+    red = item("red")
+    d.add_subscription_item(red)
+    d.deliver_delta(insert({"color": "red"}))                # 0.1's push path, on top of it
+    assert red.subscription.got == [dict(insert({"color": "red"}), rerouted=True)]

@@ -1,4 +1,4 @@
-"""The FilterDealer filter language (PROTOCOL.md §3): operators, paths, validation."""
+"""The FilterDealer filter language (protocol.md §3): operators, paths, validation."""
 import pytest
 
 from snorky_sync.services.datasync.filters import (

@@ -1,4 +1,4 @@
-"""DataSyncService and DataSyncBackend over RPC (PROTOCOL.md §3), with fake clients."""
+"""DataSyncService and DataSyncBackend over RPC (protocol.md §3), with fake clients."""
 import re
 
 import gevent
@@ -8,8 +8,10 @@ import pytest
 from snorky_sync.metrics import counters
 from snorky_sync.services.datasync import (
     BadQuery, BroadcastDealer, DataSyncBackend, DataSyncService, FilterDealer, SimpleDealer,
+    SubscriptionState,
 )
 from snorky_sync.services.datasync import subscriptions as subscriptions_module
+from snorky_sync.services.datasync.deltas import InsertionDelta
 from support.fakes import FakeClient, rpc
 
 
@@ -386,6 +388,127 @@ def test_a_failing_dealer_does_not_stop_the_others(front, back):
     a = FakeClient()
     acquire(front, a, authorize(back, [{"dealer": "Broken", "query": None},
                                        {"dealer": "allPlayers", "query": None}]))
+    before = counters["datasync_dealer_errors"]
+    assert publish(back, ins({"id": 1}))["type"] == "response"
+    assert deltas(a) == [ins({"id": 1})]
+    assert counters["datasync_dealer_errors"] == before + 1
+
+
+# -- routing as data: dealers return pairs, the service dispatches by state --------------
+
+def test_a_subscription_is_data_in_one_explicit_state(front, back):
+    token = authorize(back, [{"dealer": "allPlayers", "query": None}])
+    sub = front.subscriptions[token]
+    assert sub.service is front                               # 0.1's attribute, for its own methods
+    assert sub.state is SubscriptionState.PENDING and sub.client is None
+    publish(back, ins({"id": 1}))
+    assert sub.buffer == [ins({"id": 1})]
+    a = FakeClient()
+    acquire(front, a, token)
+    assert sub.state is SubscriptionState.ACQUIRED and sub.client is a and sub.buffer == []
+    assert rpc(front, a, "cancelSubscription", {"token": token})["type"] == "response"
+    assert sub.state is SubscriptionState.CANCELLED and sub.client is None
+    assert repr(sub).startswith("<Subscription cancelled")
+
+
+class PushingRedactor(BroadcastDealer):
+    """A Snorky 0.1 dealer: its own deliver_delta pushes into its items' subscriptions."""
+    model = "Player"
+
+    def deliver_delta(self, delta):
+        for item in list(self.get_subscription_items_for_model(delta["data"])):
+            if delta["data"].get("hidden"):
+                continue
+            item.subscription.deliver_delta(InsertionDelta(delta["model"], {"id": delta["data"]["id"]}))
+        if delta["data"].get("fail"):
+            raise RuntimeError("boom after pushing")
+
+
+def test_a_01_dealer_pushing_into_subscriptions_is_dispatched_by_their_state(front, back):
+    front.register_dealer(PushingRedactor)
+    live = authorize(back, [{"dealer": "PushingRedactor", "query": None}])
+    pending = authorize(back, [{"dealer": "PushingRedactor", "query": None}])
+    a = FakeClient()
+    acquire(front, a, live)
+    before = counters["datasync_dealer_errors"]
+    publish(back, ins({"id": 1, "secret": "x"}), ins({"id": 2, "hidden": True}),
+            ins({"id": 3, "fail": True}))
+    assert deltas(a) == [ins({"id": 1}), ins({"id": 3})]      # what it pushed before raising too
+    assert counters["datasync_dealer_errors"] == before + 1
+    b = FakeClient()                                         # the pending one buffered them
+    front.process_message_from(b, {"command": "acquireSubscription", "params": {"token": pending},
+                                   "callId": 1})
+    assert b.pop_messages("datasync") == [{"type": "delta", "delta": ins({"id": 1})},
+                                          {"type": "delta", "delta": ins({"id": 3})},
+                                          {"type": "response", "callId": 1, "data": None}]
+    assert all(sub.inbox is None for sub in front.subscriptions.values())   # collected, closed
+    rpc(front, a, "cancelSubscription", {"token": live})
+    assert list(front.dm.pushing[front.dealers_by_name["PushingRedactor"]]) == [front.subscriptions[pending]]
+
+
+def test_a_01_pushing_dealer_fills_pending_buffers_and_resumable_logs():
+    svc = DataSyncService("datasync", [PushingRedactor], resume_window=30)
+    back = DataSyncBackend("datasync_backend", svc)
+    live, pending = (authorize(back, [{"dealer": "PushingRedactor", "query": None}]) for _ in range(2))
+    a = FakeClient()
+    acquire(svc, a, live)
+    publish(back, ins({"id": 1, "secret": "x"}))
+    assert a.pop_messages("datasync") == [{"type": "delta", "delta": ins({"id": 1}), "seq": 1,
+                                           "epoch": svc.epoch}]
+    b = FakeClient()
+    svc.process_message_from(b, {"command": "acquireSubscription", "params": {"token": pending}, "callId": 1})
+    assert b.pop_messages("datasync") == [
+        {"type": "delta", "delta": ins({"id": 1}), "seq": 2, "epoch": svc.epoch},
+        {"type": "response", "callId": 1, "data": None}]
+    svc.client_disconnected(a)                               # detached: kept, not sent
+    publish(back, ins({"id": 2}))
+    assert svc.subscriptions[live].state is SubscriptionState.DETACHED
+    c = FakeClient()
+    svc.process_message_from(c, {"command": "acquireSubscription", "callId": 1,
+                                 "params": {"token": live, "since": 1, "epoch": svc.epoch}})
+    assert c.pop_messages("datasync") == [
+        {"type": "delta", "delta": ins({"id": 2}), "seq": 3, "epoch": svc.epoch},
+        {"type": "response", "callId": 1, "data": {"recovered": True, "epoch": svc.epoch}}]
+    for sub in list(svc.subscriptions.values()):
+        svc.do_cancel_subscription(sub)
+
+
+def test_dealer_manager_routes_to_item_delta_pairs_and_sends_nothing(front, back):
+    token = authorize(back, [{"dealer": "playersByColor", "query": "red"},
+                             {"dealer": "allPlayers", "query": None}])
+    sub = front.subscriptions[token]
+    red, everything = sub.items
+    moved = upd({"color": "blue"}, {"color": "red"})
+    assert front.dm.route_delta(moved) == [(everything, moved), (red, dele({"color": "red"}))]
+    assert sub.buffer == [] and front.dm.route_delta(ins({}, model="Nobody")) == []
+    front.dm.deliver_delta(moved)                              # 0.1's name publishes (its sink)
+    assert sub.buffer == [moved, dele({"color": "red"})]
+
+
+def test_a_subscription_overflowing_through_three_dealers_is_cancelled_once(front, back):
+    front.MAX_BUFFERED_DELTAS = 1
+    token = authorize(back, [{"dealer": "allPlayers", "query": None},
+                             {"dealer": "playersByColor", "query": "red"},
+                             {"dealer": "playersFilter", "query": ["==", "color", "red"]}])
+    before = counters["datasync_subscriptions_overflowed"]
+    assert publish(back, ins({"color": "red"}))["type"] == "response"   # 3 pairs, limit 1
+    assert token not in front.subscriptions
+    assert counters["datasync_subscriptions_overflowed"] == before + 1
+    assert_empty(front)
+
+
+def test_a_route_delta_naming_an_item_of_no_subscription_is_counted_not_fatal(front, back):
+    from snorky_sync.services.datasync import SubscriptionItem
+
+    class Stray(BroadcastDealer):
+        model = "Player"
+
+        def route_delta(self, delta):
+            yield SubscriptionItem("Stray", None), delta    # never authorized
+            yield from super().route_delta(delta)
+    front.register_dealer(Stray)
+    a = FakeClient()
+    acquire(front, a, authorize(back, [{"dealer": "Stray", "query": None}]))
     before = counters["datasync_dealer_errors"]
     assert publish(back, ins({"id": 1}))["type"] == "response"
     assert deltas(a) == [ins({"id": 1})]

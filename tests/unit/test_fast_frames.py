@@ -10,6 +10,7 @@ from websockets.frames import Frame, Opcode
 from websockets.protocol import Protocol, Side, State
 
 from snorky_sync.endpoints.reader import fast_frames as _fast_frames
+from snorky_sync.endpoints.reader import frame_boundary
 from support.rawws import frame
 
 MAX = 10 * 1024 * 1024
@@ -36,12 +37,14 @@ def fast_then_websockets(chunks, max_size=MAX):
     proto = server_protocol(max_size)
     got = []
     fragmented = False
+    need, head = 0, b""
     for chunk in chunks:
         taken = 0
-        if not fragmented and not proto.reader.buffer:
+        if not fragmented and not need and not head and not proto.reader.buffer:
             payloads, taken = _fast_frames(chunk, max_size)
             got += [(Opcode.TEXT, True, p) for p in payloads]
         if taken < len(chunk):
+            need, head = frame_boundary(chunk[taken:], need, head)
             proto.receive_data(chunk[taken:])
             for f in proto.events_received():
                 got.append((f.opcode, f.fin, f.data))
@@ -117,6 +120,24 @@ def random_stream(rng: random.Random) -> list[bytes]:
                                   frame(0x1, b"rsv", rsv1=True),
                                   frame(0x0, b"stray continuation")]))
     return frames
+
+
+def test_a_read_ending_right_after_a_mask_leaves_the_next_read_to_websockets():
+    """websockets takes a header and mask out of its buffer before the payload
+    comes: its buffer is empty mid-frame (the fast path parsed the payload as
+    a frame; a 1-in-thousands CI failure of the random test below)."""
+    first = bytes((0x01, 0x81)) + bytes(4) + b"\x81"  # a fragment (websockets' path), a zero mask:
+    # its payload byte reads as a final text frame's first byte
+    last = frame(0x0, b"", fin=True)
+    stream = first + last
+    chunks = [stream[:len(first) - 1], stream[len(first) - 1:]]   # cut before its payload byte
+    assert normalise(fast_then_websockets(chunks)[0]) == normalise(oracle(chunks)[0])
+    for cut in range(len(stream) + 1):
+        need, head = frame_boundary(stream[:cut], 0, b"")
+        need, head = frame_boundary(stream[cut:], need, head)
+        assert (need, head) == (0, b""), cut
+    assert frame_boundary(first[:-1], 0, b"") == (1, b"")
+    assert frame_boundary(first[:3], 0, b"") == (0, first[:3])
 
 
 def test_same_result_as_websockets_for_random_streams_and_cuts():

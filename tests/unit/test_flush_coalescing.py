@@ -1,4 +1,4 @@
-"""The flusher coalesces streams of broadcasts (snorky_sync.client.coalesce),
+"""The flusher coalesces streams of broadcasts (snorky_sync.flusher.Flusher),
 on real sockets: after a flush that wrote broadcasts to many connections the
 next flush waits, so the next bursts go out in one send per connection;
 replies and single sends are never held back."""
@@ -8,33 +8,23 @@ import gevent
 import gevent.socket
 import pytest
 
-from snorky_sync import client as client_mod
 from snorky_sync.client import Client
+from snorky_sync.flusher import Flusher
 from snorky_sync.metrics import counters
 from snorky_sync.services.base import Service
 
 CONNECTIONS = 40
 
 
-def fresh_flusher() -> None:
-    """No flusher left waiting from an earlier test (the next send starts one)."""
-    if client_mod._flusher is not None:
-        client_mod._flusher.kill()
-        client_mod._flusher = None
-    client_mod._fanned = 0
-
-
 @pytest.fixture
 def clients():
-    fresh_flusher()
-    saved = dict(client_mod.coalesce)
-    client_mod.coalesce.update(sends=32, delay=0.5)  # long enough that nothing else can explain a merge
+    # a flusher of the test's own: coalescing waits long enough that nothing else
+    # can explain a merge, and no earlier test's state is in it
+    flusher = Flusher(coalesce_sends=32, coalesce_delay=0.5)
     pairs = [socket.socketpair() for _ in range(CONNECTIONS)]
-    ours = [Client(gevent.socket.socket(fileno=a.detach())) for a, _ in pairs]
+    ours = [Client(gevent.socket.socket(fileno=a.detach()), flusher=flusher) for a, _ in pairs]
     yield ours, [b for _, b in pairs]
-    fresh_flusher()
-    client_mod.coalesce.clear()
-    client_mod.coalesce.update(saved)
+    flusher.stop()
     for c in ours:
         c.mark_closed()
         c._sock.close()

@@ -4,25 +4,7 @@ between real gunicorn workers over Redis)."""
 import pytest
 
 from snorky_sync import RPCService, ServiceRegistry, rpc_command
-from snorky_sync.brokers.base import Broker
-from support.fakes import FakeClient, rpc
-
-
-class Linked(Broker):
-    """A distributed broker delivering its publishes to its peer's handlers."""
-
-    distributed = True
-
-    def __init__(self):
-        super().__init__()
-        self.peer = None
-        self.published = []
-
-    def publish(self, topic, data):
-        self.published.append(topic)
-        handler = self.peer.handlers.get(topic)
-        if handler is not None:  # only where the topic is wanted
-            handler(data)
+from support.fakes import FakeClient, LinkedBroker, rpc
 
 
 class Room(RPCService):
@@ -39,7 +21,7 @@ class Room(RPCService):
 
 
 def two_processes():
-    a, b = Linked(), Linked()
+    a, b = LinkedBroker(), LinkedBroker()
     a.peer, b.peer = b, a
     return Room("room"), Room("room"), a, b
 
@@ -126,7 +108,7 @@ def test_two_services_of_one_name_in_two_registries_share_a_broker():
     """A frontend and a backend registry each with a "calc" (tests/integration/testapp.py):
     mounting both on one distributed broker worked before groups and must still; the
     group routing is installed once a service uses groups."""
-    a, b = Linked(), Linked()
+    a, b = LinkedBroker(), LinkedBroker()
     a.peer, b.peer = b, a
     front, back = Room("calc"), Room("calc")
     ServiceRegistry([front], broker=a)

@@ -1,4 +1,4 @@
-"""MessagingService (PROTOCOL.md §3), with fake clients."""
+"""MessagingService (protocol.md §3), with fake clients."""
 import pytest
 
 from snorky_sync.services.messaging import MessagingService
@@ -64,3 +64,28 @@ def test_sending_to_yourself(svc):
     svc.process_message_from(a, {"command": "send", "params": {"sender": "me", "dest": "me", "body": "x"}, "callId": 3})
     assert a.pop_messages() == [{"type": "message", "sender": "me", "dest": "me", "body": "x"},
                                 {"type": "response", "callId": 3, "data": None}]
+
+
+def test_read_authorization_hooks_refuse_before_anything_is_delivered():
+    """can_send (who may write to whom) and can_list_participants (who may see
+    the names): refused with Not authorized, after the sender is checked,
+    and nothing reaches the destination."""
+    class Staff(MessagingService):
+        def can_send(self, client, sender, dest):
+            return client.identity == "staff" or dest == "helpdesk"
+
+        def can_list_participants(self, client):
+            return client.identity == "staff"
+    s = Staff("m")
+    staff, guest, desk = FakeClient("staff"), FakeClient("guest"), FakeClient("desk")
+    rpc(s, staff, "registerParticipant", {"name": "boss"})
+    rpc(s, guest, "registerParticipant", {"name": "visitor"})
+    rpc(s, desk, "registerParticipant", {"name": "helpdesk"})
+    assert rpc(s, guest, "send", {"sender": "boss", "dest": "helpdesk", "body": 1})["message"] == "Invalid sender"
+    assert rpc(s, guest, "send", {"sender": "visitor", "dest": "boss", "body": "psst"})["message"] == "Not authorized"
+    assert staff.pop_messages() == []
+    assert rpc(s, guest, "send", {"sender": "visitor", "dest": "helpdesk", "body": "help"})["data"] is None
+    assert desk.pop_messages() == [{"type": "message", "sender": "visitor", "dest": "helpdesk", "body": "help"}]
+    assert rpc(s, staff, "send", {"sender": "boss", "dest": "visitor", "body": "hi"})["data"] is None
+    assert rpc(s, guest, "listParticipants")["message"] == "Not authorized"
+    assert rpc(s, staff, "listParticipants")["data"] == ["boss", "helpdesk", "visitor"]

@@ -1,4 +1,4 @@
-"""PubSub and PubSubBackend (PROTOCOL.md §3), with fake clients."""
+"""PubSub and PubSubBackend (protocol.md §3), with fake clients."""
 import pytest
 
 from snorky_sync.services.pubsub import PubSubBackend, PubSubService

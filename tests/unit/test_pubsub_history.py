@@ -102,7 +102,9 @@ def test_the_backend_publishes_with_offsets_too():
 
 
 def test_history_parameters_are_checked():
-    with pytest.raises(TypeError, match="history_size"):
+    with pytest.raises(ValueError, match=r"PubSubService\(history_size=...\) is an integer >= 0, got -1"):
         PubSubService("p", history_size=-1)
-    with pytest.raises(TypeError, match="history_ttl"):
+    with pytest.raises(ValueError, match=r"PubSubService\(history_ttl=...\) is seconds > 0, got 0"):
         PubSubService("p", history_size=5, history_ttl=0)
+    with pytest.raises(TypeError, match=r"PubSubService\(history_ttl=...\) is seconds > 0, got str"):
+        PubSubService("p", history_size=5, history_ttl="60")

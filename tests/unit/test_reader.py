@@ -42,7 +42,7 @@ def test_parked_until_input_then_read_in_a_greenlet(conn):
     assert got.get(timeout=5) == b'"hello"'
     assert r.greenlet is not None and ended.empty()
     wait_until(lambda: r.waiting)  # waits for more in its greenlet, not parked at once
-    assert r in reader_mod._awake
+    assert r in r.parker.awake
 
 
 def test_a_killed_reader_still_ends_the_connection_once(conn):
@@ -52,7 +52,7 @@ def test_a_killed_reader_still_ends_the_connection_once(conn):
     wait_until(lambda: r.waiting)
     r.greenlet.kill()  # GreenletExit in the middle of its wait
     assert ended.get(timeout=5) is r and ended.empty()
-    assert r.greenlet is None and r not in reader_mod._awake
+    assert r.greenlet is None and r not in r.parker.awake
 
 
 def test_thrown_park_parks_without_ending(conn):
@@ -62,7 +62,7 @@ def test_thrown_park_parks_without_ending(conn):
     wait_until(lambda: r.waiting)
     gevent.get_hub().loop.run_callback(reader_mod._park_if_waiting, r)
     wait_until(lambda: r.greenlet is None)
-    assert ended.empty() and r not in reader_mod._awake
+    assert ended.empty() and r not in r.parker.awake
     theirs.sendall(frame(0x1, b"2"))  # and it resumes
     assert [got.get(timeout=5), got.get(timeout=5)] == [b"1", b"2"]
     theirs.close()  # the end of the stream ends it, once

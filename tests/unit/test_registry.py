@@ -1,4 +1,4 @@
-"""ServiceRegistry routing and bad-input handling (PROTOCOL.md §1)."""
+"""ServiceRegistry routing and bad-input handling (protocol.md §1)."""
 import pytest
 
 from snorky_sync import Service, ServiceRegistry

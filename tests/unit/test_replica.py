@@ -1,4 +1,5 @@
-"""Chat, Messaging and Cursors replicated between 'processes' in one test:
+"""Messaging replicated between 'processes' in one test (Chat's identity
+membership is routed per channel in Redis: tests/cluster/):
 an in-memory distributed broker that delivers only when told, so every
 interleaving (snapshots, expiry, outages, reclaim conflicts) is deterministic.
 The real thing (Redis, processes) is in tests/cluster/."""
@@ -8,8 +9,6 @@ import gevent
 import pytest
 
 from snorky_sync.brokers.base import Broker, BrokerUnavailable
-from snorky_sync.services.chat import ChatService
-from snorky_sync.services.cursors import CursorsService
 from snorky_sync.services.messaging import MessagingService
 from support.fakes import FakeClient, rpc
 
@@ -110,57 +109,6 @@ def processes(cls, n=2):
     return net, services
 
 
-def presences(client):
-    return [(m["from"], m["status"]) for m in client.pop_messages() if m.get("type") == "presence"]
-
-
-def test_chat_presence_counts_identities_across_processes():
-    net, (a, b) = processes(ChatService)
-    w_a, w_b = FakeClient("wa"), FakeClient("wb")
-    rpc(a, w_a, "join", {"channel": "c"})
-    net.pump()
-    assert sorted(rpc(b, w_b, "join", {"channel": "c"})["data"]["members"]) == ["wa", "wb"]
-    net.pump()
-    assert presences(w_a) == [("wb", "joined")] and presences(w_b) == []
-    x_a, x_b = FakeClient("x"), FakeClient("x")
-    rpc(a, x_a, "join", {"channel": "c"})
-    rpc(b, x_b, "join", {"channel": "c"})   # both before either heard of the other
-    net.pump()
-    assert presences(w_a) == [("x", "joined")] and presences(w_b) == [("x", "joined")]
-    assert sorted(rpc(a, FakeClient("y"), "join", {"channel": "c"})["data"]["members"]) == ["wa", "wb", "x", "y"]
-    net.pump()
-    presences(w_a), presences(w_b)
-    rpc(a, x_a, "leave", {"channel": "c"})
-    net.pump()
-    assert presences(w_a) == [] and presences(w_b) == []
-    b.client_disconnected(x_b)
-    net.pump()
-    assert presences(w_a) == [("x", "left")] and presences(w_b) == [("x", "left")]
-
-
-def test_chat_dead_process_and_outage_snapshots():
-    net, (a, b) = processes(ChatService)
-    w = FakeClient("w")
-    rpc(a, w, "join", {"channel": "c"})
-    z = FakeClient("z")
-    rpc(b, z, "join", {"channel": "c"})
-    net.pump()
-    assert presences(w) == [("z", "joined")]
-    # outage: B's changes reach nobody; on reconnect the snapshots carry the difference
-    a.broker.go_down(), b.broker.go_down()
-    b.client_disconnected(z)
-    rpc(b, FakeClient("v"), "join", {"channel": "c"})
-    net.pump()
-    assert presences(w) == []
-    a.broker.come_back()
-    b.broker.come_back()
-    net.pump()
-    assert sorted(presences(w)) == [("v", "joined"), ("z", "left")]
-    b.broker.die()
-    net.pump()
-    assert presences(w) == [("v", "left")]
-
-
 def test_messaging_outage_conflict_one_keeps_the_name_and_others_converge():
     net, (a, b) = processes(MessagingService)
     ca, cb = FakeClient(), FakeClient()
@@ -191,48 +139,7 @@ def test_messaging_outage_conflict_one_keeps_the_name_and_others_converge():
     assert rpc(a, FakeClient(), "registerParticipant", {"name": "m"})["type"] == "response"
 
 
-def test_cursor_handle_taken_during_an_outage_is_replaced():
-    net, (a, b) = processes(CursorsService)
-    ann, ben, watcher, bwatcher = FakeClient("ann"), FakeClient("ben"), FakeClient("w"), FakeClient("bw")
-    for svc, c in ((a, ann), (b, ben), (a, watcher), (b, bwatcher)):
-        rpc(svc, c, "join", {"document": "d"})
-    a.broker.go_down(), b.broker.go_down()
-    # force both processes to pick the same handle while neither can ask Redis
-    for svc in (a, b):
-        svc._new_handle = lambda doc, key=None: 7
-    h1 = rpc(a, ann, "createCursor", {"privateHandle": 0, "document": "d", "position": 1, "status": None})["data"]
-    h2 = rpc(b, ben, "createCursor", {"privateHandle": 0, "document": "d", "position": 2, "status": None})["data"]
-    assert h1 == h2 == 7
-    for svc in (a, b):
-        del svc._new_handle
-    watcher.frames.clear()
-    bwatcher.frames.clear()
-    a.broker.come_back()
-    net.pump()
-    b.broker.come_back()
-    net.pump()
-    # A reclaimed 7 first; B's cursor got a new handle, and everybody agrees
-    seen = {}
-    for m in watcher.pop_messages():
-        if m["type"] == "cursorAdded":
-            seen[m["cursor"]["publicHandle"]] = m["cursor"]["owner"]
-        elif m["type"] == "cursorRemoved":
-            seen.pop(m["cursor"]["publicHandle"], None)
-    handles = {h for h in seen}
-    assert len(handles) == 1 and 7 not in handles and seen.popitem()[1] == "ben"
-    bseen = {}  # B's watcher saw ben's cursor at 7 before: now it moves, and ann's shows at 7
-    for m in bwatcher.pop_messages():
-        if m["type"] == "cursorAdded":
-            bseen[m["cursor"]["publicHandle"]] = m["cursor"]["owner"]
-        elif m["type"] == "cursorRemoved":
-            bseen.pop(m["cursor"]["publicHandle"], None)
-    assert sorted(bseen.values()) == ["ann", "ben"] and bseen.get(7) == "ann", bseen
-    cursors = rpc(a, FakeClient("late"), "join", {"document": "d"})["data"]["cursors"]
-    assert sorted((c["publicHandle"] == 7, c["owner"]) for c in cursors) == [(False, "ben"), (True, "ann")]
-    assert len({c["publicHandle"] for c in rpc(b, FakeClient("late"), "join", {"document": "d"})["data"]["cursors"]}) == 2
-
-
-@pytest.mark.parametrize("cls", [ChatService, CursorsService, MessagingService])
+@pytest.mark.parametrize("cls", [MessagingService])
 def test_without_a_distributed_broker_there_is_no_replica(cls):
     from snorky_sync.brokers.local import LocalBroker
     svc = cls("x")

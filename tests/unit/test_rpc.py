@@ -1,4 +1,4 @@
-"""RPC dispatch per PROTOCOL.md §2, with fake clients."""
+"""RPC dispatch per protocol.md §2, with fake clients."""
 import gevent
 import gevent.event
 import pytest
@@ -192,7 +192,7 @@ def test_commands_run_under_the_lock_unless_opted_out(calc, client):
 def test_asynchronous_commands_answer_later_exactly_once(calc, client):
     calc.process_message_from(client, {"command": "later", "params": {"value": 5}, "callId": 9})
     assert client.frames == []  # no reply yet, not even data: null
-    gevent.wait(timeout=5)
+    client.wait_frames(1)
     assert answers(client) == [{"type": "response", "callId": 9, "data": 5}]
     req = calc.pending[0]
     assert req.resolved
@@ -202,7 +202,7 @@ def test_asynchronous_commands_answer_later_exactly_once(calc, client):
         req.error("x")
     assert client.frames == []
     calc.process_message_from(client, {"command": "laterError", "params": {}, "callId": 10})
-    gevent.wait(timeout=5)
+    client.wait_frames(1)
     assert answers(client) == [{"type": "error", "callId": 10, "message": "Nope"}]
 
 
@@ -254,7 +254,7 @@ def test_req_spawn_answers_exactly_once_whatever_the_work_does(calc, client, cap
                 "answers_itself": {"type": "response", "callId": "answers_itself", "data": "mine"}}
     for how in expected:
         calc.process_message_from(client, {"command": "spawned", "params": {"how": how}, "callId": how})
-    gevent.wait(timeout=5)
+    client.wait_frames(len(expected))
     got = answers(client)
     assert sorted(got, key=lambda m: m["callId"]) == sorted(expected.values(), key=lambda m: m["callId"])
     assert "ZeroDivisionError" in caplog.text  # the traceback goes to the log, not the client

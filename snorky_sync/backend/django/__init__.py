@@ -44,13 +44,18 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db.models.signals import post_delete, post_save, pre_delete, pre_save
 
 from .. import SnorkyBackend, SnorkyError, SnorkyHTTPTransport
+
+if TYPE_CHECKING:
+    # Django ships no type information (django-stubs is not a dependency):
+    # for mypy a Model is Any, and so is everything read from Django.
+    from django.db.models import Model
 
 __all__ = [
     "subscribable", "publish_deltas", "authorize_subscription", "publish_deltas_on_commit",
@@ -59,6 +64,9 @@ __all__ = [
 ]
 
 log = logging.getLogger("snorky_sync.backend.django")
+
+Delta = dict[str, Any]
+_M = TypeVar("_M", bound=type)
 
 failures = {"count": 0}
 """How many batches could not be delivered (``failures["count"]``)."""
@@ -69,29 +77,30 @@ def _setting(name: str, default: Any = None) -> Any:
     return getattr(settings, name, default)
 
 
-def _encoder():
+def _encoder() -> type[json.JSONEncoder]:
     from django.core.serializers.json import DjangoJSONEncoder
     from django.utils.module_loading import import_string
 
     encoder = _setting("SNORKY_JSON_ENCODER", DjangoJSONEncoder)
-    return import_string(encoder) if isinstance(encoder, str) else encoder
+    cls: type[json.JSONEncoder] = import_string(encoder) if isinstance(encoder, str) else encoder
+    return cls
 
 
 class JSONModule:
     """The ``json`` module the connector encodes with: ``SNORKY_JSON_ENCODER``."""
 
     @staticmethod
-    def dumps(obj, *args, **kwargs):
+    def dumps(obj: Any, *args: Any, **kwargs: Any) -> str:
         kwargs["cls"] = _encoder()
         return json.dumps(obj, *args, **kwargs)
 
     @staticmethod
-    def loads(obj, *args, **kwargs):
+    def loads(obj: str | bytes, *args: Any, **kwargs: Any) -> Any:
         return json.loads(obj, *args, **kwargs)
 
 
 _backend: SnorkyBackend | None = None
-_backend_config: tuple | None = None
+_backend_config: tuple[Any, Any] | None = None
 
 
 def _get_backend() -> SnorkyBackend:
@@ -108,7 +117,7 @@ def _get_backend() -> SnorkyBackend:
     return _backend
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     # 0.1's module-level names, computed from the settings when asked for
     if name == "snorky_backend":
         return _get_backend()
@@ -122,16 +131,17 @@ def __getattr__(name: str):
 
 
 def _service() -> str:
-    return _setting("SNORKY_DATASYNC_SERVICE", "datasync_backend")
+    service: str = _setting("SNORKY_DATASYNC_SERVICE", "datasync_backend")
+    return service
 
 
 # -- 0.1's calls ------------------------------------------------------------------
-def publish_deltas(deltas: list[dict]) -> None:
+def publish_deltas(deltas: list[Delta]) -> None:
     """Send ``deltas`` to Snorky now (0.1's call; the signal handlers wait for the commit)."""
     _get_backend().call(_service(), "publishDeltas", deltas=deltas)
 
 
-def authorize_subscription(items: list[dict], requester: str | None = None) -> str:
+def authorize_subscription(items: list[dict[str, Any]], requester: str | None = None) -> str:
     """A subscription token for ``items`` (``[{"dealer": ..., "query": ...}]``).
 
     ``requester`` (not in 0.1) names who the page belongs to (``"user:42"``,
@@ -139,11 +149,12 @@ def authorize_subscription(items: list[dict], requester: str | None = None) -> s
     of each (``SNORKY_MAX_PENDING_PER_REQUESTER``), so one visitor loading
     pages in a loop cannot use up everyone's.  An error answer raises
     RuntimeError("Error from Snorky server: ...") as in 0.1."""
-    params: dict = {"items": items}
+    params: dict[str, Any] = {"items": items}
     if requester is not None:
         params["requester"] = requester
     try:
-        return _get_backend().call(_service(), "authorizeSubscription", **params)
+        token: str = _get_backend().call(_service(), "authorizeSubscription", **params)
+        return token
     except SnorkyError as err:
         raise RuntimeError("Error from Snorky server: %s" % err.args[0]) from err
 
@@ -159,11 +170,11 @@ class _Batch:
 
     def __init__(self, using: str) -> None:
         self.using = using
-        self.committed: list[dict] = []
+        self.committed: list[Delta] = []
         self.hook = self.flush
 
-    def add(self, delta: dict) -> None:
-        def committed():
+    def add(self, delta: Delta) -> None:
+        def committed() -> None:
             self.committed.append(delta)
         transaction.on_commit(committed, using=self.using)
         conn = connections[self.using]
@@ -183,24 +194,24 @@ class _Batch:
 _batches: dict[int, _Batch] = {}   # id(connection) -> batch of its open transaction
 
 
-def publish_deltas_on_commit(deltas: Iterable[dict], using: str | None = None) -> None:
+def publish_deltas_on_commit(deltas: Iterable[Delta], using: str | None = None) -> None:
     """Send ``deltas`` once the current transaction of ``using`` commits (with
     the others of that transaction, in one call); at once outside a transaction."""
     using = using or DEFAULT_DB_ALIAS
-    deltas = list(deltas)
+    pending = list(deltas)
     conn = connections[using]
     if not conn.in_atomic_block:
-        if deltas:
-            _send(deltas)
+        if pending:
+            _send(pending)
         return
     batch = _batches.get(id(conn))
     if batch is None or batch.using != using or not batch.alive():
         batch = _batches[id(conn)] = _Batch(using)
-    for delta in deltas:
+    for delta in pending:
         batch.add(delta)
 
 
-def _send(deltas: list[dict]) -> None:
+def _send(deltas: list[Delta]) -> None:
     try:
         publish_deltas(deltas)
     except Exception as exc:
@@ -212,31 +223,33 @@ def _send(deltas: list[dict]) -> None:
 
 
 # -- building deltas ----------------------------------------------------------------
-def insertion_delta(instance) -> dict:
+def insertion_delta(instance: Model) -> Delta:
     """The insert delta of a saved instance."""
     return {"type": "insert", "model": type(instance).__name__, "data": instance.jsonify()}
 
 
-def deletion_delta(instance) -> dict:
+def deletion_delta(instance: Model) -> Delta:
     """The delete delta of an instance (as it was)."""
     return {"type": "delete", "model": type(instance).__name__, "data": instance.jsonify()}
 
 
-def update_delta(old_instance, new_instance) -> dict:
+def update_delta(old_instance: Model, new_instance: Model) -> Delta:
     """The update delta from ``old_instance`` to ``new_instance``."""
     return {"type": "update", "model": type(new_instance).__name__,
             "newData": new_instance.jsonify(), "oldData": old_instance.jsonify()}
 
 
 # -- 0.1's signal handlers (same names and signatures) ------------------------------
-def handle_pre_save(sender, instance, raw, using, update_fields, **kwargs):
+def handle_pre_save(sender: type[Model], instance: Model, raw: bool, using: str,
+                    update_fields: Iterable[str] | None, **kwargs: Any) -> None:
     """Before a save: fetch the stored row; if there is one, remember the update delta."""
     old = sender._default_manager.using(using).filter(pk=instance.pk).first() \
         if instance.pk is not None else None
     instance._snorky_delta = update_delta(old, instance) if old is not None else None
 
 
-def handle_post_save(sender, instance, created, raw, using, update_fields, **kwargs):
+def handle_post_save(sender: type[Model], instance: Model, created: bool, raw: bool, using: str,
+                     update_fields: Iterable[str] | None, **kwargs: Any) -> None:
     """After a save: queue the insert delta (with the new primary key) or the update."""
     delta = getattr(instance, "_snorky_delta", None)
     instance._snorky_delta = None
@@ -247,20 +260,20 @@ def handle_post_save(sender, instance, created, raw, using, update_fields, **kwa
     publish_deltas_on_commit([delta], using)
 
 
-def handle_pre_delete(sender, instance, using, **kwargs):
+def handle_pre_delete(sender: type[Model], instance: Model, using: str, **kwargs: Any) -> None:
     """Before a delete: remember the data as stored."""
     stored = sender._default_manager.using(using).filter(pk=instance.pk).first()
     instance._snorky_delta = deletion_delta(stored if stored is not None else instance)
 
 
-def handle_post_delete(sender, instance, using, **kwargs):
+def handle_post_delete(sender: type[Model], instance: Model, using: str, **kwargs: Any) -> None:
     """After a delete: queue the deletion delta."""
     delta = getattr(instance, "_snorky_delta", None) or deletion_delta(instance)
     instance._snorky_delta = None
     publish_deltas_on_commit([delta], using)
 
 
-def rest_framework_jsonify(self) -> Any:
+def rest_framework_jsonify(self: Model) -> Any:
     """The default ``jsonify``: every field, through Django REST framework's
     ``ModelSerializer`` when it is installed, else ``model_to_dict`` (plus the
     primary key)."""
@@ -280,10 +293,10 @@ def rest_framework_jsonify(self) -> Any:
     return serializer(self).data
 
 
-_serializers: dict[type, type] = {}
+_serializers: dict[type[Model], type[Any]] = {}
 
 
-def subscribable(model_class):
+def subscribable(model_class: _M) -> _M:
     """Class decorator: the model's saves and deletes publish DataSync deltas."""
     from django.db import models
 
@@ -294,5 +307,5 @@ def subscribable(model_class):
     pre_delete.connect(handle_pre_delete, sender=model_class, weak=False)
     post_delete.connect(handle_post_delete, sender=model_class, weak=False)
     if not hasattr(model_class, "jsonify"):
-        model_class.jsonify = rest_framework_jsonify
+        setattr(model_class, "jsonify", rest_framework_jsonify)  # noqa: B010  (no such attribute for mypy)
     return model_class

@@ -17,12 +17,19 @@ between the list and the subscription.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
 from rest_framework import generics, mixins
 
+from ..connector import takes_keyword
 from . import authorize_subscription
+
+# Django REST framework ships no type information (no stubs are a dependency):
+# for mypy its classes are Any, so the views below subclass Any (allowed for
+# this module only, in pyproject.toml) and requests and responses are Any.
+ViewMethod = Callable[..., Any]
 
 __all__ = ["SubscribeModelMixin", "ListSubscribeModelMixin", "ListSubscribeAPIView",
            "ListSubscribeCreateAPIView", "subscription_in_response"]
@@ -34,9 +41,9 @@ class SubscribeModelMixin:
     request: Any  # set by Django REST framework's view
     queryset: Any  # the view's (GenericAPIView's) queryset
 
-    dealer = None
+    dealer: str | None = None
     """The dealer name; default: the model's class name."""
-    dealer_query = None
+    dealer_query: Any = None
     """The query sent to the dealer."""
 
     def get_dealer(self) -> str:
@@ -47,20 +54,22 @@ class SubscribeModelMixin:
         if model is None and getattr(self, "queryset", None) is not None:
             model = self.queryset.model
         if model is not None:
-            return model.__name__
+            name: str = model.__name__
+            return name
         raise AttributeError("Missing dealer")
 
-    def get_dealer_query(self):
+    def get_dealer_query(self) -> Any:
         """The query: ``dealer_query``."""
         return self.dealer_query
 
-    def get_subscription_items(self) -> list[dict]:
+    def get_subscription_items(self) -> list[dict[str, Any]]:
         """``[{"dealer": get_dealer(), "query": get_dealer_query()}]``."""
         return [{"dealer": self.get_dealer(), "query": self.get_dealer_query()}]
 
     def requested_subscription(self) -> bool:
         """Whether the request carries ``X-Snorky: Subscribe``."""
-        return self.request.META.get("HTTP_X_SNORKY", "").lower() == "subscribe"
+        header: str = self.request.META.get("HTTP_X_SNORKY", "")
+        return header.lower() == "subscribe"
 
     def get_subscription_requester(self) -> str | None:
         """Who the subscription is for (its pending subscriptions are capped
@@ -73,14 +82,22 @@ class SubscribeModelMixin:
         return "addr:" + str(self.request.META.get("REMOTE_ADDR", "-"))
 
 
-def subscription_in_response(method):
+def subscription_in_response(method: ViewMethod) -> ViewMethod:
     """Decorates a view method: when the request asks for a subscription, the
-    response carries its token in ``X-Subscription-Token``."""
+    response carries its token in ``X-Subscription-Token``.
+
+    The token comes from this module's ``authorize_subscription`` (0.1 code may
+    replace it with its own): with ``requester=`` when that function takes it,
+    with the items alone when it has 0.1's signature, ``(items)``."""
     @wraps(method)
-    def _subscription_in_response(self, *args, **kwargs):
+    def _subscription_in_response(self: SubscribeModelMixin, *args: Any, **kwargs: Any) -> Any:
         if self.requested_subscription():
-            token = authorize_subscription(self.get_subscription_items(),
-                                           requester=self.get_subscription_requester())
+            authorize = authorize_subscription  # looked up now: replaced, maybe
+            items = self.get_subscription_items()
+            if takes_keyword(authorize, "requester"):
+                token = authorize(items, requester=self.get_subscription_requester())
+            else:
+                token = authorize(items)
             response = method(self, *args, **kwargs)
             response["X-Subscription-Token"] = token
             return response
@@ -92,14 +109,14 @@ class ListSubscribeModelMixin(SubscribeModelMixin, mixins.ListModelMixin):
     """A ``list()`` that understands the ``X-Snorky`` header."""
 
     @subscription_in_response
-    def list(self, request, *args, **kwargs):
+    def list(self, request: Any, *args: Any, **kwargs: Any) -> Any:
         return super().list(request, *args, **kwargs)
 
 
 class ListSubscribeAPIView(ListSubscribeModelMixin, generics.GenericAPIView):
     """GET: the list (with a subscription on request)."""
 
-    def get(self, request, *args, **kwargs):
+    def get(self, request: Any, *args: Any, **kwargs: Any) -> Any:
         return self.list(request, *args, **kwargs)
 
 
@@ -107,8 +124,8 @@ class ListSubscribeCreateAPIView(ListSubscribeModelMixin, mixins.CreateModelMixi
                                  generics.GenericAPIView):
     """GET: the list (with a subscription on request); POST: create."""
 
-    def get(self, request, *args, **kwargs):
+    def get(self, request: Any, *args: Any, **kwargs: Any) -> Any:
         return self.list(request, *args, **kwargs)
 
-    def post(self, request, *args, **kwargs):
+    def post(self, request: Any, *args: Any, **kwargs: Any) -> Any:
         return self.create(request, *args, **kwargs)

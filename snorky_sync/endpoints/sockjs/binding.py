@@ -12,6 +12,7 @@ id (``xhr_send`` of ``[]``) tells nothing.  The credentials are:
 * the identity, where it comes from cookies: the endpoint's
   ``authenticate`` hook runs again on every request (a refusal matches no
   session), so another user, or a request without the cookie, is someone else;
+  with the login session the hook names (``Authenticated(session=...)``), if any;
 * the query string but for SockJS's own parameters (``c``, ``callback``,
   ``t``, ``i``), as sent: a connection token (``?token=``) is there, and
   sockjs-client repeats the base URL's query on every request;
@@ -29,13 +30,17 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from flask import request
 
+from ..access import Authenticated
 from ..admission import client_address
 from ..origin import uses_cookies
+
+if TYPE_CHECKING:  # pragma: no cover
+    from _typeshed.wsgi import WSGIEnvironment
 
 __all__ = ["session_key"]
 
@@ -43,11 +48,11 @@ __all__ = ["session_key"]
 _OWN_PARAMS = frozenset({b"c", b"callback", b"t", b"i"})
 
 
-def _part(h, kind: bytes, value: bytes) -> None:
+def _part(h: hashlib._Hash, kind: bytes, value: bytes) -> None:
     h.update(kind + len(value).to_bytes(4, "big") + value)
 
 
-def session_key(opts: Any, environ, sid: str) -> str:
+def session_key(opts: Any, environ: WSGIEnvironment, sid: str) -> str:
     """The key of the session ``sid`` for this request's credentials: ``sid.<digest>``
     (a SockJS session id holds no dot)."""
     h = hashlib.sha256()
@@ -57,6 +62,10 @@ def session_key(opts: Any, environ, sid: str) -> str:
             identity = opts.authenticate(request)
         except Exception:  # Reject, an HTTP error: this requester has no session
             return sid + "." + secrets.token_hex(16)
+        if isinstance(identity, Authenticated):  # and its login session, when it names one
+            if identity.session is not None:
+                _part(h, b"s", str(identity.session).encode("utf-8", "replace"))
+            identity = identity.identity
         if identity is not None:
             anonymous = False
             _part(h, b"i", orjson.dumps(identity, option=orjson.OPT_SORT_KEYS))

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gevent
 
 from ...logs import RateLimitedLogger, printable
 from ...metrics import counters, transport_counters
-from ..websocket import track, untrack
 from .session import SockJSSession
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..websocket import Target
+    from .view import SockJSOptions
 
 __all__ = ["SessionManager"]
 
@@ -29,7 +32,7 @@ _monotonic = time.monotonic
 class SessionManager:
     """Creates, finds, ends and expires the sessions of one endpoint."""
 
-    def __init__(self, target, opts, name: str) -> None:
+    def __init__(self, target: Target, opts: SockJSOptions, name: str) -> None:
         self.target = target
         self.opts = opts
         self.name = name
@@ -42,12 +45,14 @@ class SessionManager:
         return self.sessions.get(sid)
 
     def create(self, sid: str, transport: str, remote: str, identity: Any,
-               claim: str | None = None) -> SockJSSession:
-        """A new session (the caller checked access); services hear of it now."""
+               claim: str | None = None, login_session: str | None = None) -> SockJSSession:
+        """A new session (the caller checked access); services hear of it now.
+        ``login_session``: the login session it is opened with (``Snorky.logout``)."""
         session = SockJSSession(self, sid, transport, remote, identity)
         session.claim = claim
+        session.login_session = login_session
         self.sessions[sid] = session
-        self._ident_keys[session] = track(session)
+        self._ident_keys[session] = self.opts.connections.track(session)
         transport_counters["sessions_opened", transport] += 1
         _debug.debug("open", "SockJS session #%d open from %s (%s)", session.id, printable(remote),
                      transport)
@@ -61,7 +66,7 @@ class SessionManager:
         if session.ended:
             return
         session.ended = True
-        untrack(session, self._ident_keys.pop(session, None))
+        self.opts.connections.untrack(session, self._ident_keys.pop(session, None))
         transport_counters["sessions_closed", session.transport] += 1
         _debug.debug("close", "SockJS session #%d from %s closed", session.id,
                      printable(session.remote_address))

@@ -1,6 +1,6 @@
 """The SockJS 0.3.3 protocol as data: paths, frames, transport framing, bodies, headers.
 
-No I/O here (DESIGN.md rule 1).  A SockJS message frame is ``a[...]`` of JSON
+No I/O here (architecture.md rule 1).  A SockJS message frame is ``a[...]`` of JSON
 strings; the strings it carries are the very payloads of the encode-once
 WebSocket frames that services queue (:func:`snorky_sync.wire.frame_payload`),
 each quoted once.  Every transport then wraps SockJS frames its own way
@@ -33,7 +33,7 @@ STREAMING_PRELUDE = b"h" * 2048 + b"\n"
 RECEIVERS = {
     "xhr": ("POST", "application/javascript; charset=UTF-8"),
     "xhr_streaming": ("POST", "application/javascript; charset=UTF-8"),
-    "eventsource": ("GET", "text/event-stream; charset=UTF-8"),
+    "eventsource": ("GET", "text/event-stream"),  # always UTF-8: no charset parameter
     "htmlfile": ("GET", "text/html; charset=UTF-8"),
     "jsonp": ("GET", "application/javascript; charset=UTF-8"),
 }
@@ -50,7 +50,7 @@ _ESCAPE = re.compile("[\u200c-\u200f\u2028-\u202f\u2060-\u206f\ufff0-\uffff]")
 _ESCAPE_LEADS = (b"\xe2\x80", b"\xe2\x81", b"\xef\xbf")
 
 
-def _escape_char(m: re.Match) -> str:
+def _escape_char(m: re.Match[str]) -> str:
     return "\\u%04x" % ord(m.group(0))
 
 
@@ -176,7 +176,10 @@ def _js_string(frame: bytes) -> bytes:
 
 
 def jsonp_wrapper(callback: str) -> Callable[[bytes], bytes]:
-    cb = callback.encode("ascii")
+    """``/**/callback("frame");``: the leading comment keeps the answer from
+    starting with bytes the caller chose (a callback name that doubles as the
+    signature of another file format, as Rosetta Flash's did, CVE-2014-4671)."""
+    cb = b"/**/" + callback.encode("ascii")
 
     def _jsonp(frame: bytes) -> bytes:
         return cb + b"(" + _js_string(frame) + b");\r\n"
@@ -216,11 +219,11 @@ _IFRAME_PAGE = """<!DOCTYPE html>
 <head>
   <meta http-equiv="X-UA-Compatible" content="IE=edge" />
   <meta http-equiv="Content-Type" content="text/html; charset=UTF-8" />
+  <script src="%s"></script>
   <script>
     document.domain = document.domain;
-    _sockjs_onload = function(){SockJS.bootstrap_iframe();};
+    SockJS.bootstrap_iframe();
   </script>
-  <script src="%s"></script>
 </head>
 <body>
   <h2>Don't panic!</h2>
@@ -236,7 +239,7 @@ def iframe_page(sockjs_url: str) -> tuple[bytes, str]:
     return body, '"' + hashlib.md5(body).hexdigest() + '"'
 
 
-NO_CACHE = "no-store, no-cache, must-revalidate, max-age=0"
+NO_CACHE = "no-store, no-cache, no-transform, must-revalidate, max-age=0"
 YEAR = 365 * 24 * 3600
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import itertools
 import logging
 import time
+from typing import TYPE_CHECKING, Any
 
 import gevent
 import gevent.event
@@ -36,6 +37,12 @@ from ...logs import printable
 from ...metrics import counters
 from . import protocol
 from .transports import process_body
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ...brokers.base import Broker
+    from .manager import SessionManager
+    from .session import SockJSSession
+    from .transports import Receiver
 
 __all__ = ["Relay"]
 
@@ -53,7 +60,8 @@ class _RemoteReceiver:
 
     __slots__ = ("relay", "topic", "rid", "polling", "ready", "session")
 
-    def __init__(self, relay, topic: str, rid: int, polling: bool, session) -> None:
+    def __init__(self, relay: Relay, topic: str, rid: int, polling: bool,
+                 session: SockJSSession | None) -> None:
         self.relay, self.topic, self.rid = relay, topic, rid
         self.polling = polling
         self.ready = True
@@ -77,29 +85,29 @@ class _RemoteSource:
 
     __slots__ = ("relay", "topic", "sid", "rid", "receiver")
 
-    def __init__(self, relay, owner: str, sid: str) -> None:
+    def __init__(self, relay: Relay, owner: str, sid: str) -> None:
         self.relay = relay
         self.topic = relay.topic_of(owner)
         self.sid = sid
         self.rid = next(_rids)
-        self.receiver = None
+        self.receiver: Receiver | None = None
 
-    def _tell(self, **msg) -> None:
+    def _tell(self, **msg: Any) -> None:
         msg["rid"] = self.rid
         msg["reply"] = self.relay.topic
         self.relay.broker.publish(self.topic, _dumps(msg))
 
-    def attach(self, receiver) -> bool:
+    def attach(self, receiver: Receiver) -> bool:
         self.receiver = receiver
         self.relay.waiting[self.rid] = self
         counters["sockjs_relayed_out"] += 1
         self._tell(op="attach", sid=self.sid, polling=receiver.polling)
         return True
 
-    def receiver_ready(self, receiver) -> None:
+    def receiver_ready(self, receiver: Receiver) -> None:
         self._tell(op="ready")
 
-    def detach(self, receiver, aborted: bool) -> None:
+    def detach(self, receiver: Receiver, aborted: bool) -> None:
         self.relay.waiting.pop(self.rid, None)
         self._tell(op="detach", aborted=aborted)
 
@@ -108,10 +116,10 @@ class Relay:
     """Hands requests for sessions held elsewhere to their owner, and serves
     the requests other processes hand to this one."""
 
-    def __init__(self, manager, broker) -> None:
+    def __init__(self, manager: SessionManager, broker: Broker) -> None:
         self.manager = manager
         self.broker = broker
-        self.prefix = "sockjs:" + manager.name + ":"
+        self.prefix: str = "sockjs:" + manager.name + ":"
         self.topic = self.topic_of(broker.origin.hex())
         self.waiting: dict[int, _RemoteSource] = {}   # our requests served by an owner
         self.remote: dict[tuple[str, int], _RemoteReceiver] = {}  # others' requests we serve
@@ -155,7 +163,7 @@ class Relay:
         if token:
             self.broker.release([(self.prefix + sid, token)])
 
-    def session_ended(self, session) -> None:
+    def session_ended(self, session: SockJSSession) -> None:
         if session.claim:
             self.broker.release([(self.prefix + session.sid, session.claim)])
             session.claim = None
@@ -218,7 +226,7 @@ class Relay:
         elif op in ("ready", "detach"):
             key = (msg["reply"], rid)
             known = self.remote.get(key)
-            if known is None:
+            if known is None or known.session is None:  # (only receivers of a session are kept)
                 return
             if op == "ready":
                 known.ready = True
@@ -230,7 +238,7 @@ class Relay:
             counters["sockjs_relayed_in"] += 1
             gevent.spawn(self._serve_send, msg)
 
-    def _serve_send(self, msg: dict) -> None:
+    def _serve_send(self, msg: dict[Any, Any]) -> None:
         session = self.manager.get(msg["sid"])
         body = msg["body"].encode("latin-1")
         if session is None or session.closing is not None:

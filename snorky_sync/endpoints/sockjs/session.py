@@ -18,17 +18,23 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import gevent
 import gevent.lock
 
 from ... import wire
 from ...client import Client
+from ...client_state import Lifecycle, Writing
 from ...logs import printable
 from ...metrics import counters, transport_counters
 from ..limits import InputBudget
 from . import protocol
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .manager import SessionManager
+    from .transports import Receiver
 
 __all__ = ["SockJSSession", "Raw", "quoted"]
 
@@ -66,7 +72,7 @@ def quoted(frame: bytes) -> bytes:
     return q
 
 
-def take_frames(queue: list, one: bool) -> tuple[list[bytes], int, int]:
+def take_frames(queue: list[bytes], one: bool) -> tuple[list[bytes], int, int]:
     """SockJS frames from the head of ``queue``: consecutive service frames
     become one ``a[...]``, raw frames pass as they are.  With ``one``, only
     the first SockJS frame.  Returns (frames, items consumed, messages)."""
@@ -92,6 +98,8 @@ def take_frames(queue: list, one: bool) -> tuple[list[bytes], int, int]:
         out.append(_message_frame(msgs))
     return out, used, n
 
+_IDLE, _PULLED = Writing.IDLE, Writing.PULLED
+
 
 class SockJSSession(Client):
     """One SockJS session (every transport but WebSocket), as services see it.
@@ -105,13 +113,14 @@ class SockJSSession(Client):
     __slots__ = ("sid", "manager", "transport", "receiver", "opened", "ended", "closing",
                  "detached_at", "inbound", "budget", "claim")
 
-    def __init__(self, manager, sid: str, transport: str, remote: str, identity: Any) -> None:
+    def __init__(self, manager: SessionManager, sid: str, transport: str, remote: str, identity: Any) -> None:
         opts = manager.opts
-        super().__init__(None, remote, identity, opts.max_queue_frames, opts.max_queue_bytes)
+        super().__init__(None, remote, identity, opts.max_queue_frames, opts.max_queue_bytes,
+                         opts.write_timeout, opts.outbound)
         self.manager = manager
         self.sid = sid
         self.transport = transport
-        self.receiver = None
+        self.receiver: Receiver | None = None
         self.opened = False        # "o" delivered
         self.ended = False         # services told (client_disconnected)
         self.closing: bytes | None = None  # the c[...] frame once closed
@@ -126,12 +135,19 @@ class SockJSSession(Client):
                 f"identity={self.identity!r}>")
 
     # -- receivers -----------------------------------------------------------------
-    def attach(self, receiver) -> bool:
+    def attach(self, receiver: Receiver) -> bool:
         """A receive request arrived: True if it is now the session's receiver.
 
         Otherwise it was answered (another receiver is attached: 2010; the
-        session is closed and drained: its close frame) and must end.
+        session is closed and drained: its close frame) and must end.  An
+        attached receiver whose client has gone (not yet noticed) is aborted
+        first: the session closes with 1002 and this request gets that.
         """
+        current = self.receiver
+        if current is not None:
+            gone = getattr(current, "gone", None)  # a relayed receiver cannot tell
+            if gone is not None and gone():
+                self.detach(current, True)
         if self.receiver is not None:
             receiver.deliver([protocol.close_frame(2010, "Another connection still open")], True)
             return False
@@ -139,7 +155,7 @@ class SockJSSession(Client):
             receiver.deliver([self.closing], True)
             return False
         self.receiver = receiver
-        self._scheduled = True  # the receiver pulls when ready
+        self.writing = _PULLED  # the receiver pulls when ready
         if not self.opened:
             self.opened = True
             receiver.deliver([protocol.OPEN], False)
@@ -147,21 +163,21 @@ class SockJSSession(Client):
             self.receiver_ready(receiver)
         return True
 
-    def receiver_ready(self, receiver) -> None:
+    def receiver_ready(self, receiver: Receiver) -> None:
         """The receiver wrote what it had and waits: hand it the backlog."""
         if receiver is not self.receiver:
             return
         if self._queue:
             self._deliver(receiver)
         else:
-            self._scheduled = False
+            self.writing = _IDLE  # the next frame is flushed to it
 
-    def detach(self, receiver, aborted: bool) -> None:
+    def detach(self, receiver: Receiver, aborted: bool) -> None:
         """The request ended; ``aborted``: the client went away while it was pending."""
         if receiver is not self.receiver:
             return
         self.receiver = None
-        self._scheduled = True
+        self.writing = _PULLED  # frames wait for the next receiver
         self.detached_at = _monotonic()
         if aborted and self.closing is None:
             self._finish(1002, "Connection interrupted", drop=True)
@@ -171,7 +187,7 @@ class SockJSSession(Client):
         if r is not None and r.ready and not self._queue:
             r.deliver([protocol.HEARTBEAT], False)
 
-    def _deliver(self, receiver) -> None:
+    def _deliver(self, receiver: Receiver) -> None:
         q = self._queue
         frames, used, n = take_frames(q, receiver.polling)
         if used == len(q):
@@ -180,7 +196,7 @@ class SockJSSession(Client):
         else:
             del q[:used]
             self._queued_bytes = sum(len(x) for x in q)
-        self._scheduled = True
+        self.writing = _PULLED  # until the receiver is ready again
         counters["frames_out"] += n
         transport_counters["messages_out", self.transport] += n
         last = self.closing is not None and not self._queue
@@ -190,11 +206,12 @@ class SockJSSession(Client):
     def _flush(self) -> None:
         r = self.receiver
         if r is None or not r.ready:
-            return  # _scheduled stays set: the receiver pulls when it is ready
+            self.writing = _PULLED  # the receiver pulls when it is ready
+            return
         if self._queue:
             self._deliver(r)
         else:
-            self._scheduled = False
+            self.writing = _IDLE
 
     def flush(self, timeout: float | None = None) -> bool:
         return not self._queue
@@ -203,7 +220,8 @@ class SockJSSession(Client):
         """Protocol bytes: SockJS has none for services to send."""
 
     # -- closing ------------------------------------------------------------------------
-    def close(self, code: int = 1000, reason: str = "", after_flush=None) -> None:
+    def close(self, code: int = 1000, reason: str = "",
+              after_flush: Callable[[], None] | None = None) -> None:
         """Close the session: ``c[code,"reason"]`` after what is queued."""
         self._finish(code, reason, drop=False)
 
@@ -225,7 +243,7 @@ class SockJSSession(Client):
         if self.closing is not None:
             return
         self.closing = Raw(protocol.close_frame(code, reason))
-        self._closing = True  # send_frame drops from now on
+        self.state = Lifecycle.CLOSING  # send_frame drops from now on
         if drop:
             self._queue = []
             self._queued_bytes = 0

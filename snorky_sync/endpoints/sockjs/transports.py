@@ -23,7 +23,8 @@ import errno
 import logging
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Protocol
 
 import gevent
 import gevent.event
@@ -34,16 +35,37 @@ from .. import request_socket
 from ..limits import RATE_EXCEEDED
 from . import protocol
 
+if TYPE_CHECKING:  # pragma: no cover
+    from .manager import SessionManager
+    from .session import SockJSSession
+
 __all__ = ["LocalReceiver", "stream", "process_body", "request_socket", "PIECE"]
 
 log = logging.getLogger("snorky_sync.sockjs")
 _warn = RateLimitedLogger(log)
-_MSG_PEEK = socket.MSG_PEEK
+_PEEK = socket.MSG_PEEK | socket.MSG_DONTWAIT
 _monotonic = time.monotonic
 _sleep = gevent.sleep
 _Timeout = gevent.Timeout
 #: the largest chunk written at once (a write timeout applies to each)
 PIECE = 64 * 1024
+
+
+class Receiver(Protocol):
+    """Where a session's frames go: a receive request here, or one another process serves."""
+
+    polling: bool  # a polling transport: one frame (batch) per request
+    ready: bool    # waiting for frames (not writing the last ones)
+
+    def deliver(self, frames: list[bytes], last: bool) -> None: ...
+
+
+class Source(Protocol):
+    """What a receive request reads from: a session of this process, or a relayed one."""
+
+    def attach(self, receiver: Receiver) -> bool: ...
+    def receiver_ready(self, receiver: Receiver) -> None: ...
+    def detach(self, receiver: Receiver, aborted: bool) -> None: ...
 
 
 class LocalReceiver:
@@ -52,7 +74,7 @@ class LocalReceiver:
     __slots__ = ("transport", "wrap", "polling", "ready", "out", "event", "done", "aborted",
                  "sent", "limit", "raw", "watcher", "timeout")
 
-    def __init__(self, transport: str, wrap: Callable[[bytes], bytes], limit: int, sock,
+    def __init__(self, transport: str, wrap: Callable[[bytes], bytes], limit: int, sock: socket.socket | None,
                  timeout: float | None = None) -> None:
         self.transport = transport
         self.wrap = wrap
@@ -95,21 +117,33 @@ class LocalReceiver:
         self.event.clear()
 
     def _readable(self) -> None:
-        raw, watcher = self.raw, self.watcher
-        if raw is None or watcher is None:
+        if self.raw is None or self.watcher is None:
             return
+        self.gone()
+
+    def gone(self) -> bool:
+        """Whether the client has closed this pending request's connection,
+        looked at now (the read watcher only tells once the hub polls): a
+        client that aborts a poll and at once sends the next one finds the
+        session interrupted (1002), not held by the aborted request (2010).
+        A gone request is aborted: its response ends."""
+        raw = self.raw
+        if raw is None:
+            return self.aborted
         try:
-            data = raw.recv(1, _MSG_PEEK)
+            data = raw.recv(1, _PEEK)
         except BlockingIOError:
-            return
+            return False
         except OSError:
             data = b""
         if data:  # the client sent something (pipelining): only a write can tell now
-            watcher.stop()
+            if self.watcher is not None:
+                self.watcher.stop()
             self.raw = None
-            return
+            return False
         self.aborted = True
         self.event.set()
+        return True
 
     def release(self) -> None:
         if self.watcher is not None:
@@ -124,7 +158,8 @@ class _WriteTimeout(BrokenPipeError):
     connection is closed quietly (no traceback per client in the log)."""
 
 
-def stream(receiver: LocalReceiver, source, prelude: bytes | None, write_timeout: float = 0.0):
+def stream(receiver: LocalReceiver, source: Source, prelude: bytes | None,
+           write_timeout: float = 0.0) -> Iterator[bytes]:
     """The response body of a receive request attached to ``source`` (a
     session of this process, or a relayed one); each chunk must be written
     within ``write_timeout`` seconds (0: no limit)."""
@@ -177,7 +212,7 @@ def stream(receiver: LocalReceiver, source, prelude: bytes | None, write_timeout
             source.detach(receiver, not completed)
 
 
-def process_body(manager, session, read: Callable[[], bytes | None],
+def process_body(manager: SessionManager, session: SockJSSession, read: Callable[[], bytes | None],
                  form: bool = False) -> tuple[int, str]:
     """Process one send request's body for ``session``: ``(status, text)``.
 

@@ -11,15 +11,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from ... import wire
-from ...client import Client, _schedule
+from ...client import Client
 from ...client import close_frame as ws_close_frame
 from ...logs import RateLimitedLogger, printable
 from ...metrics import counters, transport_counters
 from ..limits import RATE_EXCEEDED, InputBudget
 from . import protocol
 from .session import Raw, quoted
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..websocket import Target, WebSocketOptions
 
 __all__ = ["SockJSWebSocketClient", "make_process"]
 
@@ -39,7 +43,7 @@ class SockJSWebSocketClient(Client):
 
     __slots__ = ("budget",)
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.budget: InputBudget | None = None
         transport_counters["sessions_opened", "websocket"] += 1
@@ -72,20 +76,14 @@ class SockJSWebSocketClient(Client):
         transport_counters["messages_out", "websocket"] += n
         return data
 
-    def close(self, code: int = 1000, reason: str = "", after_flush=None) -> None:
+    def _close_frames(self, code: int, reason: str) -> list[bytes]:
         """``c[code,"reason"]``, then the WebSocket close frame."""
-        if self.closed or self._closing:
-            return
-        self._queue.append(Raw(_frame_text(protocol.close_frame(code, reason))))
-        self._queue.append(Raw(ws_close_frame(_ws_code(code), reason)))
-        self._closing = True
-        self._after_flush = after_flush or self._shutdown_write
         transport_counters["sessions_closed", "websocket"] += 1
-        if not self._scheduled:
-            _schedule(self)
+        return [Raw(_frame_text(protocol.close_frame(code, reason))),
+                Raw(ws_close_frame(_ws_code(code), reason))]
 
 
-def make_process(target, opts) -> Callable[[Client, bytes], None]:
+def make_process(target: Target, opts: WebSocketOptions) -> Callable[[Client, bytes], None]:
     """The reader's handler: each string of a frame's array is one message,
     each counted against the message rate before any is processed (one
     frame of 30,000 messages is 30,000 messages: over the rate, the
@@ -111,7 +109,7 @@ def make_process(target, opts) -> Callable[[Client, bytes], None]:
                 except AttributeError:
                     pass
             if not budget.charge(len(messages), 0):
-                if not client._closing:
+                if not client.is_closing:
                     counters["rate_limited_disconnects"] += 1
                     _warn.warning("rate-limit", "closing SockJS WebSocket %s (#%d): more than %s "
                                   "messages/s (burst %s)", printable(client.remote_address),
@@ -120,7 +118,7 @@ def make_process(target, opts) -> Callable[[Client, bytes], None]:
                 return
         transport_counters["messages_in", "websocket"] += len(messages)
         for message in messages:
-            if client._closing:
+            if client.is_closing:
                 break
             process(client, message)
 

@@ -1,5 +1,5 @@
 """DataSync: deltas from the web application's database, pushed to the browsers
-that subscribed to them (PROTOCOL.md §3).
+that subscribed to them (protocol.md §3).
 
 ::
 
@@ -18,9 +18,10 @@ that subscribed to them (PROTOCOL.md §3).
 from .backend import DataSyncBackend
 from .dealers import BadQuery, BroadcastDealer, Dealer, FilterDealer, SimpleDealer
 from .service import DataSyncService
-from .subscriptions import Subscription, SubscriptionItem
+from .subscriptions import Subscription, SubscriptionItem, SubscriptionState
 
 __all__ = [
     "DataSyncService", "DataSyncBackend", "Dealer", "BroadcastDealer",
     "SimpleDealer", "FilterDealer", "BadQuery", "Subscription", "SubscriptionItem",
+    "SubscriptionState",
 ]

@@ -15,16 +15,20 @@ Three kinds are built in: :class:`BroadcastDealer` (every item),
 :class:`SimpleDealer` (items whose query equals a key of the data) and
 :class:`FilterDealer` (items whose query is a filter the data matches).
 A custom dealer implements :meth:`Dealer.get_subscription_items_for_model`
-and the add/remove pair; :meth:`Dealer.deliver_delta` does the routing,
-including the split of an update into insert/update/delete per item.
+and the add/remove pair; :meth:`Dealer.route_delta` turns a delta into the
+``(item, delta)`` pairs it goes to, including the split of an update into
+insert/update/delete per item.  A dealer returns data and sends nothing:
+the service decides, per subscription, whether a pair is sent, buffered or
+kept for a resumption.
 """
 from __future__ import annotations
 
 import abc
 import functools
+import itertools
 import logging
 from collections import namedtuple
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from ... import wire
@@ -96,33 +100,51 @@ class Dealer(abc.ABC):
         For an update it is called twice, with ``oldData`` and ``newData``.
         """
 
-    def deliver_delta(self, delta: dict) -> None:
-        """Forward ``delta`` (validated, see :mod:`.deltas`) to the matching items.
+    def route_delta(self, delta: dict[Any, Any]) -> Iterator[tuple[SubscriptionItem, dict[Any, Any]]]:
+        """Yield the ``(item, delta)`` pairs ``delta`` (validated, see
+        :mod:`.deltas`) goes to; the service decides what each becomes (sent,
+        buffered, kept for a resumption, dropped) and consumes them as they
+        come, without keeping them.
 
         Insert and delete go to the items matching ``data``.  An update is
         split per item: matching old and new data -> the update; new only ->
         an insert of ``newData``; old only -> a delete of ``oldData``.  A
-        subscription receives one delta per matching item.
+        subscription receives one delta per matching item.  Override it (or
+        just :meth:`get_subscription_items_for_model`) to route otherwise;
+        it may return any iterable of pairs, iterated once.
         """
         if delta["type"] != "update":
-            for item in list(self.get_subscription_items_for_model(delta["data"])):
-                _subscription_of(item).deliver_delta(delta)
+            # a copy of the matching items: the service may cancel one meanwhile
+            yield from zip(list(self.get_subscription_items_for_model(delta["data"])),
+                           itertools.repeat(delta))
             return
         old = dict.fromkeys(self.get_subscription_items_for_model(delta["oldData"]))
         new = dict.fromkeys(self.get_subscription_items_for_model(delta["newData"]))
         insertion = deletion = None
         for item in new:
             if item in old:
-                _subscription_of(item).deliver_delta(delta)
+                yield item, delta
             else:
                 if insertion is None:
                     insertion = insertion_delta(delta["model"], delta["newData"])
-                _subscription_of(item).deliver_delta(insertion)
+                yield item, insertion
         for item in old:
             if item not in new:
                 if deletion is None:
                     deletion = deletion_delta(delta["model"], delta["oldData"])
-                _subscription_of(item).deliver_delta(deletion)
+                yield item, deletion
+
+    def deliver_delta(self, delta: dict[Any, Any]) -> None:
+        """Snorky 0.1's push path: hand each pair of :meth:`route_delta` to its
+        item's subscription (``Subscription.deliver_delta``).
+
+        The service routes with :meth:`route_delta`; it calls this method
+        instead only for a dealer that overrides it (as 0.1 dealers did, to
+        watch or reroute deltas), then dispatches what the override handed
+        to the subscriptions of its own items.
+        """
+        for item, out in self.route_delta(delta):
+            _subscription_of(item).deliver_delta(out)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} name={self.name!r} model={getattr(self, 'model', None)!r}>"
@@ -214,10 +236,10 @@ class FilterDealer(Dealer):
 FilterAssociation = namedtuple("FilterAssociation", ("filter", "subscription_item"))
 
 
-def false_on_raise(function):
+def false_on_raise(function: Callable[..., bool]) -> Callable[..., bool]:
     """Decorator: the function answers False instead of raising KeyError or TypeError."""
     @functools.wraps(function)
-    def wrapper(*args):
+    def wrapper(*args: Any) -> bool:
         try:
             return function(*args)
         except (KeyError, TypeError):
@@ -225,8 +247,8 @@ def false_on_raise(function):
     return wrapper
 
 
-def _operator(op: str, doc: str):
-    def apply(data, *args):
+def _operator(op: str, doc: str) -> Callable[..., bool]:
+    def apply(data: Any, *args: Any) -> bool:
         return filter_matches(data, [op, *args])
     apply.__name__ = apply.__qualname__ = "filter_" + {
         "==": "eq", "<": "lt", "<=": "lte", ">": "gt", ">=": "gte"}.get(op, op)

@@ -1,6 +1,6 @@
 """DataSync deltas: what ``publishDeltas`` accepts and what subscribers receive.
 
-A delta is a JSON object (PROTOCOL.md §3)::
+A delta is a JSON object (protocol.md §3)::
 
     {"type": "insert", "model": M, "data": d}
     {"type": "update", "model": M, "newData": n, "oldData": o}
@@ -29,14 +29,14 @@ __all__ = ["DELTA_TYPES", "Delta", "InsertionDelta", "UpdateDelta", "DeletionDel
 DELTA_TYPES = ("insert", "update", "delete")
 
 
-class Delta(dict):
+class Delta(dict[str, Any]):
     """Any data change notification: a dict holding its JSON form."""
 
     __slots__ = ()
 
     model = property(lambda self: self["model"], doc="The model (class name) that changed.")
 
-    def for_json(self) -> dict:
+    def for_json(self) -> dict[Any, Any]:
         """The delta as sent to subscribers (the object itself)."""
         return self
 
@@ -44,7 +44,7 @@ class Delta(dict):
         return f"{type(self).__name__}({dict.__repr__(self)})"
 
     @staticmethod
-    def from_json(delta: dict) -> Delta:
+    def from_json(delta: dict[Any, Any]) -> Delta:
         """The Delta class instance for a (validated) JSON delta."""
         kind = delta["type"]
         if kind == "update":
@@ -91,7 +91,7 @@ deletion_delta = DeletionDelta
 update_delta = UpdateDelta
 
 
-def validate_delta(delta: Any) -> dict:
+def validate_delta(delta: Any) -> dict[Any, Any]:
     """A normalized copy of one delta, or RPCError.
 
     Checks in Snorky 0.1's order: ``type`` and ``model`` present
@@ -117,7 +117,7 @@ def validate_delta(delta: Any) -> dict:
     raise RPCError("Invalid delta type")
 
 
-def validate_deltas(deltas: Any) -> list[dict]:
+def validate_deltas(deltas: Any) -> list[dict[Any, Any]]:
     """Validate a batch: every delta is checked before any is delivered."""
     if not isinstance(deltas, (list, tuple)):
         raise RPCError("deltas must be a list")

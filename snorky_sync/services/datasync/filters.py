@@ -148,12 +148,12 @@ def json_equal(a: Any, b: Any) -> bool:
                 and all(json_equal(v, b[k]) for k, v in a.items()))
     if isinstance(b, (list, tuple, dict)) or _is_number(b):
         return False
-    return a == b  # str, bool or None
+    return bool(a == b)  # str, bool or None
 
 
 def _comparison(op: str, path: tuple[str, ...], value: Any) -> Predicate:
     if op == "==":
-        def eq(data):
+        def eq(data: Any) -> bool:
             found = _lookup(data, path)
             if found is _MISSING:
                 return False
@@ -166,16 +166,17 @@ def _comparison(op: str, path: tuple[str, ...], value: Any) -> Predicate:
     if not (isinstance(value, str) or _is_number(value)):
         return lambda data: False  # nothing is ordered against this value
 
+    cmp: Predicate
     if op == "<":
-        def cmp(found): return found < value
+        def cmp(found: Any) -> bool: return bool(found < value)
     elif op == "<=":
-        def cmp(found): return found <= value
+        def cmp(found: Any) -> bool: return bool(found <= value)
     elif op == ">":
-        def cmp(found): return found > value
+        def cmp(found: Any) -> bool: return bool(found > value)
     else:
-        def cmp(found): return found >= value
+        def cmp(found: Any) -> bool: return bool(found >= value)
 
-    def ordered(data):
+    def ordered(data: Any) -> bool:
         found = _lookup(data, path)
         return found is not _MISSING and _orderable(found, value) and cmp(found)
     return ordered

@@ -19,9 +19,9 @@ DATABASES = {
     "default": {"ENGINE": "django.db.backends.sqlite3",
                 "NAME": os.environ.get("TODO_SQLITE_PATH", ":memory:")},
 }
-if os.environ.get("TODO_PG_NAME"):
+if os.environ.get("TODO_PG_NAME"):    # tests/django/conftest.py: the tests' own PostgreSQL
     DATABASES["pg"] = {"ENGINE": "django.db.backends.postgresql", "NAME": os.environ["TODO_PG_NAME"],
-                       "USER": "postgres", "HOST": "127.0.0.1", "PORT": "5432"}
+                       "USER": "postgres", "HOST": "127.0.0.1", "PORT": os.environ["TODO_PG_PORT"]}
 REST_FRAMEWORK = {"DEFAULT_AUTHENTICATION_CLASSES": [], "DEFAULT_PERMISSION_CLASSES": [],
                   "UNAUTHENTICATED_USER": None}
 
