@@ -216,6 +216,9 @@ class RedisBroker(Broker):
     #: bytes / messages read off Redis and not yet dispatched, at most
     inbox_bytes = 32 * 1024 * 1024
     inbox_messages = 50000
+    #: seconds :meth:`confirm` waits for a lost connection to come back
+    #: (the first connection of a starting worker is waited for in full)
+    RECONNECT_WAIT = 1.0
     #: messages dispatched between two yields of the dispatcher
     dispatch_slice = 256
     _read_batch = 1024        # messages read per wake-up before other greenlets get a turn
@@ -401,14 +404,19 @@ class RedisBroker(Broker):
         moments, a reconnect) it waits for the connection too: the listener
         subscribes to every wanted topic as it connects.  A worker that clients
         reach as it starts (a restart, every page reconnecting at once)
-        answered them ``History unavailable`` at once instead."""
+        answered them ``History unavailable`` at once instead.  A connection
+        lost later waits at most :attr:`RECONNECT_WAIT` (a blip, a failover
+        under way): during an outage every call answers soon, and one that
+        confirms several topics (a Chat join) does not add up its waits."""
         if topic in self._confirmed:
             return True
         if topic not in self.handlers:
             return False
         deadline = time.monotonic() + timeout
-        if self.state != "connected" and not self.connected_event.wait(timeout):
-            return False
+        if self.state != "connected":
+            wait = min(timeout, self.RECONNECT_WAIT) if self._ever_connected else timeout
+            if not self.connected_event.wait(wait):
+                return False
         while topic not in self._confirmed:
             left = deadline - time.monotonic()
             if left <= 0 or self.state != "connected" or topic not in self.handlers:

@@ -186,6 +186,9 @@ def test_without_redis_history_answers_history_unavailable(cluster, connect, red
     c.ok("chat", "join", {"channel": "room"})
     redis_server.kill()
     wait_broker(a, "disconnected")
+    # every call answers within a few seconds of an outage: a Chat join confirms
+    # two topics, and waited 5 s for each (10 s, past a page's patience)
+    c.timeout = 6.0
     for service, command, params in (
             ("pubsub", "publish", {"channel": "s", "message": 1}),      # the append script fails
             ("pubsub", "subscribe", {"channel": "t"}),                  # not confirmed, not read
