@@ -145,13 +145,6 @@ class Routed(PeerListener):
             self.service.show(doc, {"type": "cursorRemoved",
                                     "cursor": {"publicHandle": handle, "document": doc.value}})
 
-    def replace_remote(self, doc: _Document, found: list[tuple[str, str, Any, Any]]) -> None:
-        now = {f[0] for f in found}
-        for cid in [cid for cid in doc.remote if cid not in now]:
-            self.remote_del(doc, cid)
-        for cid, origin, identity, meta in found:
-            self.remote_set(doc, cid, origin, identity, meta)
-
     def loaded(self, doc: _Document) -> None:
         """(The ``join`` answers are made after the read: nothing to complete.)"""
 

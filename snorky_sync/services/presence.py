@@ -338,14 +338,6 @@ class Presence:
         if entry is not None:
             self._notify(chan, "leave", entry)
 
-    def replace_remote(self, chan: _Channel, found: list[tuple[str, str, Any, Any]]) -> None:
-        """The other processes' entries of ``chan`` are ``found`` (a read)."""
-        now = {f[0] for f in found}
-        for cid in [cid for cid in chan.remote if cid not in now]:
-            self.remote_del(chan, cid)
-        for cid, origin, identity, meta in found:
-            self.remote_set(chan, cid, origin, identity, meta)
-
     def loaded(self, chan: _Channel) -> None:
         """``chan`` was read: the answers waiting for it list its entries."""
         if chan.pending:

@@ -304,10 +304,19 @@ class PresenceRouting(PeerListener):
         self._holding.pop(load.chan, None)
         chan, presence = load.chan, self.presence
         if result is not None and presence.channels.get(load.key) is chan:
-            presence.replace_remote(chan, [f for f in self._found(result) if f[1] != self.origin])
+            self._replace_remote(chan, [f for f in self._found(result) if f[1] != self.origin])
         for event in load.held:
             self._apply(chan, event)
         self._loaded(chan)
+
+    def _replace_remote(self, chan: _Channel, found: list[tuple[str, str, Any, Any]]) -> None:
+        """The other processes' entries of ``chan`` are ``found`` (a read):
+        the owner's ``remote_del`` for those gone, ``remote_set`` for each."""
+        now = {f[0] for f in found}
+        for cid in [cid for cid in chan.remote if cid not in now]:
+            self.presence.remote_del(chan, cid)
+        for cid, origin, identity, meta in found:
+            self.presence.remote_set(chan, cid, origin, identity, meta)
 
     def _loaded(self, chan: _Channel) -> None:
         event = self.loading.pop(chan, None)
