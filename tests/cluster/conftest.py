@@ -41,6 +41,35 @@ def redis_server():
     r.kill()
 
 
+def history_across(sub, pub, channels, timeout=None) -> dict:
+    """``sub`` subscribes to each of ``channels`` (PubSub with history) and
+    ``pub`` publishes two messages on each: ``sub`` gets offsets 1 and 2, in
+    the channel's epoch.  Returns {channel: epoch}."""
+    epochs = {c: sub.ok("pubsub", "subscribe", {"channel": c})["epoch"] for c in channels}
+    for c in channels:
+        for i in range(2):
+            pub.ok("pubsub", "publish", {"channel": c, "message": [c, i]})
+    for c in channels:
+        got = [sub.wait_for(lambda m, c=c: m.get("type") == "message" and m["channel"] == c, timeout)
+               for _ in range(2)]
+        assert [(m["offset"], m["message"], m["epoch"]) for m in got] == \
+            [(1, [c, 0], epochs[c]), (2, [c, 1], epochs[c])]
+    return epochs
+
+
+def recovers_since_first(late_page, epochs: dict) -> None:
+    """For each channel of ``history_across``, a page from ``late_page()``
+    subscribing ``since`` offset 1 gets message 2, then ``recovered: true``."""
+    for c, epoch in epochs.items():
+        late = late_page()
+        late.send("pubsub", {"command": "subscribe", "callId": 7,
+                             "params": {"channel": c, "since": {"offset": 1, "epoch": epoch}}})
+        replay = late.recv()["message"]
+        assert (replay["offset"], replay["message"]) == (2, [c, 1])
+        assert late.recv()["message"]["data"] == {"recovered": True, "offset": 2, "epoch": epoch}
+        late.close()
+
+
 def wait_broker(srv, state="connected", timeout=20.0):
     """Wait until the server's /healthz shows the broker in ``state``."""
     def seen():

@@ -35,7 +35,7 @@ from snorky_sync.brokers.cluster import key_slot, tag_of
 from support.servers import ServerProcess, free_port
 from support.waiting import wait_for, wait_redis
 
-from .conftest import wait_broker
+from .conftest import history_across, recovers_since_first, wait_broker
 
 SECRET = "redis-cluster-secret-0123456789abcdef"
 ENV = {"SNORKY_TOKEN_SECRET": SECRET, "SNORKY_PUBSUB_HISTORY_SIZE": "100", "SNORKY_PUBSUB_PRESENCE": "1",
@@ -190,15 +190,7 @@ def test_channels_spread_over_the_masters_and_the_services_work_across_processes
         assert rc.client(rc.alive()[0]).execute_command("CLUSTER", "KEYSLOT", name) == slot_of_channel(c)
 
     sub, pub = connect(a), connect(b)
-    epochs = {c: sub.ok("pubsub", "subscribe", {"channel": c})["epoch"] for c in channels}
-    for c in channels:
-        for i in range(2):
-            pub.ok("pubsub", "publish", {"channel": c, "message": [c, i]})
-    for c in channels:
-        got = [sub.wait_for(lambda m, c=c: m.get("type") == "message" and m["channel"] == c, WAIT)
-               for _ in range(2)]
-        assert [(m["offset"], m["message"], m["epoch"]) for m in got] == \
-            [(1, [c, 0], epochs[c]), (2, [c, 1], epochs[c])]
+    epochs = history_across(sub, pub, channels, WAIT)
     # each channel's history on the master of its slot, and so on all three
     # and the subscriber's process subscribed to it there (sharded pub/sub)
     for master, (c,) in by_master.items():
@@ -207,14 +199,7 @@ def test_channels_spread_over_the_masters_and_the_services_work_across_processes
         assert rc.client(master).execute_command("PUBSUB", "SHARDNUMSUB", name)[1] == 1, c
     assert len(by_master) == 3
     # recovery on the other process
-    for c in channels:
-        late = connect(b)
-        late.send("pubsub", {"command": "subscribe", "callId": 7,
-                             "params": {"channel": c, "since": {"offset": 1, "epoch": epochs[c]}}})
-        replay = late.recv()["message"]
-        assert (replay["offset"], replay["message"]) == (2, [c, 1])
-        assert late.recv()["message"]["data"] == {"recovered": True, "offset": 2, "epoch": epochs[c]}
-        late.close()
+    recovers_since_first(lambda: connect(b), epochs)
 
     # presence (on each channel's master): both processes' entries, seen from either
     for c in channels:
