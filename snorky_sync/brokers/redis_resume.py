@@ -17,9 +17,10 @@ and ``...:d``, the deltas it was sent or kept (``"<seq> <delta JSON>"``,
 oldest first, at most ``resume_buffer``), written by the owner when it
 hands the subscription over.
 
-The hand-over itself goes through the service's broker topic, whose order
-every process shares (see ``DataSyncService.acquireSubscription``); this
-store only holds state.  Every method raises
+The hand-over itself goes through the broker (markers on the topics of the
+subscription's models, whose order every subscriber shares, then the
+owner's answer on the service's topic: see ``DataSyncService._take_over``);
+this store only holds state.  Every method raises
 :class:`~.base.BrokerUnavailable` when Redis cannot be reached.
 """
 from __future__ import annotations

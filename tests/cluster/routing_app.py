@@ -7,7 +7,8 @@ connection tokens): PubSub with presence (``pubsub``), PubSub without presence
 (``marks``: the tests' markers), PubSub with history (``hist``), Chat with
 presence, Cursors, Messaging, a user-written service broadcasting to groups
 (``rooms``: ``Service.join_group`` / ``broadcast_group``), DataSync (the
-``allTodos`` dealer), the test-only ``worker`` service naming the process,
+``allTodos`` and ``allTasks`` dealers: models ``Todo`` and ``Task``, whose
+topics are on shards 2 and 1 of three), the test-only ``worker`` service naming the process,
 and ``control`` and ``datasync_backend`` in the backend.
 """
 import os
@@ -20,9 +21,15 @@ from snorky_sync.services.chat import ChatService
 from snorky_sync.services.control import ControlService
 from snorky_sync.services.cursors import CursorsService
 from snorky_sync.services.datasync import DataSyncBackend, DataSyncService
+from snorky_sync.services.datasync.dealers import BroadcastDealer
 from snorky_sync.services.messaging import MessagingService
 from snorky_sync.services.pubsub import PubSubService
 from tests.support.dealers import AllTodos
+
+
+class AllTasks(BroadcastDealer):
+    name = "allTasks"
+    model = "Task"
 
 
 class Worker(RPCService):  # test-only: which worker a connection reached
@@ -47,7 +54,7 @@ class Rooms(RPCService):  # a user's service on groups
 
 app = Flask(__name__)
 snorky = Snorky(app)
-datasync = DataSyncService("datasync", [AllTodos])
+datasync = DataSyncService("datasync", [AllTodos, AllTasks])
 snorky.websocket("/ws", ServiceRegistry([
     PubSubService("pubsub", presence=True), PubSubService("marks"), PubSubService("hist", history_size=1000),
     ChatService("chat", presence=True), CursorsService("cursors"), MessagingService("messaging"),

@@ -1,4 +1,5 @@
 """DataSync across processes: authorize on one, publish on another, acquire on any."""
+from support.datasync_flow import acquire_while_publishing
 from support.servers import wait_metric
 
 ENV = {"SNORKY_DATASYNC_DEALERS": "tests.support.dealers:TODO_DEALERS", "SNORKY_DATASYNC_TIMEOUT": "2"}
@@ -55,7 +56,33 @@ def test_token_acquired_on_one_process_is_gone_on_the_others(cluster, connect):
 def test_expiry_is_cluster_wide(cluster, connect):
     a, b = cluster(2, **ENV)
     token = backend(a, "authorizeSubscription", items=[{"dealer": "allTodos", "query": None}])["data"]
-    for srv in (a, b):  # each process expires its own copy
-        assert wait_metric(srv, "snorky_datasync_subscriptions_expired_total", 1, timeout=15) == 1
-    for srv in (a, b):
+    # the pending subscription lives on A (B only knows A holds it): A expires it
+    assert wait_metric(a, "snorky_datasync_subscriptions_expired_total", 1, timeout=15) == 1
+    for srv in (b, a):  # B's acquisition asks A, which has it no more
         assert connect(srv).call("datasync", "acquireSubscription", {"token": token})["message"] == "No such subscription"
+
+
+def test_acquired_elsewhere_while_deltas_flow_each_delta_once_in_order(cluster, connect):
+    """Authorized on A, acquired on B (which takes the pending subscription over
+    from A) while both publish without pause: every delta published after the
+    authorization reaches the page once, in order."""
+    a, b = cluster(2, **ENV)
+    for before in range(4):
+        acquire_while_publishing(
+            lambda: backend(a, "authorizeSubscription", items=[{"dealer": "allTodos", "query": None}])["data"],
+            [lambda d, srv=srv: backend(srv, "publishDeltas", deltas=d) for srv in (a, b)],
+            lambda: connect(b), ["Todo"], before=before)
+
+
+def test_an_acquisition_right_after_publish_deltas_answered_has_its_deltas(cluster, connect):
+    """publishDeltas answered on B (no subscriber there): an acquisition on A (the
+    token's owner) or on C (which takes it over) has those deltas before its answer."""
+    a, b, c = cluster(3, **ENV)
+    for taker in (a, c, a, c):
+        token = backend(a, "authorizeSubscription", items=[{"dealer": "allTodos", "query": None}])["data"]
+        backend(b, "publishDeltas", deltas=[{"type": "insert", "model": "Todo", "data": todo(1)}])
+        page = connect(taker)
+        page.send("datasync", {"command": "acquireSubscription", "params": {"token": token}, "callId": 9})
+        first = page.recv()["message"]
+        assert first["type"] == "delta" and first["delta"]["data"] == todo(1), first
+        assert page.recv()["message"] == {"type": "response", "callId": 9, "data": None}

@@ -27,6 +27,7 @@ from snorky_sync import wire
 from snorky_sync.auth import ConnectionTokens
 from snorky_sync.brokers.base import channel_topic
 from snorky_sync.brokers.placement import shard_of
+from support.datasync_flow import acquire_while_publishing
 from support.redis_relay import RedisRelay
 from support.servers import API_KEY, ServerProcess, metric
 from support.waiting import wait_for
@@ -330,6 +331,10 @@ def datasync_traffic(t):
                     items=[{"dealer": "allTodos", "query": None}])
     cat = t.page(t.c, "cat")
     cat.ok("datasync", "acquireSubscription", {"token": token})
+    # B holds a subscription of another model (Task): it takes Task's deltas, none of Todo's
+    bea = t.page(t.b, "bea")
+    bea.ok("datasync", "acquireSubscription", {"token": backend(
+        t.b, "authorizeSubscription", "datasync_backend", items=[{"dealer": "allTasks", "query": None}])})
 
     def run():
         for i in range(5):
@@ -339,15 +344,38 @@ def datasync_traffic(t):
     return run
 
 
-@pytest.mark.xfail(strict=True, reason="process-wide (docs/scaling.md, 'What crosses Redis'): "
-                   "DataSync's deltas reach every process")
-@pytest.mark.parametrize("traffic", [datasync_traffic], ids=["datasync"])
-def test_process_wide_replicas_still_reach_every_process(cluster, traffic):
+def test_a_process_with_no_subscription_of_a_model_takes_none_of_its_deltas(cluster):
+    # routed per model (services/datasync/service.py): B, with no subscription of Todo, takes
+    # none of its deltas off Redis (before: one process-wide topic, 5 more on B)
     t = cluster
-    run = traffic(t)
-    before = t.settle()
-    run()
-    assert t.settle() - before == MARKERS
+    test_a_process_with_no_client_in_it_takes_none_of_its_traffic(cluster, datasync_traffic)
+    # ... and a batch of both models reaches B's Task subscriber (the Task part only)
+    bea = t.page(t.b, "bea2")
+    bea.ok("datasync", "acquireSubscription", {"token": backend(
+        t.b, "authorizeSubscription", "datasync_backend", items=[{"dealer": "allTasks", "query": None}])})
+    backend(t.a, "publishDeltas", "datasync_backend", deltas=[
+        {"type": "insert", "model": "Todo", "data": {"id": 99}},
+        {"type": "insert", "model": "Task", "data": {"id": 7}}])
+    got = bea.wait_for(lambda m: m.get("type") == "delta")
+    assert got["delta"] == {"type": "insert", "model": "Task", "data": {"id": 7}}
+    bea.expect_silence(0.3)
+
+
+def test_a_pending_subscription_taken_over_by_another_process_gets_each_delta_once(cluster):
+    """Authorized on A (which keeps it pending and buffers its deltas), acquired
+    on C (which takes it over: subscribes to Todo's and Task's topics, on shards
+    2 and 1, and marks them; A hands over what it buffered before the marks)
+    while batches of both models are published through A and C without pause:
+    every delta published after the authorization reaches the page once, each
+    model's in order, whatever the race."""
+    t = cluster
+    items = [{"dealer": "allTodos", "query": None}, {"dealer": "allTasks", "query": None}]
+    for round_ in range(6):
+        acquire_while_publishing(
+            lambda: backend(t.a, "authorizeSubscription", "datasync_backend", items=items),
+            [lambda d, srv=srv: backend(srv, "publishDeltas", "datasync_backend", deltas=d)
+             for srv in (t.a, t.c)],
+            lambda r=round_: t.page(t.c, f"taker{r}"), ["Todo", "Task"], before=round_)
 
 
 # -- the last local subscriber leaving and coming back while messages flow ---------------

@@ -9,6 +9,8 @@
 - a master killed (SIGKILL): once its replica is promoted, delivery on a
   history channel of its slots resumes, and its subscriber sees contiguous
   offsets or the explicit gap, never a silent one;
+- DataSync: a token authorized on one process and acquired on the other
+  (taken over: markers on its model's sharded topic) while deltas flow;
 - resume states, claims and shared tables on the master of their slot;
 - ``redis+cluster://`` pointing at a Redis without cluster mode: a clear
   error; slots moved after start (resharding, not followed): refused, and
@@ -32,6 +34,7 @@ from snorky_sync import wire
 from snorky_sync.auth import ConnectionTokens
 from snorky_sync.brokers.base import channel_topic
 from snorky_sync.brokers.cluster import key_slot, tag_of
+from support.datasync_flow import acquire_while_publishing
 from support.servers import ServerProcess, free_port
 from support.waiting import wait_for, wait_redis
 
@@ -39,7 +42,8 @@ from .conftest import history_across, recovers_since_first, wait_broker
 
 SECRET = "redis-cluster-secret-0123456789abcdef"
 ENV = {"SNORKY_TOKEN_SECRET": SECRET, "SNORKY_PUBSUB_HISTORY_SIZE": "100", "SNORKY_PUBSUB_PRESENCE": "1",
-       "SNORKY_CLUSTER_HEARTBEAT": "0.3", "SNORKY_CLUSTER_EXPIRY": "2"}
+       "SNORKY_CLUSTER_HEARTBEAT": "0.3", "SNORKY_CLUSTER_EXPIRY": "2",
+       "SNORKY_DATASYNC_DEALERS": "tests.support.dealers:TODO_DEALERS"}
 WAIT = 30.0
 
 
@@ -243,6 +247,23 @@ def test_channels_spread_over_the_masters_and_the_services_work_across_processes
     ma.ok("messaging", "send", {"sender": "ann", "dest": "bea", "body": {"x": 1}})
     assert mb.wait_for(lambda m: m.get("type") == "message", WAIT) == {
         "type": "message", "sender": "ann", "dest": "bea", "body": {"x": 1}}
+
+
+def test_a_token_acquired_on_the_other_process_gets_each_delta_once_while_deltas_flow(redis_cluster, servers):
+    """Authorized on A, acquired on B while both publish: B takes the pending
+    subscription over (its model's topic: sharded pub/sub on its slot's master)."""
+    (a, b), connect = servers
+
+    def backend(srv, command, **params):
+        reply = srv.post_backend("datasync_backend", {"command": command, "params": params, "callId": 1})
+        message = reply.json()["message"]
+        assert message["type"] == "response", message
+        return message["data"]
+    for before in range(3):
+        acquire_while_publishing(
+            lambda: backend(a, "authorizeSubscription", items=[{"dealer": "allTodos", "query": None}]),
+            [lambda d, srv=srv: backend(srv, "publishDeltas", deltas=d) for srv in (a, b)],
+            lambda: connect(b), ["Todo"], before=before)
 
 
 KEYS_SCRIPT = textwrap.dedent("""

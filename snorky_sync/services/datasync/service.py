@@ -20,10 +20,25 @@ publishes (the manager's ``sink``), and a delta pushed with
 ``Subscription.deliver_delta`` outside a routing pass (a dealer's
 ``deliver_delta`` called directly, ``got_client``) is dispatched at once
 (:meth:`DataSyncService.dispatch_pushed`).
+
+With a distributed broker (Redis) deltas are routed by model: a batch goes
+out as one message per model, on that model's topic, and a process
+subscribes to a model's topic only while it holds a subscription (pending,
+acquired, detached) with an item of a dealer of that model.  A pending
+subscription lives on the process that authorized it (its owner); the
+others only remember which process that is (the authorization is announced
+on the service's topic).  A browser acquiring it on another process takes it
+over: that process registers it, subscribes to its models' topics, waits for
+Redis to confirm them and publishes a marker on each; the owner keeps the
+deltas it routes to it until each model's marker and hands them over, the
+taker keeps those after its marker: each delta once, each model's in order.
+A resumption of a subscription detached on another process is taken over
+the same way (:meth:`DataSyncService._take_over`).
 """
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +46,7 @@ import gevent
 import gevent.event
 
 from ... import checks, wire
-from ...brokers.base import BrokerUnavailable
+from ...brokers.base import BrokerUnavailable, channel_topic
 from ...logs import RateLimitedLogger, printable
 from ...metrics import counters
 from ...timeout import GeventTimeoutFactory
@@ -72,18 +87,35 @@ MAX_EPOCH_SIZE = 64
 the server's own are 16)."""
 
 
-class _Handover:
-    """A resumption taking over a subscription detached on another process."""
+REMOTE_PENDING = 100000
+"""Authorizations made on other processes this process remembers (token ->
+the process that holds the pending subscription); beyond it the oldest are
+forgotten (acquiring one here then answers ``No such subscription``)."""
 
-    __slots__ = ("items", "requester", "identity", "done", "ok", "sub")
+
+class _Handover:
+    """This process taking over a subscription held by another (its owner):
+    a pending one being acquired here, or one detached there being resumed here."""
+
+    __slots__ = ("items", "requester", "identity", "done", "answered", "ok", "sub", "deltas")
 
     def __init__(self, items: list[tuple[str, Any]], requester: Any, identity: Any) -> None:
         self.items = items
         self.requester = requester
         self.identity = identity
-        self.done = gevent.event.Event()  # the owner answered
+        self.done = gevent.event.Event()  # the owner answered and our markers came back
+        self.answered = False             # the owner answered
         self.ok = False                   # ... with the hand-over
-        self.sub: Subscription | None = None  # registered here when our claim came back
+        self.sub: Subscription | None = None  # registered here, RESUMING
+        self.deltas: list[Any] = []       # a pending one's: what the owner had buffered
+
+    def check(self) -> None:
+        """Done once the owner answered and, if it handed the subscription over,
+        every marker of ours came back (from there on our own buffer takes
+        each model's deltas; before, the owner's)."""
+        sub = self.sub
+        if self.answered and (not self.ok or sub is None or not sub.gate):
+            self.done.set()
 
 
 class DataSyncService(RPCService):
@@ -159,7 +191,10 @@ class DataSyncService(RPCService):
         self._logs: dict[Any, ResumeLog] = {}  # client -> its resumable subscriptions' log
         # with a Redis broker: the detached subscriptions, resumable on any process
         self._resume_store: RedisResumeStore | None = None
-        self._handovers: dict[str, _Handover] = {}  # token -> a resumption taking it over, here
+        self._handovers: dict[str, _Handover] = {}  # token -> taking it over from another process
+        # with a distributed broker: token -> (owner, items, requester, deadline) of the
+        # pending subscriptions other processes authorized (see REMOTE_PENDING)
+        self._remote: dict[str, tuple[str, list[tuple[str, Any]], Any, float]] = {}
         # a subclass overriding deliver_delta (as 0.1 allowed) gets one call per
         # client and delta instead of the encode-once batch
         self._deliver_overridden = type(self).deliver_delta is not DataSyncService.deliver_delta
@@ -215,7 +250,9 @@ class DataSyncService(RPCService):
         subscriptions are capped per requester (``max_pending_per_requester``)
         and the process-wide cap never locks out the others (``max_pending``).
         With a distributed broker the authorization is also announced to
-        every other process, so the browser may acquire it on any of them.
+        every other process, so the browser may acquire it on any of them
+        (which takes it over from this one), and the token is returned once
+        Redis confirmed this process's subscription to its models' topics.
         """
         if not isinstance(items, (list, tuple)):
             raise RPCError("items must be a list")
@@ -225,13 +262,19 @@ class DataSyncService(RPCService):
         with self.lock:
             pairs = self._parse_items(items)
             self._admit(requester)
-            token = token_of(self._register(None, pairs, timeout_interval, timeout_factory, requester))
+            sub = self._register(None, pairs, timeout_interval, timeout_factory, requester)
+            token, topics = token_of(sub), sub.topics
         if self._distributed:
             self._announce({"op": "auth", "token": token, "timeout": timeout_interval,
                             "items": [{"dealer": d, "query": q} for d, q in pairs],
                             "requester": requester})
-            # The token must reach Redis before the web app has it: deltas it
-            # publishes next (through any process) are then ordered after it.
+            # Deltas the web app publishes once it has the token (through any
+            # process) must reach this process: its models' topics are confirmed
+            # first.  The announcement reaches Redis before the token reaches the
+            # browser: an acquisition on another process finds it (its barrier).
+            for topic in topics:
+                if not self.cluster.confirm(topic, self.ANNOUNCE_WAIT):
+                    counters["datasync_topics_unconfirmed"] += 1
             self.cluster.flush()
         return token
 
@@ -301,6 +344,7 @@ class DataSyncService(RPCService):
                 raise RPCError(str(exc) or "Invalid query") from None
             raise
         self.sm.register_subscription(sub)
+        self._want(sub)
         sub.timer = (timeout_factory or GeventTimeoutFactory).call_later(
             timeout_interval, self._expire, sub)
         return sub
@@ -308,17 +352,23 @@ class DataSyncService(RPCService):
     def do_publish_deltas(self, deltas: Any) -> None:
         """Validate every delta, then deliver them in order (RPCError if any is invalid).
 
-        With a distributed broker the batch goes through it to every process,
-        this one included, so all processes apply authorizations and deltas
-        in the same order.
+        With a distributed broker the batch goes through it, one message per
+        model (its deltas in order) on that model's topic, to the processes
+        holding a subscription of the model, this one included (so every
+        process applies each model's deltas in one order).
         """
         checked = validate_deltas(deltas)
         if self._distributed:
-            self._announce({"op": "deltas", "deltas": checked})
-            # Answer only once the batch has come back from the broker and
-            # been delivered here: an acquisition made right after the
-            # answer (on this process or another) then sees these deltas
-            # among its buffered ones, never after its response.
+            by_model: dict[str, list[dict[Any, Any]]] = {}
+            for delta in checked:
+                by_model.setdefault(delta["model"], []).append(delta)
+            for model, batch in by_model.items():
+                self._publish_model(model, {"op": "deltas", "model": model, "deltas": batch})
+            # Answer only once the batch is in Redis and has been delivered
+            # here: an acquisition made right after the answer (on this
+            # process, on the subscription's owner after its barrier, or
+            # elsewhere by a take-over) then sees these deltas among its
+            # buffered ones, never after its response.
             if not self.cluster.barrier(self.DELTAS_CONFIRM_WAIT):
                 counters["datasync_deltas_unconfirmed"] += 1
                 log.error("%s: %d deltas not confirmed by the broker within %ss",
@@ -356,7 +406,9 @@ class DataSyncService(RPCService):
         if broker.distributed:
             self._distributed = True
             self._origin = broker.origin.hex()
+            self._family = f"datasync:{self.name}:m"
             broker.subscribe(f"datasync:{self.name}", self._on_broker_message, echo=True)
+            broker.route(self._family, self._on_model_message, echo=True)
             if self._resumable and callable(getattr(broker, "script", None)):  # a RedisBroker
                 from ...brokers.redis import RedisBroker
                 from ...brokers.redis_resume import RedisResumeStore
@@ -368,47 +420,108 @@ class DataSyncService(RPCService):
         event["from"] = self._origin
         self.cluster.publish(f"datasync:{self.name}", wire.encode(event))
 
+    def _model_topic(self, model: str) -> str:
+        return channel_topic(self._family, model.encode("utf-8", "surrogatepass"))
+
+    def _publish_model(self, model: str, event: dict[Any, Any]) -> None:
+        event["from"] = self._origin
+        self.cluster.publish(self._model_topic(model), wire.encode(event))
+
+    def _want(self, sub: Subscription) -> None:
+        """Subscribe to the topics of ``sub``'s models (under the lock; the
+        broker counts: the last subscription of a model leaving unsubscribes)."""
+        if not self._distributed:
+            return
+        models = {item.dealer.model for item in sub.items if item.dealer is not None}
+        sub.topics = tuple(self._model_topic(m) for m in sorted(models))
+        for topic in sub.topics:
+            self.cluster.want(topic)
+
     def _on_broker_message(self, data: bytes) -> None:
         event = wire.decode(data)
         op = event.get("op")
         mine = event.get("from") == self._origin
+        if op == "auth" and not mine:
+            self._remember(event)
+        elif op == "acquired" and not mine:
+            self._remote.pop(event["token"], None)
+        elif op == "claim":  # of a subscription with no model (no marker to wait for)
+            if event.get("owner") == self._origin:
+                self._cut(event["token"], event["from"], None, event.get("kind"))
+        elif op == "handed" and event.get("to") == self._origin:
+            with self.lock:
+                handover = self._handovers.get(event["token"])
+                if handover is not None and not handover.answered:
+                    handover.answered = True
+                    handover.ok = bool(event.get("ok"))
+                    handover.deltas = event.get("deltas") or []
+                    handover.check()
+
+    def _remember(self, event: dict[Any, Any]) -> None:
+        """An authorization made on another process: who holds it."""
+        remote = self._remote
+        now = time.monotonic()
+        while remote:  # forget those expired (oldest first) and beyond the cap
+            first = next(iter(remote))
+            if remote[first][3] > now and len(remote) < REMOTE_PENDING:
+                break
+            del remote[first]
+        try:
+            pairs = [(str(i["dealer"]), i["query"]) for i in event["items"]]
+            remote[event["token"]] = (event["from"], pairs, event.get("requester"),
+                                      now + float(event["timeout"]))
+        except (KeyError, TypeError, ValueError):
+            log.error("%s: a malformed authorization from another process", self.name)
+
+    def _on_model_message(self, data: bytes) -> None:
+        event = wire.decode(data)
+        op = event.get("op")
         if op == "deltas":
             self._deliver_all([Delta.from_json(d) for d in event["deltas"]])
-        elif op == "auth" and not mine:
-            with self.lock:
-                if event["token"] in self.subscriptions:
+        elif op == "cut":
+            token, model = event["token"], event["model"]
+            if event.get("from") == self._origin:  # ours came back: the model's next deltas are ours
+                with self.lock:
+                    handover = self._handovers.get(token)
+                    sub = handover.sub if handover is not None else None
+                    if handover is not None and sub is not None and sub.gate is not None:
+                        sub.gate.discard(model)
+                        handover.check()
+            elif event.get("owner") == self._origin:
+                self._cut(token, event["from"], model, event.get("kind"))
+
+    def _cut(self, token: str, claimer: str, model: str | None, kind: Any) -> None:
+        """The marker of ``claimer`` taking over ``token`` (held here) on
+        ``model``'s topic came (None: its claim of one with no model): the
+        model's deltas from here on are the claimer's.  After the last, what
+        this process kept of it is handed over and its copy here goes."""
+        with self.lock:
+            sub = self.subscriptions.get(token)
+            held = PENDING if kind == "pending" else DETACHED
+            if sub is None or sub.state is not held or sub.claimer not in (None, claimer):
+                refused = True  # gone, acquired or resumed here, or another process took it first
+            else:
+                refused = False
+                sub.claimer = claimer
+                gate = sub.gate
+                if gate is None:
+                    gate = sub.gate = set()
+                if model is not None:
+                    gate.add(model)
+                models = {item.dealer.model for item in sub.items if item.dealer is not None}
+                if not gate >= models:
                     return
-                pairs = [(i["dealer"], i["query"]) for i in event["items"]]
-                if not all(d in self.dealers_by_name for d, _ in pairs):
-                    log.error("%s: authorization from another process names dealers this "
-                              "process lacks (%s): it cannot be acquired here", self.name,
-                              sorted({d for d, _ in pairs} - set(self.dealers_by_name)))
-                    return
-                requester = event.get("requester")
-                try:
-                    self._admit(requester)
-                except RPCError:
-                    return  # (counted and logged) acquirable on the process that authorized it
-                try:
-                    self._register(event["token"], pairs, event["timeout"], requester=requester)
-                except Exception:
-                    log.exception("%s: cannot register an authorization from another process", self.name)
-        elif op == "acquired" and not mine:
-            with self.lock:  # acquired elsewhere: our pending copy goes
-                sub = self.pending.get(event["token"])
-                if sub is not None:
+                if sub.state is PENDING:
+                    deltas = sub.take_buffer()
                     counters["datasync_acquired_elsewhere"] += 1
                     self.do_cancel_subscription(sub)
-        elif op == "claim":
-            if event.get("owner") == self._origin:
-                self._hand_over(event["token"], event["from"])
-            if mine:
-                self._adopt(event["token"])
-        elif op == "handed" and event.get("to") == self._origin:
-            handover = self._handovers.get(event["token"])
-            if handover is not None:
-                handover.ok = bool(event.get("ok"))
-                handover.done.set()
+                    self._announce({"op": "handed", "token": token, "to": claimer, "ok": True,
+                                    "deltas": deltas})
+                    return
+        if refused:
+            self._announce({"op": "handed", "token": token, "to": claimer, "ok": False})
+        else:
+            self._hand_over(token, claimer)
 
     def _deliver(self, delta: dict[Any, Any]) -> None:
         """Route ``delta`` through the dealers of its model, dispatching each
@@ -416,9 +529,10 @@ class DataSyncService(RPCService):
         logged and counted; what it routed before it raised is dispatched."""
         outgoing: dict[int, tuple[dict[Any, Any], list[Subscription]]] = {}
         overflowed: list[Subscription] = []
-        for dealer in self.dm.get_dealers_for_model_class(delta["model"]):
+        model = delta["model"]
+        for dealer in self.dm.get_dealers_for_model_class(model):
             try:
-                self._dispatch(self.dm.route(dealer, delta), outgoing, overflowed)
+                self._dispatch(self.dm.route(dealer, delta), outgoing, overflowed, model)
             except Exception:
                 counters["datasync_dealer_errors"] += 1
                 log.exception("%s: dealer %r failed on a %s delta of %r",
@@ -430,14 +544,17 @@ class DataSyncService(RPCService):
 
     def _dispatch(self, routed: Iterable[tuple[SubscriptionItem, dict[Any, Any]]],
                   outgoing: dict[int, tuple[dict[Any, Any], list[Subscription]]],
-                  overflowed: list[Subscription]) -> None:
+                  overflowed: list[Subscription], model: str | None = None) -> None:
         """What each routed pair becomes, by its item's subscription's state:
         PENDING buffers it (beyond max_buffered_deltas the subscription goes
         to ``overflowed``, to be cancelled), ACQUIRED sends it, DETACHED
         numbers and keeps it for a resumption (both through ``outgoing``: each
         distinct delta once, with its recipients, in the order first routed),
         CANCELLED drops it; RESUMING (being taken over from another process)
-        buffers it as PENDING does.  The pairs are not kept (no garbage per pair)."""
+        buffers it as PENDING does.  While a subscription is handed between
+        processes, the deltas of ``model`` (the one being routed) are dropped
+        if its ``gate`` holds it (the other process takes them).  The pairs
+        are not kept (no garbage per pair)."""
         find = outgoing.get
         pending, cancelled, resuming, limit = PENDING, CANCELLED, RESUMING, self.max_buffered_deltas
         for item, out in routed:
@@ -446,6 +563,9 @@ class DataSyncService(RPCService):
                 counters["datasync_dealer_errors"] += 1
                 _warn.error("datasync-orphan-item", "%s: %r routed to %r, which belongs to no "
                             "subscription", self.name, item.dealer, item)
+                continue
+            gate = sub.gate
+            if gate is not None and model in gate:
                 continue
             state = sub.state
             if state is pending or state is resuming:
@@ -539,6 +659,9 @@ class DataSyncService(RPCService):
                 return
             if subscription.state is ACQUIRED:
                 self.sm.unlink_subscription_from_client(subscription)
+            topics, subscription.topics = subscription.topics, ()
+            for topic in topics:
+                self.cluster.unwant(topic)
             self.sm.unregister_subscription(subscription)
             self.dm.disconnect_subscription(subscription)
             subscription.close()
@@ -561,13 +684,16 @@ class DataSyncService(RPCService):
 
         With a Redis broker a subscription detached on another process is
         resumed here: it is claimed in Redis (bound to the identity that
-        held it; once), that process hands it over at the claim's place in
-        the order every process applies deltas in (it stops keeping it
-        there), the deltas it missed arrive renumbered in this process's
-        epoch, then those routed here since the claim, then the answer.
-        ``Resume state unavailable`` when Redis cannot be reached;
-        ``{"recovered": false}`` when the other process does not hand it
-        over within ``HANDOVER_WAIT`` seconds (it stopped)."""
+        held it; once) and taken over (:meth:`_take_over`: each model's
+        deltas up to this process's marker on its topic are that process's,
+        the later ones this one's), the deltas it missed arrive renumbered
+        in this process's epoch, then those routed here since the markers,
+        then the answer.  ``Resume state unavailable`` when Redis cannot be
+        reached; ``{"recovered": false}`` when the other process does not
+        hand it over within ``HANDOVER_WAIT`` seconds (it stopped).  A token
+        still pending on another process (authorized there) is taken over
+        the same way: its buffered deltas, then ours, then the answer;
+        ``No such subscription`` if it is not handed over."""
         if not isinstance(token, str):
             raise RPCError("token must be string")
         if since is not None or epoch is not None:
@@ -577,10 +703,12 @@ class DataSyncService(RPCService):
                 raise RPCError("Invalid params")
             if epoch is not None and (not isinstance(epoch, str) or len(epoch) > MAX_EPOCH_SIZE):
                 raise RPCError("Invalid params")
-        if self._distributed and token not in self.subscriptions:
-            # authorized on another process? Its announcement reached Redis
-            # before the token reached the browser: the barrier brings it here
-            self.cluster.barrier(self.ANNOUNCE_WAIT)  # (without the lock)
+        if self._distributed and (token not in self.subscriptions or token in self.pending):
+            # (without the lock) authorized on another process? Its announcement
+            # reached Redis before the token reached the browser: the barrier
+            # brings it here.  Pending here: deltas whose publishDeltas was
+            # answered before are in its buffer once the barrier passed.
+            self.cluster.barrier(self.ANNOUNCE_WAIT)
         if since is not None and self._resume_store is not None:
             here = self.subscriptions.get(token)
             if here is None or (epoch is not None and epoch != self.epoch):
@@ -588,20 +716,55 @@ class DataSyncService(RPCService):
                 answer = self._resume_elsewhere(req.client, token, since, epoch)
                 if answer is not None:
                     return answer  # else: as for a token unknown here
+        handover = None
+        if (self._distributed and epoch is None and token not in self.subscriptions
+                and token in self._remote):
+            # pending on another process: taken over from it (see the module)
+            owner, items, requester, _ = self._remote[token]
+            handover = self._take_over(token, owner, items, requester, None, "pending")
         with self.lock:
+            if handover is not None:
+                self._taken_over(handover, req.client)
             sub = self.subscriptions.get(token)
             if epoch is not None and epoch != self.epoch:
                 return self._other_epoch(sub)
             if since is not None and sub is not None and sub.state is DETACHED:
                 return self._resume(req.client, sub, since)
-            self._acquire(req, token)
+            try:
+                self._acquire(req, token)
+            except RPCError:
+                if handover is not None and handover.sub is not None:
+                    self.do_cancel_subscription(handover.sub)
+                raise
             return {"recovered": True, "epoch": self.epoch} if since is not None else None
+
+    def _taken_over(self, handover: _Handover, client: Client) -> None:
+        """A pending subscription taken over from another process (under the
+        lock): pending here, the owner's buffered deltas before ours; or
+        ``No such subscription`` (not handed over, or the page left)."""
+        sub = handover.sub
+        if sub is not None and sub.token is None:  # cancelled meanwhile (its buffer overflowed)
+            sub = None
+        ok = handover.done.is_set() and handover.ok
+        if sub is None or not ok or sub.state is not RESUMING or client.closed:
+            if not ok:
+                counters["datasync_handovers_failed"] += 1
+                log.info("%s: a subscription authorized on another process was not handed over "
+                         "(%s)", self.name, "not answered" if not handover.answered
+                         else "gone, or taken by another process")
+            if sub is not None:
+                self.do_cancel_subscription(sub)
+            raise RPCError("No such subscription")
+        self._remote.pop(token_of(sub), None)
+        sub.buffer[:0] = handover.deltas  # (each model's deltas in order: the owner's were first)
+        sub.state = PENDING
+        counters["datasync_taken_over"] += 1
 
     def _other_epoch(self, sub: Subscription | None) -> dict[Any, Any]:
         """A resumption from another epoch (another process's deltas, or this
         server before a restart): the page's position means nothing here.  The
-        same answer whether the token is known or not; a pending copy of it
-        (authorized on another process, acquired there) is dropped."""
+        same answer whether the token is known or not; a pending subscription
+        of it here is dropped."""
         counters["datasync_resumptions_other_epoch"] += 1
         log.debug("%s: a resumption from another epoch (a restart, or another process): "
                   "not recovered", self.name)
@@ -613,6 +776,9 @@ class DataSyncService(RPCService):
         if retained.compact_key(wire.json_key(client.identity)) != sub.identity:
             # another identity (anonymous included): as for an unknown token
             counters["datasync_resumptions_refused_identity"] += 1
+            raise RPCError("No such subscription")
+        if sub.gate is not None:  # being taken over by another process: as claimed already
+            counters["datasync_resumptions_refused_elsewhere"] += 1
             raise RPCError("No such subscription")
         self._drop_shared(token_of(sub))  # resumed (or not) here: nobody else takes it
         if since < sub.evicted:
@@ -657,12 +823,8 @@ class DataSyncService(RPCService):
         if epoch is not None and epoch != found.epoch:
             counters["datasync_resumptions_other_epoch"] += 1  # the owner lets it expire
             return {"recovered": False, "epoch": self.epoch}
-        handover = self._handovers[token] = _Handover(found.items, found.requester, identity)
-        try:
-            self._announce({"op": "claim", "token": token, "owner": found.owner})
-            arrived = handover.done.wait(self.HANDOVER_WAIT)
-        finally:
-            self._handovers.pop(token, None)
+        handover = self._take_over(token, found.owner, found.items, found.requester, identity, "resume")
+        arrived = handover.done.is_set()
         sub = handover.sub
         if not (arrived and handover.ok and sub is not None):
             return self._handover_failed(token, sub, "no hand-over from the process that kept it"
@@ -714,30 +876,88 @@ class DataSyncService(RPCService):
         self._drop_shared(token)
         return {"recovered": False, "epoch": self.epoch}
 
-    def _adopt(self, token: str) -> None:
-        """Our claim of ``token`` came back through the broker (the
-        dispatcher): from here on deltas routed to it are buffered here."""
-        handover = self._handovers.get(token)
-        if handover is None:
-            return  # (given up already)
-        with self.lock:
-            old = self.subscriptions.get(token)
-            if old is not None:
-                if old.state is not PENDING:
-                    return
-                self.do_cancel_subscription(old)  # a pending copy, acquired since on another process
-            sub = Subscription([SubscriptionItem(d, q) for d, q in handover.items], self,
-                               token=token, requester=handover.requester)
-            try:
-                self.dm.connect_subscription(sub)
-            except Exception:
-                log.exception("%s: cannot take over a subscription from another process", self.name)
-                sub.close()
+    def _take_over(self, token: str, owner: str, items: list[tuple[str, Any]], requester: Any,
+                   identity: Any, kind: str) -> _Handover:
+        """Take over ``token``'s subscription from ``owner`` (without the lock):
+        register it here (RESUMING: it buffers), subscribe to its models'
+        topics and wait for Redis to confirm them, then publish a marker on
+        each (``kind``: ``pending`` or ``resume``, what the owner must hold).
+        Each model's deltas before its marker are the owner's, those after
+        ours: the owner hands over what it kept once it saw every marker, and
+        the hand-over is done once ours came back too (each delta once, each
+        model's in order).  Returns the hand-over: ``done`` (within
+        HANDOVER_WAIT), ``ok``, ``sub`` (a subscription with no model: a
+        ``claim`` on the service's topic instead of markers)."""
+        handover = _Handover(items, requester, identity)
+        if token in self._handovers or owner == self._origin:
+            return handover  # (being taken over here already; ours, gone: not done)
+        self._handovers[token] = handover
+        try:
+            with self.lock:
+                if token in self.subscriptions:
+                    return handover
+                sub = Subscription([SubscriptionItem(d, q) for d, q in items], self,
+                                   token=token, requester=requester)
+                try:
+                    self.dm.connect_subscription(sub)
+                except Exception:
+                    log.exception("%s: cannot take over a subscription from another process", self.name)
+                    sub.close()
+                    return handover
+                sub.state = RESUMING
+                sub.identity = identity
+                self.sm.adopt(sub)
+                self._want(sub)
+                models = sorted({item.dealer.model for item in sub.items if item.dealer is not None})
+                sub.gate = set(models)
+                handover.sub = sub
+                topics = sub.topics
+            if not all(self.cluster.confirm(topic, self.HANDOVER_WAIT) for topic in topics):
+                counters["datasync_topics_unconfirmed"] += 1
+                return handover
+            for model in models:
+                self._publish_model(model, {"op": "cut", "kind": kind, "token": token,
+                                            "model": model, "owner": owner})
+            if not models:
+                self._announce({"op": "claim", "kind": kind, "token": token, "owner": owner})
+            self._await_owner(handover, owner, kind)
+            return handover
+        finally:
+            self._handovers.pop(token, None)
+            with self.lock:
+                if handover.sub is not None and handover.done.is_set() and handover.ok:
+                    handover.sub.gate = None
+
+    def _await_owner(self, handover: _Handover, owner: str, kind: str) -> None:
+        """Wait (HANDOVER_WAIT) for the hand-over.  A pending subscription
+        whose owner stopped (its liveness key in Redis expired: it will never
+        answer) is taken as authorized, with none of the deltas the owner had
+        buffered (gone with it: logged and counted) — as before routing,
+        the page that got the token still acquires it on a surviving process."""
+        deadline = time.monotonic() + max(self.HANDOVER_WAIT, self.cluster.peer_expiry + 1)
+        while not handover.done.wait(min(0.5, max(0.0, deadline - time.monotonic()))):
+            if time.monotonic() >= deadline:
                 return
-            sub.state = RESUMING
-            sub.identity = handover.identity
-            self.sm.adopt(sub)
-            handover.sub = sub
+            if kind != "pending" or handover.answered or self._alive(owner):
+                continue
+            counters["datasync_taken_over_owner_gone"] += 1
+            _warn.warning("datasync-owner-gone", "%s: a subscription authorized on a process that "
+                          "stopped is acquired here; deltas it had buffered for it are lost",
+                          self.name)
+            with self.lock:
+                handover.answered = handover.ok = True
+                handover.check()
+
+    def _alive(self, origin: str) -> bool:
+        """Whether ``origin``'s liveness key is in Redis (True when it cannot be told)."""
+        from ...brokers.redis import PROC
+        broker: Any = self.cluster
+        try:
+            place = PROC + origin
+            key = place + broker.liveness_suffix_for(place)
+            return bool(broker.client_for(place).exists(key))
+        except Exception:  # (no Redis to ask, unreachable: as alive, nothing is taken)
+            return True
 
     def _hand_over(self, token: str, to: str) -> None:
         """Another process claimed ``token``, detached here (the dispatcher):
@@ -830,7 +1050,7 @@ class DataSyncService(RPCService):
         identity = retained.compact_key(wire.json_key(client.identity))
         if sub.state is DETACHED and sub.identity != identity:
             raise RPCError("No such subscription")  # not even whether it exists
-        if sub.state is not PENDING:
+        if sub.state is not PENDING or sub.gate is not None:  # (or being taken by another process)
             raise RPCError("Subscription already acquired")
         mine = self.subscriptions_by_client.get(client)
         if mine is not None and len(mine) >= self.max_subscriptions:
@@ -840,7 +1060,7 @@ class DataSyncService(RPCService):
             sub.recent = self._log_of(client)
         for delta in self.sm.link(sub, client):
             self._send(delta, [sub])  # in order, before the response
-        if self._distributed:  # other processes drop their pending copy (queued, no I/O here)
+        if self._distributed:  # other processes forget who held it (queued, no I/O here)
             self._announce({"op": "acquired", "token": token})
 
     @rpc_command

@@ -135,7 +135,7 @@ class Subscription:
     """
 
     __slots__ = ("token", "client", "items", "service", "buffer", "timer", "state", "inbox",
-                 "recent", "evicted", "requester", "identity")
+                 "recent", "evicted", "requester", "identity", "topics", "gate", "claimer")
 
     def __init__(self, items: Iterable[SubscriptionItem], service: Any = None,
                  token: str | None = None, requester: Any = None) -> None:
@@ -161,6 +161,13 @@ class Subscription:
         # subscription pushed out of it
         self.recent: ResumeLog | None = None
         self.evicted = 0
+        # with a distributed broker (the service's): the model topics it made
+        # this process subscribe to; while it is handed over between processes,
+        # the models whose deltas it must not take (``gate``) and, on the
+        # process giving it, the process taking it (``claimer``)
+        self.topics: tuple[str, ...] = ()
+        self.gate: set[str] | None = None
+        self.claimer: str | None = None
 
     def __repr__(self) -> str:
         return (f"<Subscription {self.state.value} items={len(self.items)} "
