@@ -931,22 +931,26 @@ class DataSyncService(RPCService):
     def _await_owner(self, handover: _Handover, owner: str, kind: str) -> None:
         """Wait (HANDOVER_WAIT) for the hand-over.  A pending subscription
         whose owner stopped (its liveness key in Redis expired: it will never
-        answer) is taken as authorized, with none of the deltas the owner had
-        buffered (gone with it: logged and counted) — as before routing,
-        the page that got the token still acquires it on a surviving process."""
+        answer) is refused at once (``No such subscription``, logged and
+        counted): the deltas the owner had buffered for it went with it, and
+        a page that acquired it anyway would show stale data without knowing.
+        The page asks its web app for a new token, as it does when a lone
+        server restarted."""
         deadline = time.monotonic() + max(self.HANDOVER_WAIT, self.cluster.peer_expiry + 1)
         while not handover.done.wait(min(0.5, max(0.0, deadline - time.monotonic()))):
             if time.monotonic() >= deadline:
                 return
             if kind != "pending" or handover.answered or self._alive(owner):
                 continue
-            counters["datasync_taken_over_owner_gone"] += 1
-            _warn.warning("datasync-owner-gone", "%s: a subscription authorized on a process that "
-                          "stopped is acquired here; deltas it had buffered for it are lost",
-                          self.name)
+            counters["datasync_owner_gone"] += 1
+            _warn.warning("datasync-owner-gone", "%s: a token authorized on a process that stopped "
+                          "is refused (No such subscription): the deltas buffered for it went with "
+                          "that process; the page needs a new token", self.name)
             with self.lock:
-                handover.answered = handover.ok = True
+                handover.answered = True
+                handover.ok = False
                 handover.check()
+            return
 
     def _alive(self, origin: str) -> bool:
         """Whether ``origin``'s liveness key is in Redis (True when it cannot be told)."""
