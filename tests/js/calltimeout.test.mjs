@@ -3,9 +3,9 @@
 // have is never answered (Snorky 0.1's protocol).  Off by default, as 0.1
 // pages expect; with `callTimeout` the call rejects with an Error naming the
 // service and command; in debug mode a console warning says so.
-import { test, before, after } from "node:test";
+import { before, after } from "node:test";
 import assert from "node:assert/strict";
-import { Snorky, TestServer, connect, within } from "./helpers.mjs";
+import { Snorky, TestServer, connect, within, test } from "./helpers.mjs";
 
 let server;
 const open = [];

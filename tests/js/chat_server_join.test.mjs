@@ -5,9 +5,8 @@
 // other members see presenceReceived joined; control.unsubscribe dispatches
 // serverLeft(channel) and forgets the room; after a reconnection the old
 // connection's server joins are gone (not rejoined).
-import { test } from "node:test";
 import assert from "node:assert/strict";
-import { Snorky, controlApp, next } from "./helpers.mjs";
+import { Snorky, controlApp, next, test } from "./helpers.mjs";
 
 const app = controlApp();
 

@@ -2,11 +2,11 @@
 // whose offset does not follow the page's position, or the server's "gap"
 // notification, makes snorky.js ask the channel again with `since`; the
 // page gets every message once, in order, or pubsub.recovered(channel, false).
-import { test, before, after } from "node:test";
+import { before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import net from "node:net";
-import { Snorky, TestServer, connect, freePort, gather, next, within } from "./helpers.mjs";
+import { Snorky, TestServer, connect, freePort, gather, next, within, test } from "./helpers.mjs";
 
 let lossy;
 const open = [];

@@ -1,8 +1,7 @@
 // The backend's control.disconnect (issue #24 item 2) seen from snorky.js:
 // close code 4003 ("do not reconnect") stops the page's reconnection, 4002 does not.
-import { test } from "node:test";
 import assert from "node:assert/strict";
-import { Snorky, controlApp, next } from "./helpers.mjs";
+import { Snorky, controlApp, next, test } from "./helpers.mjs";
 
 const app = controlApp();
 

@@ -1,8 +1,8 @@
 // DataSync across a server restart: the new process numbers its deltas from 1
 // in a new epoch; snorky.js must apply every one of them (issue #22 item 8).
-import { test, before, after } from "node:test";
+import { before, after } from "node:test";
 import assert from "node:assert/strict";
-import { Snorky, TestServer, connect, gather, next } from "./helpers.mjs";
+import { Snorky, TestServer, connect, gather, next, test } from "./helpers.mjs";
 
 let server;
 const open = [];

@@ -7,7 +7,18 @@ import { existsSync } from "node:fs";
 import { createRequire } from "node:module";
 import net from "node:net";
 import path from "node:path";
-import { before, after } from "node:test";
+import { test as nodeTest, before, after } from "node:test";
+
+/** Milliseconds a test may take (node:test's `test`, with this timeout unless
+ * the test gives its own): a test that hangs fails under its own name.  The
+ * runner's --test-timeout also times each file as a whole, and a file that
+ * times out reports none of the tests it was running. */
+export const TEST_TIMEOUT = 60000;
+
+export function test(name, options, fn) {
+  if (typeof options === "function") [options, fn] = [{}, options];
+  return nodeTest(name, { timeout: TEST_TIMEOUT, ...options }, fn);
+}
 import { fileURLToPath } from "node:url";
 
 const require = createRequire(import.meta.url);
@@ -62,7 +73,10 @@ export class TestServer {
   }
 
   async _spawn() {
-    const code = "import sys; sys.path.insert(0, '.');" +
+    // PR_SET_PDEATHSIG (Linux): the server ends with this node process, even
+    // when the runner kills a file that timed out before its after() hook ran
+    const code = "import ctypes, signal, sys; sys.path.insert(0, '.');" +
+      "ctypes.CDLL(None).prctl(1, signal.SIGTERM);" +
       `from snorky_sync import serve; import ${this.module} as m;` +
       `serve(m.app, '127.0.0.1', ${this.port})`;
     this.proc = spawn(python(), ["-c", code], {

@@ -3,9 +3,8 @@
 // options object (after "Connection lost", a timeout) is delivered once and
 // answered as the first time, also on a new connection.  Against the default
 // app with history.
-import { test } from "node:test";
 import assert from "node:assert/strict";
-import { Snorky, controlApp, gather } from "./helpers.mjs";
+import { Snorky, controlApp, gather, test } from "./helpers.mjs";
 
 const app = controlApp({ SNORKY_PUBSUB_HISTORY_SIZE: "100" });
 

@@ -3,9 +3,8 @@
 // updatePresence, presenceStats, and the restore after a reconnection, which
 // subscribes again with the page's latest meta.  The default app with
 // SNORKY_PUBSUB_PRESENCE=1 and SNORKY_CHAT_PRESENCE=1.
-import { test } from "node:test";
 import assert from "node:assert/strict";
-import { Snorky, controlApp, next } from "./helpers.mjs";
+import { Snorky, controlApp, next, test } from "./helpers.mjs";
 
 const app = controlApp({ SNORKY_PUBSUB_PRESENCE: "1", SNORKY_CHAT_PRESENCE: "1" });
 

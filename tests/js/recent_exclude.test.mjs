@@ -2,9 +2,8 @@
 // publish({channel, message, excludeSender: true}) seen from snorky.js
 // (issue #25 items 5-6), against the default app with history and
 // SNORKY_NAMESPACES {"price": {"recent": 1}}.
-import { test } from "node:test";
 import assert from "node:assert/strict";
-import { Snorky, controlApp, gather } from "./helpers.mjs";
+import { Snorky, controlApp, gather, test } from "./helpers.mjs";
 
 const app = controlApp({ SNORKY_PUBSUB_HISTORY_SIZE: "100", SNORKY_CHAT_HISTORY_SIZE: "100",
                         SNORKY_NAMESPACES: JSON.stringify({ price: { recent: 1 } }) });

@@ -1,7 +1,7 @@
 // Reconnection against a real server that is restarted under the client.
-import { test, before, after } from "node:test";
+import { before, after } from "node:test";
 import assert from "node:assert/strict";
-import { Snorky, TestServer, connect, next, within } from "./helpers.mjs";
+import { Snorky, TestServer, connect, next, within, test } from "./helpers.mjs";
 
 let server;
 const open = [];  // closed after the test even when it fails (no reconnect timers left behind)

@@ -1,8 +1,8 @@
 // PubSub history: snorky.js recovers what was published while it was away,
 // against a real server with SNORKY_PUBSUB_HISTORY_SIZE set.
-import { test, before, after } from "node:test";
+import { before, after } from "node:test";
 import assert from "node:assert/strict";
-import { Snorky, TestServer, connect, gather, next, within } from "./helpers.mjs";
+import { Snorky, TestServer, connect, gather, next, within, test } from "./helpers.mjs";
 
 let server;
 const open = [];

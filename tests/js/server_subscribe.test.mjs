@@ -4,9 +4,8 @@
 // messagePublished; control.unsubscribe dispatches serverUnsubscribed(channel)
 // and the page no longer restores that channel; after a reconnection the old
 // connection's server subscriptions are gone.
-import { test } from "node:test";
 import assert from "node:assert/strict";
-import { Snorky, controlApp, next } from "./helpers.mjs";
+import { Snorky, controlApp, next, test } from "./helpers.mjs";
 
 const app = controlApp();
 

@@ -1,7 +1,7 @@
 // Every connector against a real snorky_sync server (tests/integration/testapp.py).
-import { test, before, after } from "node:test";
+import { before, after } from "node:test";
 import assert from "node:assert/strict";
-import { Snorky, TestServer, connect, next, collect, within } from "./helpers.mjs";
+import { Snorky, TestServer, connect, next, collect, within, test } from "./helpers.mjs";
 
 let server;
 const open = [];

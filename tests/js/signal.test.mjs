@@ -1,8 +1,7 @@
 // Units of snorky.js that need no server: signals, stable keys, backoff,
 // generated RPC methods, delta processing on collections.
-import { test } from "node:test";
 import assert from "node:assert/strict";
-import { Snorky } from "./helpers.mjs";
+import { Snorky, test } from "./helpers.mjs";
 
 test("Signal: add with context, addOnce, remove, a throwing listener does not stop others", () => {
   const s = new Snorky.Signal();

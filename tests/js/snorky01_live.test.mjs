@@ -5,9 +5,9 @@
 // Messaging over a SockJS-like socket class, debug on), 0.1's announcements
 // demo (PubSub fed by the backend), and every connector through 0.1's API,
 // with Snorky.Promise replaced by a $q-style library.
-import { test, before, after } from "node:test";
+import { before, after } from "node:test";
 import assert from "node:assert/strict";
-import { Snorky, TestServer, makeQ, next, within } from "./helpers.mjs";
+import { Snorky, TestServer, makeQ, next, within, test } from "./helpers.mjs";
 
 let server, minimal;
 const open = [];

@@ -2,9 +2,9 @@
 // against a real server whose JWT tokens end connections when they expire
 // (4001). "Past the first token's expiry" is proven by a witness page whose
 // token expires a second later and which is closed with 4001, not by a clock.
-import { test, before, after } from "node:test";
+import { before, after } from "node:test";
 import assert from "node:assert/strict";
-import { Snorky, TestServer, connect, next, within } from "./helpers.mjs";
+import { Snorky, TestServer, connect, next, within, test } from "./helpers.mjs";
 
 let server;
 const open = [];
