@@ -5,19 +5,33 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { createRequire } from "node:module";
+import http from "node:http";
 import net from "node:net";
 import path from "node:path";
 import { test as nodeTest, before, after } from "node:test";
 
-/** Milliseconds a test may take (node:test's `test`, with this timeout unless
- * the test gives its own): a test that hangs fails under its own name.  The
- * runner's --test-timeout also times each file as a whole, and a file that
- * times out reports none of the tests it was running. */
+/** Milliseconds a test may take (node:test's `test`, failing after this
+ * unless the test gives its own `timeout`): a test that hangs fails under its
+ * own name.  The runner's --test-timeout also times each file as a whole, and
+ * a file that times out reports none of the tests it was running.  (Not
+ * node's `timeout` option: under Node 20 its timer outlived a test that
+ * restarted its server, holding the file's process TEST_TIMEOUT ms more.) */
 export const TEST_TIMEOUT = 60000;
 
 export function test(name, options, fn) {
   if (typeof options === "function") [options, fn] = [{}, options];
-  return nodeTest(name, { timeout: TEST_TIMEOUT, ...options }, fn);
+  if (options.timeout !== undefined) return nodeTest(name, options, fn);
+  return nodeTest(name, options, async (t) => {
+    let timer;
+    const expired = new Promise((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`test timed out after ${TEST_TIMEOUT} ms`)), TEST_TIMEOUT);
+    });
+    try {
+      return await Promise.race([fn(t), expired]);
+    } finally {
+      clearTimeout(timer);
+    }
+  });
 }
 import { fileURLToPath } from "node:url";
 
@@ -41,6 +55,38 @@ function python() {
   if (process.env.SNORKY_PYTHON) return process.env.SNORKY_PYTHON;
   const venv = path.join(ROOT, ".venv/bin/python");
   return existsSync(venv) ? venv : "python3";
+}
+
+/** One HTTP request on a connection of its own, failing after `ms` (a server
+ * that never answers fails the test, named).  Resolves {ok, status, text(),
+ * json()} once the whole body is in.  Not fetch: under Node 20 a fetch to a
+ * server that had just restarted on the same port (a pooled connection to
+ * the old process) now and then never settled, past its AbortSignal too,
+ * and the test hung until the runner killed its file; AbortSignal.timeout
+ * also kept the file's process alive for its whole delay. */
+export function request(url, { method = "GET", headers = {}, body } = {}, ms = 15000) {
+  return new Promise((resolve, reject) => {
+    let timer;
+    const fail = (err) => { clearTimeout(timer); reject(err); };
+    const req = http.request(url, { method, headers, agent: false }, (res) => {
+      const chunks = [];
+      res.on("data", (chunk) => chunks.push(chunk));
+      res.on("error", fail);
+      res.on("end", () => {
+        clearTimeout(timer);
+        const text = Buffer.concat(chunks).toString();
+        resolve({ ok: res.statusCode >= 200 && res.statusCode < 300, status: res.statusCode,
+                  text: async () => text, json: async () => JSON.parse(text) });
+      });
+    });
+    timer = setTimeout(() => {
+      req.destroy();
+      reject(new Error(`${method} ${url}: no answer within ${ms} ms`));
+    }, ms);
+    req.on("error", fail);
+    if (body !== undefined) req.write(body);
+    req.end();
+  });
 }
 
 export function freePort() {
@@ -93,8 +139,7 @@ export class TestServer {
     while (Date.now() < deadline) {
       if (this.proc.exitCode !== null) throw new Error(`server exited early:\n${this.log}`);
       try {
-        const r = await fetch(this.url + "/healthz", { signal: AbortSignal.timeout(5000) });
-        if (r.ok) return;
+        if ((await request(this.url + "/healthz", {}, 5000)).ok) return;
       } catch { /* not listening yet */ }
       await new Promise((r) => setTimeout(r, 50)); // polling the port to open
     }
@@ -117,18 +162,17 @@ export class TestServer {
 
   /** An identity token for /ws-token (the test app signs it). */
   async token(user) {
-    const r = await fetch(`${this.url}/token/${encodeURIComponent(user)}`, { signal: AbortSignal.timeout(15000) });
+    const r = await request(`${this.url}/token/${encodeURIComponent(user)}`);
     if (!r.ok) throw new Error(`token: HTTP ${r.status}`);
     return r.text();
   }
 
   /** One backend call (protocol.md §4); returns the reply's `message`. */
   async backend(service, message) {
-    const r = await fetch(this.url + "/backend", {
+    const r = await request(this.url + "/backend", {
       method: "POST",
       headers: { "Content-Type": "application/json", "X-Backend-Key": API_KEY },
       body: JSON.stringify({ service, message }),
-      signal: AbortSignal.timeout(15000),  // a server that never answers fails the test, named
     });
     if (!r.ok) throw new Error(`backend: HTTP ${r.status}`);
     return (await r.json()).message;

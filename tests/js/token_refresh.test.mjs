@@ -4,7 +4,7 @@
 // token expires a second later and which is closed with 4001, not by a clock.
 import { before, after } from "node:test";
 import assert from "node:assert/strict";
-import { Snorky, TestServer, connect, next, within, test } from "./helpers.mjs";
+import { Snorky, TestServer, connect, next, within, request, test } from "./helpers.mjs";
 
 let server;
 const open = [];
@@ -17,7 +17,7 @@ after(async () => {
 });
 
 async function jwtFor(user, ttl) {
-  const r = await fetch(`${server.url}/jwt/${user}?ttl=${ttl}`, { signal: AbortSignal.timeout(15000) });
+  const r = await request(`${server.url}/jwt/${user}?ttl=${ttl}`);
   if (!r.ok) throw new Error(`jwt: HTTP ${r.status}`);
   return r.text();
 }
