@@ -42,7 +42,7 @@ def test_a_stream_written_one_byte_at_a_time(server):
     (bytes((0x81, 0x05)) + b"hello", 1002),            # unmasked client frame
     (frame(0x1, b"{}")[:0] + bytes((0xC1, 0x82)) + b"\x00\x00\x00\x00{}", 1002),  # RSV1 without an extension
     (frame(0x0, b"stray continuation"), 1002),
-])
+], ids=["unmasked", "rsv1", "stray-continuation"])  # (the same on every xdist worker: frames carry random masks)
 def test_protocol_errors_after_good_frames_close_the_connection(server, bad, code):
     c = Raw(server.port)
     c.s.sendall(frame(0x1, call(1, 1)) + bad)

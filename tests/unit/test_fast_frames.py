@@ -76,7 +76,7 @@ def test_several_frames_in_one_read_are_all_taken():
     (frame(0x1, b"bare", masked=False), "unmasked"),
     (frame(0x1, b"x" * 10, long_length=True), "64-bit length"),
     (frame(0x1, b"x" * 70000), "over 64 KiB"),
-])
+], ids=lambda v: v if isinstance(v, str) else "frame")  # (ids without the random masks: one per xdist worker)
 def test_what_it_leaves_to_websockets(other, why):
     payloads, taken = _fast_frames(frame(0x1, b"first") + other, MAX)
     assert (payloads, taken) == ([b"first"], len(frame(0x1, b"first"))), why
