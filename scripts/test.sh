@@ -49,4 +49,7 @@ fi
 # SNORKY_NO_SKIPS=0 bash scripts/test.sh lets them skip).
 export SNORKY_NO_SKIPS="${SNORKY_NO_SKIPS:-1}"
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true  # the slow-consumer test opens 1,000+ sockets
-exec .venv/bin/python -m pytest "$@"
+# Test files in parallel (pytest-xdist), each file whole on one worker (its
+# module-scoped servers start once): most of a test's time is waiting on servers.
+# SNORKY_TEST_WORKERS=0 runs them in this process, one after another.
+exec .venv/bin/python -m pytest -n "${SNORKY_TEST_WORKERS:-2}" --dist loadfile "$@"
