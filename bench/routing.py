@@ -15,7 +15,7 @@ the workers' metrics the channels they subscribed and gave up.
 
 Connection churn, every routed service (``--services``): two one-worker
 gunicorn servers of tests/cluster/routing_app.py (PubSub, PubSub with
-presence, Chat with presence, Cursors, a user's groups) on one redis-server;
+presence, Chat with presence, Cursors, a user's groups, DataSync) on one redis-server;
 for each service, ``--conn-rounds`` times, ``--conn-clients`` new connections
 per worker each join one of ``--channels`` channels (documents, groups) and
 disconnect.  Reported: SUBSCRIBE and UNSUBSCRIBE commands (``INFO
@@ -100,13 +100,25 @@ def churn(servers, r: redis.Redis, clients: int, rounds: int, pick) -> dict:
             "errors": len(errors)}
 
 
-#: what one connection does in each service (tests/cluster/routing_app.py), on channel ``ch``
+def datasync_acquire(c: SnorkyTestClient, ch: str, srv: ServerProcess) -> None:
+    """A page's DataSync: a token from the worker's backend (as a web app
+    would get it), acquired on the same connection; dealer by channel (two
+    models: routed per model, so two topics at most)."""
+    dealer = "allTodos" if int(ch[2:]) % 2 else "allTasks"
+    answer = srv.post_backend("datasync_backend", {"command": "authorizeSubscription", "callId": 1,
+                                                   "params": {"items": [{"dealer": dealer, "query": None}]}})
+    c.ok("datasync", "acquireSubscription", {"token": answer.json()["message"]["data"]})
+
+
+#: what one connection does in each service (tests/cluster/routing_app.py), on
+#: channel ``ch`` (``srv``: the worker it is connected to)
 SERVICES = {
-    "PubSub": lambda c, ch: c.ok("marks", "subscribe", {"channel": ch}),
-    "PubSub + presence": lambda c, ch: c.ok("pubsub", "subscribe", {"channel": ch, "presence": True}),
-    "Chat (presence on)": lambda c, ch: c.ok("chat", "join", {"channel": ch}),
-    "Cursors": lambda c, ch: c.ok("cursors", "join", {"document": ch}),
-    "groups (join_group)": lambda c, ch: c.ok("rooms", "enter", {"room": ch}),
+    "PubSub": lambda c, ch, srv: c.ok("marks", "subscribe", {"channel": ch}),
+    "PubSub + presence": lambda c, ch, srv: c.ok("pubsub", "subscribe", {"channel": ch, "presence": True}),
+    "Chat (presence on)": lambda c, ch, srv: c.ok("chat", "join", {"channel": ch}),
+    "Cursors": lambda c, ch, srv: c.ok("cursors", "join", {"document": ch}),
+    "groups (join_group)": lambda c, ch, srv: c.ok("rooms", "enter", {"room": ch}),
+    "DataSync (2 models)": datasync_acquire,
 }
 SECRET = "bench-routing-secret-0123456789abcdef"
 
@@ -128,7 +140,7 @@ def connection_churn(servers, r: redis.Redis, action, clients: int, rounds: int,
             errors.append(repr(exc))
             return
         try:
-            action(c, f"ch{rng.randrange(channels)}")
+            action(c, f"ch{rng.randrange(channels)}", srv)
         except Exception as exc:
             errors.append(repr(exc))
         finally:
