@@ -196,28 +196,27 @@ def test_presence_is_written_again_when_its_shard_restarts_empty(cluster):
 
 # -- every service: B, with no client in it, takes nothing ------------------------------
 
-def pubsub_traffic(t):
-    ch = on_shard("pubsub:marks", 1, "plain")
+def publishes(t, service: str, family: str, shard: int, name: str, offset: int | None = None):
+    """20 messages from ann on A to a channel of ``service`` (on ``shard``)
+    that cat on C subscribes to; ``offset``: the last one's (history)."""
+    ch = on_shard(family, shard, name)
     ann, cat = t.page(t.a, "ann"), t.page(t.c, "cat")
-    cat.ok("marks", "subscribe", {"channel": ch})
+    cat.ok(service, "subscribe", {"channel": ch})
 
     def run():
         for i in range(20):
-            ann.ok("marks", "publish", {"channel": ch, "message": i})
-        assert cat.wait_for(lambda m: m.get("type") == "message" and m["message"] == 19)
+            ann.ok(service, "publish", {"channel": ch, "message": i})
+        last = cat.wait_for(lambda m: m.get("type") == "message" and m["message"] == 19)
+        assert offset is None or last["offset"] == offset
     return run
+
+
+def pubsub_traffic(t):
+    return publishes(t, "marks", "pubsub:marks", 1, "plain")
 
 
 def history_traffic(t):
-    ch = on_shard("pubhist:hist", 2, "hist")
-    ann, cat = t.page(t.a, "ann"), t.page(t.c, "cat")
-    cat.ok("hist", "subscribe", {"channel": ch})
-
-    def run():
-        for i in range(20):
-            ann.ok("hist", "publish", {"channel": ch, "message": i})
-        assert cat.wait_for(lambda m: m.get("type") == "message" and m["message"] == 19)["offset"] == 20
-    return run
+    return publishes(t, "hist", "pubhist:hist", 2, "hist", offset=20)
 
 
 def chat_traffic(t):
