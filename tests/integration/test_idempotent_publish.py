@@ -16,19 +16,6 @@ def server(testapp_server):
     return testapp_server
 
 
-@pytest.fixture
-def clients(server):
-    made = []
-
-    def connect(path="/ws"):
-        c = SnorkyTestClient(server.ws_url + path)
-        made.append(c)
-        return c
-    yield connect
-    for c in made:
-        c.close()
-
-
 def received(ws, channel, marker="marker"):
     """The messages of ``channel`` before ``marker``, in order."""
     got = []
@@ -37,13 +24,13 @@ def received(ws, channel, marker="marker"):
     return got
 
 
-def test_a_page_retrying_a_publish_delivers_it_once(server, clients):
-    sub, pub = clients(), clients()
+def test_a_page_retrying_a_publish_delivers_it_once(server, connect):
+    sub, pub = connect(), connect()
     sub.ok("pubsub", "subscribe", {"channel": "idem-page"})
     params = {"channel": "idem-page", "message": {"n": 1}, "idempotencyKey": "3f2a-retry-1"}
     first = pub.call("pubsub", "publish", params)
     again = pub.call("pubsub", "publish", params)
-    again_elsewhere = clients().call("pubsub", "publish", params)   # a new connection (reconnected)
+    again_elsewhere = connect().call("pubsub", "publish", params)   # a new connection (reconnected)
     assert first["type"] == again["type"] == again_elsewhere["type"] == "response"
     assert first["data"] == again["data"] == again_elsewhere["data"] is None
     pub.ok("pubsub", "publish", {"channel": "idem-page", "message": {"n": 2}, "idempotencyKey": "3f2a-retry-2"})
@@ -56,8 +43,8 @@ def test_a_page_retrying_a_publish_delivers_it_once(server, clients):
     assert received(sub, "idem-other") == ["x"]
 
 
-def test_the_backend_retrying_over_http_delivers_once(server, clients):
-    sub = clients()
+def test_the_backend_retrying_over_http_delivers_once(server, connect):
+    sub = connect()
     sub.ok("pubsub", "subscribe", {"channel": "idem-backend"})
     backend = SnorkyBackend(HTTPTransport(server.url + "/backend", key=API_KEY))
     for _ in range(3):
@@ -69,8 +56,8 @@ def test_the_backend_retrying_over_http_delivers_once(server, clients):
     assert received(sub, "idem-backend") == ["once"]
 
 
-def test_keys_are_checked(server, clients):
-    pub = clients()
+def test_keys_are_checked(server, connect):
+    pub = connect()
     too_long = pub.call("pubsub", "publish", {"channel": "c", "message": 1, "idempotencyKey": "k" * 257})
     assert too_long == {"type": "error", "callId": too_long["callId"], "message": "Idempotency key too long"}
     assert pub.call("pubsub", "publish", {"channel": "c", "message": 1, "idempotencyKey": 7})["message"] == \
