@@ -537,7 +537,13 @@ class DataSyncService(RPCService):
                 counters["datasync_dealer_errors"] += 1
                 log.exception("%s: dealer %r failed on a %s delta of %r",
                               self.name, dealer, delta["type"], delta["model"])
-        for sub in overflowed:  # after the routing: no dealer's items change under it
+        self._flush(outgoing, overflowed)
+
+    def _flush(self, outgoing: dict[int, tuple[dict[Any, Any], list[Subscription]]],
+               overflowed: list[Subscription]) -> None:
+        """After a dispatch: cancel the ``overflowed`` subscriptions (after the
+        routing: no dealer's items change under it), then send ``outgoing``."""
+        for sub in overflowed:
             self.buffer_overflowed(sub)
         for out, subs in outgoing.values():
             self._send(out, subs)
@@ -616,10 +622,7 @@ class DataSyncService(RPCService):
             outgoing: dict[int, tuple[dict[Any, Any], list[Subscription]]] = {}
             overflowed: list[Subscription] = []
             self._dispatch([(SubscriptionItem("", None, subscription), delta)], outgoing, overflowed)
-            for sub in overflowed:
-                self.buffer_overflowed(sub)
-            for out, subs in outgoing.values():
-                self._send(out, subs)
+            self._flush(outgoing, overflowed)
 
     def deliver_delta(self, client: Client, delta: dict[Any, Any]) -> None:
         """Send one delta to one client: ``{"type": "delta", "delta": delta}``."""
