@@ -418,12 +418,11 @@ class ChatService(PresenceCommands, ServerChannels, RPCService):
             return None
         client = req.client
         history = self.history
+        key = self._key(channel)
         if self.namespaces is not None:  # before the lock: a rule may be a function
-            key = self._key(channel)
             if not self.namespaces.may_publish(client, channel, lambda: self.joined.has(client, key)):
                 raise RPCError("Not authorized")
         with self.lock:
-            key = self._key(channel)
             if not self.joined.has(client, key):
                 raise RPCError("Not joined")
             encoded = orjson.dumps(body)
