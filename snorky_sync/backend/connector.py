@@ -132,7 +132,7 @@ class SnorkyBackend:
         params: dict[str, Any] = {"channel": channel, "message": message}
         if idempotency_key is not None:
             params["idempotencyKey"] = idempotency_key
-        self._call(service, "publish", params)
+        self.call(service, "publish", **params)
 
     def disconnect(self, identity: Any, reconnect: bool = True, reason: str = "",
                    service: str = "control") -> int:
@@ -184,11 +184,10 @@ class SnorkyBackend:
         requester, so one visitor loading pages in a loop cannot use up
         everybody's (Snorky 0.1 had no such parameter: without it, only the
         process-wide cap applies)."""
-        token: str
-        if requester is None:
-            token = self.call(service, "authorizeSubscription", items=items)
-        else:
-            token = self.call(service, "authorizeSubscription", items=items, requester=requester)
+        params: dict[str, Any] = {"items": items}
+        if requester is not None:
+            params["requester"] = requester
+        token: str = self.call(service, "authorizeSubscription", **params)
         return token
 
     def publish_deltas(self, deltas: list[dict[str, Any]], service: str = "datasync_backend",
@@ -198,7 +197,7 @@ class SnorkyBackend:
         params: dict[str, Any] = {"deltas": deltas}
         if idempotency_key is not None:
             params["idempotencyKey"] = idempotency_key
-        self._call(service, "publishDeltas", params)
+        self.call(service, "publishDeltas", **params)
 
     def create_connection_token(self, identity: Any) -> str:
         """A signed, expiring token the browser passes as ``?token=`` (needs ``token_secret``)."""

@@ -457,3 +457,31 @@ def test_backend_connector_with_a_01_transport_and_json_module():
     assert exc.value.message == "Nope"
     assert backend.send({"service": "s", "message": {"command": "x", "params": {}}})["message"]["type"] == "response"
     assert all(c.startswith("counted:") for c in calls) and len(calls) == 3
+
+
+def test_backend_helpers_go_through_an_overriding_call():
+    """A 0.1 subclass overriding ``call`` (retries, logging) sees the helpers'
+    calls too: publish, publish_deltas and authorize_subscription use it."""
+    from snorky_sync.backend import SnorkyBackend
+
+    class Echo:
+        def send(self, message, json=json):
+            return {"service": "s", "message": {"type": "response", "data": "tok"}}
+
+    seen = []
+
+    class Logging(SnorkyBackend):
+        def call(self, service, command, **params):
+            seen.append((service, command, params))
+            return super().call(service, command, **params)
+
+    backend = Logging(Echo())
+    backend.publish("news", {"n": 1}, idempotency_key="k1")
+    backend.publish_deltas([{"type": "insert", "model": "M", "data": {}}])
+    assert backend.authorize_subscription([{"dealer": "d", "query": None}], requester="user:1") == "tok"
+    assert seen == [
+        ("pubsub_backend", "publish", {"channel": "news", "message": {"n": 1}, "idempotencyKey": "k1"}),
+        ("datasync_backend", "publishDeltas", {"deltas": [{"type": "insert", "model": "M", "data": {}}]}),
+        ("datasync_backend", "authorizeSubscription",
+         {"items": [{"dealer": "d", "query": None}], "requester": "user:1"}),
+    ]
