@@ -47,16 +47,15 @@ plus the election).  No TLS (``rediss``) yet: a URL with options is refused.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import threading
 import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from .base import Broker, Handler
-from .history import HistoryStore
+from .base import Broker
 from .redis import OWN, POOL_SIZE, POOL_TIMEOUT, PREFIX, RedisBroker, ScriptRunner, import_redis
 from .sharded import ShardedBroker
 
@@ -269,9 +268,9 @@ class ClusterBroker(ShardedBroker):
         process_slot = key_slot(PROCESS_TAG)
         groups = sorted(by_master.values(),
                         key=lambda rs: (not any(f <= process_slot <= last for f, last in rs), rs))
-        self._slot_shard = bytearray(SLOTS) if len(groups) < 256 else None
-        if self._slot_shard is None:
+        if len(groups) > 255:
             raise ValueError("Redis Cluster: more than 255 masters")
+        self._slot_shard = bytearray(SLOTS)  # slot -> shard number
         self.shards = []
         for i, group in enumerate(groups):
             for first, last in group:
@@ -289,7 +288,7 @@ class ClusterBroker(ShardedBroker):
             shard.peers = self.peers
             shard.listeners = self.listeners
             shard.carries_process_topics = i == 0
-            shard.covers = self._covers_of(i)
+            shard.covers = functools.partial(self._covers, i)
             self.shards.append(shard)
         self.origin_hex = self.origin.hex()
         log.info("Redis Cluster: %d masters (%s)", len(self.shards),
@@ -297,7 +296,6 @@ class ClusterBroker(ShardedBroker):
 
     def _node_tag(self, index: int) -> str:
         """The first tag ``n<k>`` whose slot shard ``index`` holds (the same in every process)."""
-        assert self._slot_shard is not None
         k = 0
         while self._slot_shard[key_slot(f"n{k}")] != index:
             k += 1
@@ -323,28 +321,19 @@ class ClusterBroker(ShardedBroker):
         return u
 
     # -- placement --------------------------------------------------------------------
-    def _placement(self, topic: str) -> str:
-        placement: Callable[[str], str] | None = getattr(self, "placement", None)
-        return topic if placement is None else placement(topic)
-
     def topic_tag(self, topic: str) -> str:
         """The hash tag of a channel topic (of its placement: a channel's presence
         topic goes with the channel)."""
-        return tag_of(self._placement(topic))
+        return tag_of(self.placement(topic))
 
     def slot_of_topic(self, topic: str) -> int:
         return key_slot(self.topic_tag(topic))
 
     def _topic_index(self, topic: str) -> int:
-        assert self._slot_shard is not None
         return self._slot_shard[self.slot_of_topic(topic)]
 
     def _key_index(self, key: str) -> int:
-        assert self._slot_shard is not None
         return self._slot_shard[key_slot(key)]
-
-    def _covers_of(self, index: int) -> Callable[[str], bool]:
-        return lambda topic: self._topic_index(topic) == index
 
     def index_of(self, name: str) -> int:
         """The shard number of a channel topic."""
@@ -353,11 +342,6 @@ class ClusterBroker(ShardedBroker):
     def shard_for(self, name: str) -> RedisBroker:
         """The shard of a channel topic."""
         return self.shards[self._topic_index(name)]
-
-    def _topic_shard(self, topic: str) -> RedisBroker:
-        if topic.rpartition(":")[0] in self.families:
-            return self.shards[self._topic_index(topic)]
-        return self.shards[0]
 
     def tagged_key(self, key: str, place: str) -> str:
         """``key`` in the slot of ``place`` (a channel topic, or a key whose
@@ -369,22 +353,7 @@ class ClusterBroker(ShardedBroker):
     def liveness_suffix_for(self, key: str) -> str:
         return self.shards[self._key_index(key)].liveness_suffix
 
-    # -- topics ---------------------------------------------------------------------------
-    def want(self, topic: str) -> None:
-        self.shard_for(topic).want(topic)
-
-    def unwant(self, topic: str) -> None:
-        self.shard_for(topic).unwant(topic)
-
-    def confirm(self, topic: str, timeout: float = 5.0) -> bool:
-        return self.shard_for(topic).confirm(topic, timeout)
-
-    def subscribe(self, topic: str, handler: Handler, echo: bool = False) -> None:
-        self._topic_shard(topic).subscribe(topic, handler, echo)
-
-    def publish(self, topic: str, data: bytes) -> None:
-        self._topic_shard(topic).publish(topic, data)
-
+    # -- topics (want, publish, ...: ShardedBroker's, by _topic_index) ------------------------
     def wire_publish(self, topic: str, data: bytes) -> tuple[str, bytes]:
         return self._topic_shard(topic).wire_publish(topic, data)
 
@@ -399,15 +368,10 @@ class ClusterBroker(ShardedBroker):
         share a slot: those placed with a channel carry its tag)."""
         runners = [shard.script(source) for shard in self.shards]
         shard_of_slot = self._slot_shard
-        assert shard_of_slot is not None
 
         def run(keys: list[str], args: list[Any], place: str | None = None) -> Any:
             return runners[shard_of_slot[key_slot(keys[0])]](keys, args)
         return run
-
-    def history_store(self, namespace: str, family: str, size: int, ttl: float) -> HistoryStore:
-        from .redis_history import RedisHistory
-        return RedisHistory(self, namespace, family, size, ttl)
 
     # -- claims ------------------------------------------------------------------------------
     def _claim_index(self, key: str) -> int:

@@ -81,13 +81,17 @@ class ShardedBroker(Broker):
         """The shard of ``name`` (a channel topic or a Redis key)."""
         return self.shards[shard_of(name, len(self.shards))]
 
+    def _topic_index(self, topic: str) -> int:
+        """The shard number of a channel topic (by its placement)."""
+        return shard_of(self.placement(topic), len(self.shards))
+
     def _covers(self, index: int, topic: str) -> bool:
-        return shard_of(self.placement(topic), len(self.shards)) == index
+        return self._topic_index(topic) == index
 
     def _topic_shard(self, topic: str) -> RedisBroker:
         """A channel topic of a routed family: its shard; any other topic: shard 0."""
         if topic.rpartition(":")[0] in self.families:
-            return self.shard_for(self.placement(topic))
+            return self.shards[self._topic_index(topic)]
         return self.shards[0]
 
     # -- topics ---------------------------------------------------------------------------
@@ -101,13 +105,13 @@ class ShardedBroker(Broker):
             shard.route(family, handler, echo)
 
     def want(self, topic: str) -> None:
-        self.shard_for(self.placement(topic)).want(topic)
+        self.shards[self._topic_index(topic)].want(topic)
 
     def unwant(self, topic: str) -> None:
-        self.shard_for(self.placement(topic)).unwant(topic)
+        self.shards[self._topic_index(topic)].unwant(topic)
 
     def confirm(self, topic: str, timeout: float = 5.0) -> bool:
-        return self.shard_for(self.placement(topic)).confirm(topic, timeout)
+        return self.shards[self._topic_index(topic)].confirm(topic, timeout)
 
     def publish(self, topic: str, data: bytes) -> None:
         self._topic_shard(topic).publish(topic, data)
