@@ -23,7 +23,7 @@ import requests
 from snorky_sync.auth import ConnectionTokens
 from support.wsclient import SnorkyTestClient
 
-from .sockjs_support import envelope, messages, sid_url
+from .sockjs_support import XhrSession, envelope
 
 SECRET = "namespaces-secret-0123456789abcdef"
 NAMESPACES = {
@@ -173,46 +173,26 @@ def test_history_size_per_namespace(default_server):
         bob.close()
 
 
-def until_answered(poll, count):
-    got = []
-    while len([m for m in got if m["message"].get("type") in ("response", "error")]) < count:
-        got.extend(poll())
-    return got
-
-
 def test_sockjs_xhr_subscribe_recovery_and_publish_refused(default_server):
     channel, marker = fresh("staff:xhr"), fresh("marker-xhr")
     alice = ws_as(default_server, "alice")
-    base = sid_url(default_server)
-    headers = {"Origin": default_server.url}
     try:
         epoch = alice.ok("pubsub", "subscribe", {"channel": channel})["epoch"]
         alice.ok("pubsub", "publish", {"channel": channel, "message": "for staff"})
         with requests.Session() as http:  # anonymous
-            def post(path, body=None):
-                return http.post(f"{base}/{path}", headers=headers, timeout=30, data=body)
-
-            def send(*envelopes):
-                assert post("xhr_send", json.dumps(list(envelopes))).status_code == 204
-
-            def poll():
-                return messages(post("xhr").content)
-
-            assert post("xhr").text == "o\n"
-            send(envelope("pubsub", "subscribe", {"channel": marker}, 1))
-            assert until_answered(poll, 1)[-1]["message"]["type"] == "response"
-            send(envelope("pubsub", "subscribe", {"channel": channel}, 2),
-                 envelope("pubsub", "subscribe", {"channel": channel,
-                                                  "since": {"offset": 0, "epoch": epoch}}, 3),
-                 envelope("pubsub", "publish", {"channel": fresh("public:x"), "message": 1}, 4))
-            assert [m["message"] for m in until_answered(poll, 3)] == [
+            page = XhrSession(http, default_server)
+            page.open()
+            page.send(envelope("pubsub", "subscribe", {"channel": marker}, 1))
+            assert page.until_answered()[-1]["message"]["type"] == "response"
+            page.send(envelope("pubsub", "subscribe", {"channel": channel}, 2),
+                      envelope("pubsub", "subscribe", {"channel": channel,
+                                                       "since": {"offset": 0, "epoch": epoch}}, 3),
+                      envelope("pubsub", "publish", {"channel": fresh("public:x"), "message": 1}, 4))
+            assert [m["message"] for m in page.until_answered(3)] == [
                 {"type": "error", "callId": n, "message": REFUSED} for n in (2, 3, 4)]
             alice.ok("pubsub", "publish", {"channel": channel, "message": "second"})
             alice.ok("pubsub", "publish", {"channel": marker, "message": "marker"})
-            got = []
-            while not got:
-                got = poll()
-            assert got[0]["message"]["channel"] == marker
+            assert page.next_envelopes()[0]["message"]["channel"] == marker
     finally:
         alice.close()
 

@@ -20,7 +20,7 @@ import websocket
 from snorky_sync.auth import ConnectionTokens
 from support.wsclient import SnorkyTestClient
 
-from .sockjs_support import envelope, messages, sid_url
+from .sockjs_support import XhrSession, envelope, sid_url
 
 SECRET = "personal-channels-secret-0123456789"
 SERVER_ENV = {"SNORKY_TOKEN_SECRET": SECRET, "SNORKY_PUBSUB_HISTORY_SIZE": "10",
@@ -102,47 +102,22 @@ def test_websocket_chat_join_and_recovery_refused(default_server):
         eve.close()
 
 
-def until_answered(poll):
-    """Every envelope ``poll()`` gets until an answer (the answer last)."""
-    got = []
-    while not any(m["message"].get("type") in ("response", "error") for m in got):
-        got.extend(poll())
-    return got
-
-
 def test_sockjs_xhr_subscribe_and_recovery_refused(default_server):
     channel = personal()
     alice, bob, since = alice_has_history(default_server, channel)
-    base = sid_url(default_server)
-    token = TOKENS.create("eve")
-    headers = {"Origin": default_server.url}
     try:
         with requests.Session() as http:
-            def post(path, body=None):
-                return http.post(f"{base}/{path}?token={token}", headers=headers, timeout=30, data=body)
-
-            def send(*envelopes):
-                assert post("xhr_send", json.dumps(list(envelopes))).status_code == 204
-
-            def poll():
-                return messages(post("xhr").content)
-
-            assert post("xhr").text == "o\n"
-            send(envelope("pubsub", "subscribe", {"channel": "marker-xhr"}, 1))
-            assert until_answered(poll)[-1]["message"]["type"] == "response"
-            send(envelope("pubsub", "subscribe", {"channel": channel}, 2),
-                 envelope("pubsub", "subscribe", {"channel": channel, "since": since}, 3))
-            got = []
-            while len([m for m in got if m["message"].get("type") == "error"]) < 2:
-                got.extend(poll())
-            assert [m["message"] for m in got] == [
+            page = XhrSession(http, default_server, f"?token={TOKENS.create('eve')}")
+            page.open()
+            page.send(envelope("pubsub", "subscribe", {"channel": "marker-xhr"}, 1))
+            assert page.until_answered()[-1]["message"]["type"] == "response"
+            page.send(envelope("pubsub", "subscribe", {"channel": channel}, 2),
+                      envelope("pubsub", "subscribe", {"channel": channel, "since": since}, 3))
+            assert [m["message"] for m in page.until_answered(2)] == [
                 {"type": "error", "callId": 2, "message": REFUSED},
                 {"type": "error", "callId": 3, "message": REFUSED}]
             publish_then_marker(bob, channel, "marker-xhr")
-            got = []
-            while not got:
-                got = poll()
-            assert got[0]["message"]["channel"] == "marker-xhr"
+            assert page.next_envelopes()[0]["message"]["channel"] == "marker-xhr"
     finally:
         alice.close()
         bob.close()
