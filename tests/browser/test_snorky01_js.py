@@ -10,9 +10,7 @@ sync with deltas published through the backend.
 from pathlib import Path
 
 import pytest
-import requests
 
-from support.servers import API_KEY
 
 PAGE = Path(__file__).resolve().parent / "snorky01_page.html"
 T = 15000  # ms: generous, the machine is shared
@@ -38,15 +36,6 @@ def open_page(server, pages):
         assert errors == []
         return page
     return _open
-
-
-def backend(server, service, command, params):
-    r = requests.post(server.url + "/backend", headers={"X-Backend-Key": API_KEY}, timeout=10,
-                      json={"service": service, "message": {"command": command, "params": params, "callId": 1}})
-    r.raise_for_status()
-    message = r.json()["message"]
-    assert message["type"] == "response", message
-    return message["data"]
 
 
 def texts(page, selector):
@@ -119,20 +108,20 @@ def test_cursors_document_and_own_cursor(open_page):
 
 def test_datasync_delta_processor_on_a_custom_collection(server, open_page, screenshot):
     page = open_page("todo02")
-    token = backend(server, "datasync_backend", "authorizeSubscription",
-                    {"items": [{"dealer": "todosByList", "query": "browser01"}]})
+    token = server.backend_call("datasync_backend", "authorizeSubscription",
+                                items=[{"dealer": "todosByList", "query": "browser01"}])
     assert page.evaluate("t => syncTodos(t)", token) is None
-    backend(server, "datasync_backend", "publishDeltas", {"deltas": [
+    server.backend_call("datasync_backend", "publishDeltas", deltas=[
         {"type": "insert", "model": "Todo", "data": {"id": 1, "list": "browser01", "title": "buy milk"}},
         {"type": "insert", "model": "Todo", "data": {"id": 2, "list": "browser01", "title": "write docs"}},
         {"type": "insert", "model": "Todo", "data": {"id": 3, "list": "elsewhere", "title": "not mine"}},
-    ]})
+    ])
     page.wait_for_function("() => document.querySelectorAll('#todos li').length === 2", timeout=T)
-    backend(server, "datasync_backend", "publishDeltas", {"deltas": [
+    server.backend_call("datasync_backend", "publishDeltas", deltas=[
         {"type": "update", "model": "Todo", "oldData": {"id": 2, "list": "browser01", "title": "write docs"},
          "newData": {"id": 2, "list": "browser01", "title": "write better docs"}},
         {"type": "delete", "model": "Todo", "data": {"id": 1, "list": "browser01", "title": "buy milk"}},
-    ]})
+    ])
     page.wait_for_function("() => document.querySelectorAll('#todos li').length === 1", timeout=T)
     assert texts(page, "#todos li") == ["write better docs"]
     assert page.get_attribute("#todos li", "data-id") == "2"

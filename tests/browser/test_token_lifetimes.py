@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from support.servers import API_KEY, serving
+from support.servers import serving
 
 CLIENT = Path(__file__).resolve().parents[1] / "sockjs" / "node_modules" / "sockjs-client" / "dist" / "sockjs.min.js"
 if not CLIENT.exists():
@@ -80,15 +80,6 @@ def open_page(pages, srv, transport: str):
     return page
 
 
-def backend(srv, service: str, command: str, params: dict) -> dict:
-    r = requests.post(srv.url + "/backend", headers={"X-Backend-Key": API_KEY}, timeout=10,
-                      json={"service": service, "message": {"command": command, "params": params, "callId": 1}})
-    r.raise_for_status()
-    message = r.json()["message"]
-    assert message["type"] == "response", message
-    return message["data"]
-
-
 @pytest.fixture(scope="module", params=MODES)
 def control_server(request):
     """The default app with its backend control service and /token/<user> (tests/js/control_app.py)."""
@@ -111,12 +102,12 @@ def test_a_page_closed_with_4003_stays_disconnected(control_server, pages, trans
     assert page.evaluate("t => open_('other', t)", token("u7")) is True
     assert page.evaluate("() => banned.services.pubsub.subscribe({channel: 'c'})") is None
 
-    assert backend(srv, "control", "disconnect", {"identity": "u42", "reconnect": False,
-                                                  "reason": "banned"}) == {"closed": 1}
+    assert srv.backend_call("control", "disconnect", identity="u42", reconnect=False,
+                            reason="banned") == {"closed": 1}
     page.wait_for_function(f"{event_count(page, 'banned', 'disconnected')} > 0", timeout=T)
     # u7 disconnected with reconnection allowed (4002): it comes back (after the same
     # reconnect delay the banned page would have waited), meanwhile u42's page stays down
-    assert backend(srv, "control", "disconnect", {"identity": "u7"}) == {"closed": 1}
+    assert srv.backend_call("control", "disconnect", identity="u7") == {"closed": 1}
     page.wait_for_function(f"{event_count(page, 'other', 'connected')} === 2", timeout=T)
     events = page.evaluate("window.events")
     assert [e for e in events if e[0] == "banned"] == [

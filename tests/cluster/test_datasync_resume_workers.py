@@ -64,11 +64,7 @@ def workers(redis_server):
 
 
 def backend(srv, command, **params):
-    reply = srv.post_backend("datasync_backend", {"command": command, "params": params, "callId": 1})
-    assert reply.status_code == 200, reply.text
-    message = reply.json()["message"]
-    assert message["type"] == "response", message
-    return message["data"]
+    return srv.backend_call("datasync_backend", command, **params)
 
 
 def publish(srv, n: int) -> list[int]:

@@ -161,6 +161,15 @@ class ServerProcess:
         return requests.post(self.url + path, json={"service": service, "message": message},
                              headers=headers, timeout=10)
 
+    def backend_call(self, service: str, command: str, **params):
+        """The data of ``command`` of backend service ``service``, which must
+        answer a response (a failed call fails the test with the answer)."""
+        reply = self.post_backend(service, {"command": command, "params": params, "callId": 1})
+        assert reply.status_code == 200, reply.text
+        message = reply.json()["message"]
+        assert message["type"] == "response", message
+        return message["data"]
+
 
 def serving(request, mode: str, app: str, env: dict | None = None, what: str = "server",
             log_tail: int = 4000) -> Iterator[ServerProcess]:
