@@ -105,10 +105,9 @@ class RefreshingTarget:
                 f"service {REFRESH_SERVICE!r} of {registry!r}")
         self.registry = registry
         self.service = TokenRefreshService(hook)
-        router = ServiceRegistry.__new__(ServiceRegistry)  # its routing, over both
+        router = ServiceRegistry()  # its routing, over both
         router.services = collections.ChainMap(  # type: ignore[assignment]  # a read-only view
             {REFRESH_SERVICE: self.service}, registry.services)
-        router.broker = None
         self.process_message_raw = router.process_message_raw
         self.client_connected = registry.client_connected
         self.client_disconnected = registry.client_disconnected
