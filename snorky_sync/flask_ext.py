@@ -214,12 +214,6 @@ class Snorky:
         """
         _check_registry("websocket", registry)
         _check_authenticate(authenticate)
-        _check_options("websocket", ping_interval=ping_interval, max_frame_size=max_frame_size,
-                       max_queue_frames=max_queue_frames, max_queue_bytes=max_queue_bytes,
-                       rate_limit=rate_limit, rate_burst=rate_burst, byte_rate=byte_rate,
-                       byte_burst=byte_burst, max_connections=max_connections,
-                       max_connections_per_identity=max_connections_per_identity,
-                       write_timeout=write_timeout)
         limits: dict[str, Any] = dict(allowed_origins=allowed_origins, ping_interval=ping_interval,
                       max_frame_size=max_frame_size, max_queue_frames=max_queue_frames,
                       max_queue_bytes=max_queue_bytes, rate_limit=rate_limit,
@@ -228,6 +222,7 @@ class Snorky:
                       max_connections_per_identity=max_connections_per_identity,
                       write_timeout=write_timeout, cookie_identity=cookie_identity,
                       public_origin=public_origin)
+        _check_options("websocket", **{k: v for k, v in limits.items() if k in _NUMBERS})
 
         def install(runtime: Runtime) -> None:
             opts = _websocket_options(runtime, registry, authenticate, **limits)
