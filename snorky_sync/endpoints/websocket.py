@@ -53,7 +53,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
 
-__all__ = ["WebSocketOptions", "make_websocket_view", "refuse_after_upgrade", "Reject", "close_all", "live_clients",
+__all__ = ["WebSocketOptions", "make_websocket_view", "refuse_after_upgrade", "refuse_adopted", "Reject", "close_all", "live_clients",
            "same_origin", "uses_cookies", "Target"]
 
 log = logging.getLogger("snorky_sync.websocket")
@@ -144,11 +144,8 @@ def make_websocket_view(registry: Target, opts: WebSocketOptions, client_class: 
             retry = admission.refuse(environ)
             if retry is not None:
                 if adopted is not None:  # already upgraded: 1013 Try Again Later
-                    refuse_after_upgrade(adopted.handler.socket, remote_address(environ),
+                    return refuse_adopted(adopted, remote_address(environ),
                                           Reject(503, "Try again later"), 1013)
-                    adopted.closed = True
-                    adopted.handler.close_connection = True
-                    return Response(status=204)
                 return Response("Too many new connections\n", status=503, mimetype="text/plain",
                                 headers={"Retry-After": str(retry)})
         remote = remote_address(environ)
@@ -156,10 +153,7 @@ def make_websocket_view(registry: Target, opts: WebSocketOptions, client_class: 
             sock = adopted.handler.socket
             identity, refusal = check_access(opts, environ)
             if refusal is not None:
-                refuse_after_upgrade(sock, remote, refusal)
-                adopted.closed = True
-                adopted.handler.close_connection = True
-                return Response(status=204)
+                return refuse_adopted(adopted, remote, refusal)
             adopted.closed = True  # gevent-websocket must not write its own close
             adopted.handler.close_connection = True  # nor read another request
             _detach(serving, sock, remote, identity, environ.get("PATH_INFO", ""), environ.get(EXPIRES_KEY),
@@ -225,6 +219,15 @@ def _no_raw_socket(environ: WSGIEnvironment) -> None:
                 "WebSockets. Serve the app with snorky_sync instead: `python -m snorky_sync serve "
                 "module:app`, `snorky_sync.serve(app)`, or `gunicorn -k gevent module:app` "
                 "(see docs/deployment.md)", printable(environ.get("PATH_INFO", "")), which)
+
+
+def refuse_adopted(adopted: Any, remote: str, refusal: Reject, code: int = 1008) -> Response:
+    """Refuse a WebSocket gevent-websocket already answered 101 (``adopted``, its
+    ``wsgi.websocket``): a close frame, then no more from gevent-websocket on it."""
+    refuse_after_upgrade(adopted.handler.socket, remote, refusal, code)
+    adopted.closed = True  # gevent-websocket must not write its own close
+    adopted.handler.close_connection = True  # nor read another request
+    return Response(status=204)
 
 
 def refuse_after_upgrade(sock: socket.socket, remote: str, refusal: Reject, code: int = 1008) -> None:

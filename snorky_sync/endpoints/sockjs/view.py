@@ -24,7 +24,7 @@ from ...metrics import counters
 from .. import origin as policy
 from ..access import EXPIRES_KEY, LOGIN_SESSION_KEY, Reject, check_access, remote_address
 from ..expiry import Expiries
-from ..websocket import WebSocketOptions, make_websocket_view, refuse_after_upgrade
+from ..websocket import WebSocketOptions, make_websocket_view, refuse_adopted
 from . import protocol
 from .binding import session_key
 from .manager import SessionManager
@@ -215,11 +215,8 @@ class SockJSEndpoint:
             counters["handshakes_refused"] += 1
             adopted = environ.get("wsgi.websocket")
             if adopted is not None:  # gevent-websocket already answered 101: a close frame
-                refuse_after_upgrade(adopted.handler.socket, remote_address(environ),
+                return refuse_adopted(adopted, remote_address(environ),
                                       Reject(refusal.status, "Origin not allowed"))
-                adopted.closed = True
-                adopted.handler.close_connection = True
-                return Response(status=204)
             log.info("refused SockJS WebSocket from %s: %s", remote_address(environ),
                      printable(refusal.reason))
             return _text("Origin not allowed", 403)
