@@ -577,28 +577,34 @@ static const char *request_fmt =
     "GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
 
+/* Connect c to the server (non-blocking, over loopback): c->fd watched by
+   epoll, ST_CONNECTING; -1 when connect failed at once (c->fd still open). */
+static int dial(conn *c) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) die("socket");
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    c->fd = fd;
+    c->state = ST_CONNECTING;
+    c->want_out = 1;
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.ptr = c};
+    epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev);
+    return connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0 && errno != EINPROGRESS ? -1 : 0;
+}
+
 static void start_connects(void) {
     while (in_progress < concurrency && next_connect < nconn) {
         conn *c = &C[next_connect++];
-        int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        if (fd < 0) die("socket");
-        int one = 1;
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
-        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
         if (!t_first_connect) t_first_connect = now_ns();
-        if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0 && errno != EINPROGRESS) {
-            close(fd);
+        if (dial(c) < 0) {
+            close(c->fd);
             c->state = ST_CLOSED;
             failed++;
             continue;
         }
-        c->fd = fd;
-        c->state = ST_CONNECTING;
-        c->want_out = 1;
         for (int i = 0; i < 4; i++) c->mask[i] = rand() & 255;
-        struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.ptr = c};
-        epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev);
         in_progress++;
         c->counted = 1;
     }
@@ -1021,18 +1027,7 @@ static void reopen(conn *c) {
     c->plen = c->olen = c->ooff = 0;
     c->subscribed = 0;
     c->outstanding = 0;
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) die("socket");
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    c->fd = fd;
-    c->state = ST_CONNECTING;
-    c->want_out = 1;
-    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.ptr = c};
-    epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev);
-    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0 && errno != EINPROGRESS) conn_close(c, 1);
+    if (dial(c) < 0) conn_close(c, 1);
 }
 
 /* churn: close the next fully subscribed churner and open it again */
@@ -1194,21 +1189,10 @@ static void storm_tick(uint64_t now) {
     while (heap_n && heap[0]->retry_at <= now && in_progress < concurrency) {
         conn *c = heap_pop();
         c->retry_at = 0;
-        int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        if (fd < 0) die("socket");
-        int one = 1;
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
-        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
         st_attempts++;
-        c->fd = fd;
-        c->state = ST_CONNECTING;
-        c->want_out = 1;
         c->counted = 1;
         in_progress++;
-        struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.ptr = c};
-        epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev);
-        if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0 && errno != EINPROGRESS) {
+        if (dial(c) < 0) {
             conn_close(c, 1);
             continue;
         }
