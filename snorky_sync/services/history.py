@@ -81,7 +81,8 @@ def recoverable_entries(entries: list[tuple[int, bytes]], current: int, epoch: s
 
 
 def epoch_of(env: bytes) -> str:
-    """The epoch of a stored envelope (its last field: see ``finish_envelope``)."""
+    """The epoch of a stored envelope, or of a frame of one (its last field:
+    see ``finish_envelope``)."""
     start = env.rindex(b'"epoch":"') + 9
     return env[start:env.index(b'"', start)].decode()
 
@@ -635,10 +636,8 @@ class _Excluded:
 
     def answer(self, offset: int, frame: bytes) -> None:
         """Under the lock, in the message's place: the sender's answer."""
-        start = frame.rindex(b'"epoch":"') + 9
-        epoch = frame[start:frame.index(b'"', start)].decode()
         self.answered = True
-        self.reply({"offset": offset, "epoch": epoch})
+        self.reply({"offset": offset, "epoch": epoch_of(frame)})
         self.event.set()
 
 
