@@ -22,6 +22,7 @@ worker, a 1008 close right after it).
 from __future__ import annotations
 
 import collections
+import datetime
 import hashlib
 import logging
 import secrets
@@ -179,13 +180,18 @@ class ConnectionTokens:
 
     def verify(self, token: str) -> Any:
         """The identity in ``token``; raises :class:`Reject` if invalid or expired."""
+        return self._load(token)[0]["identity"]
+
+    def _load(self, token: str) -> tuple[Any, datetime.datetime]:
+        """``token``'s payload and when it was made; :class:`Reject` if invalid or expired."""
         try:
-            data = self.serializer.loads(token, max_age=self.max_age)  # type: ignore[arg-type]  # seconds, float is fine
+            loaded: tuple[Any, datetime.datetime] = self.serializer.loads(
+                token, max_age=self.max_age, return_timestamp=True)  # type: ignore[arg-type]  # seconds, float is fine
         except SignatureExpired:
             raise Reject(401, "Token expired") from None
         except BadSignature:
             raise Reject(403, "Invalid token") from None
-        return data["identity"]
+        return loaded
 
     def __call__(self, request: Request) -> Any:
         args = request.args  # (``in`` first: werkzeug's .get of a missing key raises and catches)
@@ -203,13 +209,7 @@ class ConnectionTokens:
         as :class:`Authenticated` with its expiry when ``expire_connections``
         (the in-band refresh, docs/protocol.md section 6, calls this); raises
         :class:`Reject` if invalid, expired or (``single_use``) already used."""
-        try:
-            data, issued = self.serializer.loads(
-                token, max_age=self.max_age, return_timestamp=True)  # type: ignore[arg-type]
-        except SignatureExpired:
-            raise Reject(401, "Token expired") from None
-        except BadSignature:
-            raise Reject(403, "Invalid token") from None
+        data, issued = self._load(token)
         expires = issued.timestamp() + self.max_age
         if self.replays is not None:
             # keyed by the decoded signature (its base64 text has other spellings), which
