@@ -13,6 +13,7 @@ import threading
 
 from support.redis_relay import RedisRelay
 from support.servers import ServerProcess, free_port, wait_metric
+from support.streams import Stream
 
 from .conftest import RedisServer, wait_broker
 
@@ -129,20 +130,11 @@ def test_a_redis_restart_tells_the_subscribers_of_both_workers(redis_server, con
             sub = connect(srv)
             readers.append(Positioned(sub, "r", sub.ok("pubsub", "subscribe", {"channel": "r"})))
         publisher = connect(servers[0])
-        stop = threading.Event()
-        accepted = []
 
-        def stream():  # publishes with retries while Redis is away
-            i = 0
-            while not stop.is_set():
-                answer = publisher.call("pubsub", "publish", {"channel": "r", "message": i})
-                if answer["type"] == "response":
-                    accepted.append(i)
-                i += 1
-                stop.wait(0.005)
-
-        t = threading.Thread(target=stream, daemon=True)
-        t.start()
+        def publish(i):  # refused while Redis is away
+            return publisher.call("pubsub", "publish", {"channel": "r", "message": i})["type"] == "response"
+        stream = Stream(publish, every=0.005)
+        accepted = stream.accepted
         assert readers[1].wait(lambda ev: len(ev) >= 30), "no traffic through Redis"
         redis_server.kill()                                 # kill -9: everything in it is lost
         restarted.start()                                   # the same port, empty
@@ -150,8 +142,7 @@ def test_a_redis_restart_tells_the_subscribers_of_both_workers(redis_server, con
             wait_broker(srv)
         after = len(accepted) + 30
         assert readers[0].wait(lambda ev: len(ev) > after, 60)  # traffic again, in a new epoch
-        stop.set()
-        t.join(10)
+        stream.stop()
         last = accepted[-1]
         for reader in readers:
             assert reader.wait(lambda ev: last in [m.get("message") for m in ev])

@@ -16,6 +16,7 @@ import redis
 import requests
 
 from support.servers import API_KEY, ServerProcess, free_port, metric
+from support.streams import Stream
 from support.waiting import wait_for, wait_redis
 from support.wsclient import SnorkyTestClient
 
@@ -125,19 +126,8 @@ def test_workers_follow_the_new_master_after_the_old_one_is_killed(sentinel_setu
 
         readers = {c: Reader(c) for c in clients}
         # a numbered stream published on a, every 10 ms, across the kill
-        published = []
-        stop = threading.Event()
-
-        def stream():
-            seq = 0
-            while not stop.is_set():
-                if publish(a, "stream", seq):
-                    published.append(seq)
-                seq += 1
-                stop.wait(0.01)
-
-        t = threading.Thread(target=stream, daemon=True)
-        t.start()
+        stream = Stream(lambda seq: publish(a, "stream", seq))
+        published = stream.accepted
         assert readers[remote].wait(lambda got: len(got) >= 50), "no traffic through Redis"
         killed_at = time.monotonic()
         sentinel_setup["procs"]["master"].send_signal(signal.SIGKILL)
@@ -158,8 +148,7 @@ def test_workers_follow_the_new_master_after_the_old_one_is_killed(sentinel_setu
             readers[back].wait(lambda got: got, 0.2)
         assert readers[back].got, "process a never heard process b again: deaf after the failover"
         recovered_at = time.monotonic()
-        stop.set()
-        t.join(10)
+        stream.stop()
         last = published[-1]
         assert readers[remote].wait(lambda got: got[-1] >= last)
         assert readers[local].wait(lambda got: got[-1] >= last)
@@ -226,19 +215,9 @@ def test_with_history_no_subscriber_misses_an_offset_unknowingly(sentinel_setup)
             c = SnorkyTestClient(srv.ws_url + "/ws")
             clients.append(c)
             readers.append(Positioned(c, "stream", c.ok("pubsub", "subscribe", {"channel": "stream"})))
-        accepted = []
-        stop = threading.Event()
-
-        def stream():  # on a, every 10 ms, across the kill (refused while Redis is away)
-            seq = 0
-            while not stop.is_set():
-                if publish_accepted(a, "stream", seq):
-                    accepted.append(seq)
-                seq += 1
-                stop.wait(0.01)
-
-        t = threading.Thread(target=stream, daemon=True)
-        t.start()
+        # on a, every 10 ms, across the kill (refused while Redis is away)
+        stream = Stream(lambda seq: publish_accepted(a, "stream", seq))
+        accepted = stream.accepted
         assert readers[1].wait(lambda ev: len(ev) >= 50), "no traffic through Redis"
         sentinel_setup["procs"]["master"].send_signal(signal.SIGKILL)
         sentinel_setup["procs"]["master"].wait(10)
@@ -247,8 +226,7 @@ def test_with_history_no_subscriber_misses_an_offset_unknowingly(sentinel_setup)
                        lambda: sentinel.sentinel_get_master_addr_by_name(SERVICE)[1] == replica_port)
         before = len(accepted)
         wait_for(lambda: len(accepted) > before + 50, 60, "publishes taken by the new master")
-        stop.set()
-        t.join(10)
+        stream.stop()
         last = accepted[-1]
         for name, reader in zip(("a", "b", "b'"), readers):
             assert reader.wait(lambda ev: last in [m.get("message") for m in ev]), \
