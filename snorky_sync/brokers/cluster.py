@@ -335,10 +335,6 @@ class ClusterBroker(ShardedBroker):
     def _key_index(self, key: str) -> int:
         return self._slot_shard[key_slot(key)]
 
-    def index_of(self, name: str) -> int:
-        """The shard number of a channel topic."""
-        return self._topic_index(name)
-
     def shard_for(self, name: str) -> RedisBroker:
         """The shard of a channel topic."""
         return self.shards[self._topic_index(name)]
