@@ -540,14 +540,19 @@ _SECONDS = {"ping_interval", "rate_limit", "rate_burst", "byte_rate", "byte_burs
 _NUMBERS = _SECONDS | {"max_frame_size", "max_queue_frames", "max_queue_bytes", "max_connections",
                        "max_connections_per_identity", "response_limit", "max_body_size",
                        "only_port"}
+#: ... of them, those that must be above 0 (0 would mean nothing: no pings, no room)
+_POSITIVE = {"ping_interval", "heartbeat", "disconnect_delay", "max_frame_size", "max_queue_frames",
+             "max_queue_bytes", "max_connections", "max_connections_per_identity", "response_limit",
+             "max_body_size"}
 
 
 def _check_options(method: str, **options: Any) -> None:
-    """TypeError for an option of another kind, ValueError for one below 0."""
+    """TypeError for an option of another kind, ValueError for one below 0
+    (or 0 itself, for those of ``_POSITIVE``)."""
     for name, value in options.items():
         if value is not None:
             where = f"Snorky.{method}({name}=...)"
             if name in _SECONDS:
-                checks.seconds(where, value)
+                checks.seconds(where, value, above=name in _POSITIVE)
             else:
-                checks.count(where, value)
+                checks.count(where, value, minimum=1 if name in _POSITIVE else 0)

@@ -133,6 +133,13 @@ class Settings:
     #: its own before it loads the app (gunicorn) checks them (gunicorn_hooks)
     _from_app: frozenset[Any] = field(default=frozenset(), repr=False, compare=False)
 
+    def __post_init__(self) -> None:
+        """ValueError for a number out of range, however the settings were made."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and _out_of_range(f.name, value):
+                raise ValueError(f"Settings({f.name}={value!r}): out of range: {_range(f.name)}")
+
     @classmethod
     def from_env(cls, environ: dict[Any, Any] | None = None) -> Settings:
         """Read ``SNORKY_<NAME>`` for every field; unset ones keep the default."""
@@ -175,7 +182,28 @@ class Settings:
             except (TypeError, ValueError):
                 raise ValueError(f"{name}={raw!r} (from {where}) is not a valid "
                                  f"{_kind(f)}") from None
+            value = values[f.name]
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and _out_of_range(f.name, value):
+                raise ValueError(f"{name}={raw!r} (from {where}) is out of range: {_range(f.name)}")
         return cls(**values, _from_app=frozenset(from_app))
+
+
+def _out_of_range(name: str, value: float) -> bool:
+    return value < 0 or (value == 0 and name in _POSITIVE)
+
+
+def _range(name: str) -> str:
+    return "above 0" if name in _POSITIVE else "0 or more"
+
+
+#: numeric settings that must be above 0 (the others may be 0: off, or the
+#: default their comment names); none may be negative
+_POSITIVE = frozenset({"ping_interval", "max_frame_size", "max_queue_frames", "max_queue_bytes",
+                       "max_connections", "max_connections_per_identity", "close_timeout",
+                       "keepalive_timeout", "workers", "worker_connections", "backlog",
+                       "token_max_age", "datasync_timeout", "cluster_heartbeat", "cluster_expiry",
+                       "sockjs_heartbeat", "sockjs_disconnect_delay", "sockjs_response_limit",
+                       "sockjs_max_body", "backend_max_body", "max_header_size"})
 
 
 def _kind(f: Field[Any]) -> str:

@@ -1,4 +1,6 @@
 """Settings from the environment and the default app's pluggable dealers."""
+import re
+
 import pytest
 
 from snorky_sync.app import create_app, load_dealers
@@ -31,6 +33,29 @@ def test_settings_from_env():
     assert Settings.from_env({}).port == 8002
     with pytest.raises(ValueError):
         Settings.from_env({"SNORKY_PORT": "not a number"})
+
+
+@pytest.mark.parametrize("name, value, wanted", [
+    ("SNORKY_PING_INTERVAL", "0", "above 0"),          # the pinger dropped every idle connection
+    ("SNORKY_MAX_CONNECTIONS", "-5", "above 0"),
+    ("SNORKY_SOCKJS_HEARTBEAT", "-1", "above 0"),
+    ("SNORKY_RATE_LIMIT", "-1", "0 or more"),           # 0 is off; below it means nothing
+    ("SNORKY_PUBSUB_HISTORY_SIZE", "-10", "0 or more"),
+])
+def test_settings_out_of_range_are_refused(name, value, wanted):
+    with pytest.raises(ValueError, match=re.escape(f"{name}={value!r} (from the environment) is out of range: {wanted}")):
+        Settings.from_env({name: value})
+    with pytest.raises(ValueError, match=re.escape(f"(from app.config) is out of range: {wanted}")):
+        Settings.from_config({name: value}, {})
+    field_name = name.removeprefix("SNORKY_").lower()
+    with pytest.raises(ValueError, match=re.escape(f"Settings({field_name}=") + ".*" + re.escape(wanted)):
+        Settings(**{field_name: float(value) if "." in value or field_name.endswith(("interval", "heartbeat"))
+                    else int(value)})
+
+
+def test_zero_stays_allowed_where_it_means_off_or_any():
+    s = Settings.from_env({"SNORKY_RATE_LIMIT": "0", "SNORKY_PORT": "0", "SNORKY_WRITE_TIMEOUT": "0"})
+    assert (s.rate_limit, s.port, s.write_timeout) == (0, 0, 0)
 
 
 def test_load_dealers_from_import_paths():

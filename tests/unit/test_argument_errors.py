@@ -96,6 +96,15 @@ def test_a_wrong_kind_is_a_type_error_and_a_bad_value_a_value_error(what, wrong_
     assert type(kind.value) is TypeError and type(value.value) is ValueError
 
 
+@pytest.mark.parametrize("method, option", [("websocket", "ping_interval"), ("websocket", "max_connections"),
+                                            ("websocket", "max_queue_frames"), ("sockjs", "heartbeat"),
+                                            ("sockjs", "disconnect_delay"), ("sockjs", "response_limit")])
+def test_a_zero_that_would_silently_mean_the_setting_is_refused(method, option):
+    # these options fall back to their setting when not given: 0 was taken as not given
+    with pytest.raises(ValueError, match=re.escape(f"Snorky.{method}({option}=...)")):
+        _snorky_call(method, **{option: 0})()
+
+
 def test_the_api_key_error_still_says_how_long_it_must_be():
     with pytest.raises(ValueError, match="at least 16 characters, got 5"):
         Snorky(Flask("x")).backend("/backend", ServiceRegistry(), api_key="short")
